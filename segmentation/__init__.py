@@ -1,0 +1,1 @@
+"""Segment store: subscribers, consent ledger, events, traits, segment rules and live membership."""

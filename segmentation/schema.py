@@ -1,0 +1,174 @@
+"""Segment-store schema: STRICT tables, integer UTC timestamps in epoch milliseconds.
+
+Applied by ``segmentation.store`` as numbered migrations at start-up (``PRAGMA user_version``).
+The same database file holds the outbox; outbox tables are owned by ``gateway.outbox`` and are
+never touched here. Data model after ``../shared/reference/segmentation-compliance.md`` §5.2.
+
+Conventions:
+- ``*_ms`` columns are UTC epoch milliseconds (INTEGER).
+- JSON columns are TEXT holding compact JSON (``json_extract`` works on them).
+- Append-only tables (``event``, ``consent``, ``segment_transition``) are never UPDATEd; erasure
+  DELETEs a subscriber's rows, and only the keyed-hash ``suppression`` row survives.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: subscribers, attributes, events, roll-ups, traits, consent, suppression, segments
+    """
+    CREATE TABLE subscriber (
+        id            INTEGER PRIMARY KEY,
+        phone_e164    TEXT    NOT NULL UNIQUE,          -- '+447700900123'
+        phone_raw     TEXT,                              -- as given, before normalisation
+        country       TEXT,                              -- ISO 3166-1 alpha-2, from phonenumbers
+        region        TEXT,                              -- state / province / postal region
+        area_code     TEXT,                              -- national destination code, if any
+        postal_code   TEXT,
+        lat           REAL,
+        lon           REAL,
+        tz            TEXT,                              -- IANA zone chosen
+        tz_source     TEXT    CHECK (tz_source IN
+                      ('explicit','postal','region','area_code','country','default')),
+        tz_candidates TEXT,                              -- JSON list when the number is ambiguous
+        locale        TEXT,
+        status        TEXT    NOT NULL DEFAULT 'active'
+                      CHECK (status IN ('active','stopped','invalid','erased')),
+        created_ms    INTEGER NOT NULL,
+        last_seen_ms  INTEGER
+    ) STRICT;
+
+    CREATE TABLE attribute_def (
+        key         TEXT PRIMARY KEY,
+        type        TEXT NOT NULL CHECK (type IN ('text','number','bool','date','list','geo')),
+        description TEXT,
+        created_ms  INTEGER NOT NULL
+    ) STRICT;
+
+    -- one row per subscriber and key; exactly one value_* column is set, by the key's type:
+    -- text -> value_text, number/bool -> value_num (bool as 0/1), date -> value_num (epoch ms),
+    -- list -> value_text (JSON array), geo -> value_num = lat, value_num2 = lon
+    CREATE TABLE subscriber_attr (
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        key           TEXT    NOT NULL REFERENCES attribute_def(key),
+        value_text    TEXT,
+        value_num     REAL,
+        value_num2    REAL,
+        updated_ms    INTEGER NOT NULL,
+        PRIMARY KEY (subscriber_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX subscriber_attr_key_text ON subscriber_attr(key, value_text);
+    CREATE INDEX subscriber_attr_key_num ON subscriber_attr(key, value_num);
+
+    CREATE TABLE event (
+        id            INTEGER PRIMARY KEY,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        type          TEXT    NOT NULL,   -- link_click, product_view, cart_add, purchase, reply,
+                                          -- opt_in, opt_out, sent, delivered, failed, or custom
+        ts_ms         INTEGER NOT NULL,
+        value         REAL,               -- money or quantity
+        props         TEXT,               -- JSON object
+        source        TEXT,               -- csv:<sha256>, mqtt, http, keyword, outbox, ...
+        dedupe_key    TEXT    UNIQUE      -- same event delivered twice counts once
+    ) STRICT;
+    CREATE INDEX event_sub_type_ts ON event(subscriber_id, type, ts_ms);
+    CREATE INDEX event_type_ts ON event(type, ts_ms);
+
+    -- whole-UTC-day roll-up; windows >= 2 days read whole days here plus raw edge-day events
+    CREATE TABLE event_daily (
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        type          TEXT    NOT NULL,
+        day           INTEGER NOT NULL,   -- ts_ms // 86_400_000
+        n             INTEGER NOT NULL,
+        total         REAL    NOT NULL,   -- sum of value (NULL values count as 0)
+        PRIMARY KEY (subscriber_id, type, day)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE trait (
+        subscriber_id       INTEGER PRIMARY KEY REFERENCES subscriber(id) ON DELETE CASCADE,
+        orders              INTEGER NOT NULL DEFAULT 0,
+        spend               REAL    NOT NULL DEFAULT 0,
+        first_purchase_ms   INTEGER,
+        last_purchase_ms    INTEGER,
+        last_click_ms       INTEGER,
+        last_view_ms        INTEGER,
+        last_cart_ms        INTEGER,
+        last_reply_ms       INTEGER,
+        last_sent_ms        INTEGER,
+        last_delivered_ms   INTEGER,
+        last_interaction_ms INTEGER       -- latest click, reply, view, cart add or purchase
+    ) STRICT;
+
+    -- append-only consent ledger; current consent = latest row per (subscriber, program)
+    CREATE TABLE consent (
+        id            INTEGER PRIMARY KEY,
+        subscriber_id INTEGER REFERENCES subscriber(id) ON DELETE SET NULL,
+        phone_e164    TEXT    NOT NULL,
+        program       TEXT    NOT NULL CHECK (program IN ('marketing','transactional')),
+        action        TEXT    NOT NULL CHECK (action IN ('grant','revoke')),
+        ts_ms         INTEGER NOT NULL,
+        method        TEXT    NOT NULL CHECK (method IN
+                      ('keyword','web_form','point_of_sale','import','api','operator')),
+        keyword_text  TEXT,               -- exact inbound text for keyword opt-in/out
+        disclosure    TEXT,               -- disclosure text shown at opt-in
+        evidence      TEXT,               -- JSON: file hash, form URL, IP, message id, ...
+        actor         TEXT    NOT NULL    -- who recorded it: 'inbound', 'cli:<user>', 'api', ...
+    ) STRICT;
+    CREATE INDEX consent_phone_program_ts ON consent(phone_e164, program, ts_ms, id);
+    CREATE INDEX consent_sub ON consent(subscriber_id, program, ts_ms, id);
+
+    -- survives erasure: keyed hash (HMAC-SHA256 with the site secret) of the E.164 number
+    CREATE TABLE suppression (
+        phone_hash TEXT    NOT NULL,
+        scope      TEXT    NOT NULL CHECK (scope IN ('marketing','transactional','all')),
+        reason     TEXT    NOT NULL,
+        ts_ms      INTEGER NOT NULL,
+        PRIMARY KEY (phone_hash, scope)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE segment (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT    NOT NULL UNIQUE,
+        definition      TEXT    NOT NULL,     -- canonical JSON rule tree
+        dsl_text        TEXT,                 -- the text syntax it was defined with, if any
+        version         INTEGER NOT NULL DEFAULT 1,
+        kind            TEXT    NOT NULL DEFAULT 'dynamic'
+                        CHECK (kind IN ('dynamic','manual','builtin')),
+        status          TEXT    NOT NULL DEFAULT 'initializing'
+                        CHECK (status IN ('initializing','evaluating','ready')),
+        deps            TEXT    NOT NULL DEFAULT '{}',  -- JSON: events, attrs, traits, segments
+        member_count    INTEGER NOT NULL DEFAULT 0,
+        created_ms      INTEGER NOT NULL,
+        last_full_ms    INTEGER
+    ) STRICT;
+
+    CREATE TABLE segment_member (
+        segment_id    INTEGER NOT NULL REFERENCES segment(id) ON DELETE CASCADE,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        entered_ms    INTEGER NOT NULL,
+        version       INTEGER NOT NULL,       -- segment.version that admitted the member
+        PRIMARY KEY (segment_id, subscriber_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX segment_member_sub ON segment_member(subscriber_id);
+
+    CREATE TABLE segment_transition (
+        id            INTEGER PRIMARY KEY,
+        segment_id    INTEGER NOT NULL REFERENCES segment(id) ON DELETE CASCADE,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        ts_ms         INTEGER NOT NULL,
+        direction     TEXT    NOT NULL CHECK (direction IN ('enter','exit')),
+        cause         TEXT    NOT NULL CHECK (cause IN ('event','time','definition','manual',
+                                                         'attribute','reconcile')),
+        cause_ref     TEXT                    -- event id, attribute key, segment version, ...
+    ) STRICT;
+    CREATE INDEX segment_transition_seg_sub ON segment_transition(segment_id, subscriber_id, ts_ms);
+
+    -- due-time queue for relative-time conditions: re-evaluate the pair at due_ms
+    CREATE TABLE segment_recheck (
+        segment_id    INTEGER NOT NULL REFERENCES segment(id) ON DELETE CASCADE,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        due_ms        INTEGER NOT NULL,
+        PRIMARY KEY (segment_id, subscriber_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX segment_recheck_due ON segment_recheck(due_ms);
+    """,
+)
