@@ -171,4 +171,11 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX segment_recheck_due ON segment_recheck(due_ms);
     """,
+    # 2: consent rows get an optional dedupe key, so re-importing the same file (or replaying
+    # the same API request) records a consent fact once. A UNIQUE index, because ALTER TABLE ADD
+    # COLUMN cannot carry a UNIQUE constraint; NULLs (keyword/operator rows) never collide.
+    """
+    ALTER TABLE consent ADD COLUMN dedupe_key TEXT;
+    CREATE UNIQUE INDEX consent_dedupe ON consent(dedupe_key);
+    """,
 )

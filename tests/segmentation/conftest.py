@@ -1,0 +1,46 @@
+"""Shared fixtures for the segment store (part A) and segments (part B).
+
+``store`` is stable API for both: an open :class:`segmentation.store.Store` on a real file under
+``tmp_path`` with every migration applied, a manual clock (``clock``) and a fixed hash key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from segmentation.store import Store
+
+# 2026-01-15 12:00:00 UTC: a fixed, DST-free instant so day arithmetic in tests is readable.
+START_MS = 1_768_478_400_000
+HASH_KEY = b"test-site-secret"
+
+
+class ManualClock:
+    """A clock tests move by hand: ``clock.advance(ms)`` or ``clock.now = ms``."""
+
+    def __init__(self, start_ms: int = START_MS) -> None:
+        self.now = start_ms
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> int:
+        self.now += ms
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
+    s = Store(tmp_path / "segments.db", clock=clock, hash_key=HASH_KEY, default_region="US")
+    try:
+        yield s
+    finally:
+        s.close()

@@ -1,0 +1,138 @@
+"""Store core: migrations, pragmas, atomic(), listeners, AsyncStore — on real SQLite files."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from segmentation.schema import MIGRATIONS
+from segmentation.store import AsyncStore, Change, Store, StoreError
+from tests.segmentation.conftest import ManualClock
+
+
+def test_open_applies_every_migration_and_pragmas(store: Store) -> None:
+    assert store.schema_version == len(MIGRATIONS)
+    assert store.scalar("PRAGMA journal_mode") == "wal"
+    assert store.scalar("PRAGMA foreign_keys") == 1
+    assert store.scalar("PRAGMA synchronous") == 1  # NORMAL
+    tables = {r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"subscriber", "event", "event_daily", "trait", "consent", "suppression",
+            "segment", "segment_member"} <= tables
+
+
+def test_reopen_is_idempotent_and_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Store(path) as s:
+        s.conn.execute("INSERT INTO attribute_def(key, type, created_ms) VALUES ('a','text',1)")
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        assert s.scalar("SELECT count(*) FROM attribute_def") == 1
+        s.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError):
+        Store(path)
+
+
+def test_injected_clock(store: Store, clock: ManualClock) -> None:
+    assert store.now_ms() == clock.now
+    clock.advance(1500)
+    assert store.now_ms() == clock.now
+
+
+def _insert_def(store: Store, key: str) -> None:
+    store.conn.execute(
+        "INSERT INTO attribute_def(key, type, created_ms) VALUES (?, 'text', 0)", (key,)
+    )
+
+
+def test_atomic_rolls_back_everything_on_error(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.atomic():
+        _insert_def(store, "a")
+        with store.atomic():
+            _insert_def(store, "b")
+        raise RuntimeError("boom")
+    assert store.scalar("SELECT count(*) FROM attribute_def") == 0
+    assert not store.in_transaction
+
+
+def test_inner_savepoint_rolls_back_alone(store: Store) -> None:
+    with store.atomic():
+        _insert_def(store, "a")
+        with pytest.raises(RuntimeError), store.atomic():
+            _insert_def(store, "b")
+            raise RuntimeError("inner")
+    keys = [r["key"] for r in store.query("SELECT key FROM attribute_def")]
+    assert keys == ["a"]
+
+
+def test_listeners_called_once_after_outer_commit_with_merged_change(store: Store) -> None:
+    seen: list[Change] = []
+    remove = store.add_listener(seen.append)
+    with store.atomic():
+        store.note_change(subscriber_ids={1}, event_types={"purchase"}, traits_changed=True)
+        with store.atomic():
+            store.note_change(subscriber_ids={2}, attributes={"age"})
+        assert seen == []  # not before COMMIT
+    assert seen == [Change(frozenset({1, 2}), frozenset({"purchase"}), frozenset({"age"}), True)]
+    # a rolled-back transaction announces nothing
+    with pytest.raises(RuntimeError), store.atomic():
+        store.note_change(subscriber_ids={3})
+        raise RuntimeError
+    # an empty change announces nothing
+    with store.atomic():
+        pass
+    assert len(seen) == 1
+    remove()
+    with store.atomic():
+        store.note_change(subscriber_ids={4})
+    assert len(seen) == 1
+
+
+def test_note_change_outside_a_transaction_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.note_change(subscriber_ids={1})
+
+
+def test_hash_key_required_when_used(tmp_path: Path) -> None:
+    with Store(tmp_path / "k.db") as s:
+        assert not s.has_hash_key
+        with pytest.raises(StoreError):
+            _ = s.hash_key
+
+
+def test_statistics_is_frozen(store: Store) -> None:
+    with store.atomic():
+        pass
+    stats = store.statistics()
+    assert stats.transactions_committed == 1
+    with pytest.raises(AttributeError):
+        stats.listeners = 3  # type: ignore[misc]
+
+
+async def test_async_store_runs_every_call_on_one_other_thread(tmp_path: Path) -> None:
+    clock = ManualClock()
+    threads: set[int] = set()
+
+    def where(s: Store, x: int) -> int:
+        threads.add(threading.get_ident())
+        with s.atomic():
+            _insert_def(s, f"k{x}")
+        return int(s.scalar("SELECT count(*) FROM attribute_def"))
+
+    async with await AsyncStore.open(tmp_path / "a.db", clock=clock) as a:
+        assert await a.run(where, 1) == 1
+        assert await a.run(where, 2) == 2
+        changes: list[Change] = []
+        await a.add_listener(changes.append)
+
+        def touch(s: Store) -> None:
+            with s.atomic():
+                s.note_change(subscriber_ids={7})
+
+        await a.run(touch)
+        assert changes == [Change(subscriber_ids=frozenset({7}))]
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads
+    with pytest.raises(StoreError):
+        await a.run(where, 3)
