@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.cli.sim",
+)
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")
 
