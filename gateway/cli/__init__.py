@@ -17,6 +17,7 @@ from pathlib import Path
 
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.sim",
+    "gateway.cli.config",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")
