@@ -1,0 +1,259 @@
+"""Event ingest: append-only events, dedupe, daily roll-ups and traits in one transaction.
+
+``ingest_events(store, events)`` writes a batch in ONE transaction: each event row (skipped when
+its ``dedupe_key`` was seen before — the same event delivered twice counts once), the
+``event_daily`` roll-up of its UTC day, the subscriber's ``trait`` row and ``last_seen_ms``.
+Roll-ups and traits are aggregated in Python per batch and written with one statement per
+(subscriber, type, day) / subscriber, which is what makes batches fast.
+
+Traits (``trait`` table) after any sequence of events equal a recomputation from the raw events:
+
+- ``orders`` = number of ``purchase`` events; ``spend`` = sum of their values (NULL counts 0);
+- ``first_purchase_ms`` / ``last_purchase_ms`` = min / max purchase time;
+- ``last_click_ms`` (link_click), ``last_view_ms`` (product_view), ``last_cart_ms`` (cart_add),
+  ``last_reply_ms`` (reply), ``last_sent_ms`` (sent), ``last_delivered_ms`` (delivered) = max time;
+- ``last_interaction_ms`` = max time over link_click, product_view, cart_add, purchase, reply.
+
+Events arriving late (older than ones already stored) are handled: maxima stay maxima.
+``subscriber.last_seen_ms`` = latest event that came *from* the subscriber (every type except
+the outbound ``sent``, ``delivered``, ``failed``). ``opt_in``/``opt_out`` events are behaviour
+records only; the consent ledger is written by :mod:`segmentation.consent`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import SmsgateError
+from segmentation.phones import normalise
+from segmentation.store import Store
+from segmentation.subscribers import upsert_subscriber
+
+DAY_MS = 86_400_000
+
+STANDARD_TYPES: tuple[str, ...] = (
+    "link_click", "product_view", "cart_add", "purchase", "reply",
+    "opt_in", "opt_out", "sent", "delivered", "failed",
+)
+OUTBOUND_TYPES = frozenset({"sent", "delivered", "failed"})
+INTERACTION_TYPES = frozenset({"link_click", "product_view", "cart_add", "purchase", "reply"})
+# event type -> trait column holding its latest time
+LAST_TS_TRAIT: dict[str, str] = {
+    "link_click": "last_click_ms",
+    "product_view": "last_view_ms",
+    "cart_add": "last_cart_ms",
+    "purchase": "last_purchase_ms",
+    "reply": "last_reply_ms",
+    "sent": "last_sent_ms",
+    "delivered": "last_delivered_ms",
+}
+TRAIT_TYPES = frozenset(LAST_TS_TRAIT) | INTERACTION_TYPES
+_MAX_COLUMNS = (*sorted(set(LAST_TS_TRAIT.values())), "last_interaction_ms")
+
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+
+class EventError(SmsgateError, ValueError):
+    """An event that cannot be ingested (``field``, ``value``, ``why``); nothing is written."""
+
+    def __init__(self, field: str, value: object, why: str) -> None:
+        super().__init__(f"event {field} = {value!r}: {why}")
+        self.field = field
+        self.value = value
+        self.why = why
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event to ingest: give ``number`` (any format) or ``subscriber_id``."""
+
+    type: str
+    ts_ms: int
+    number: str | None = None
+    subscriber_id: int | None = None
+    value: float | None = None
+    props: Mapping[str, Any] | None = None
+    source: str | None = None
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    inserted: int
+    duplicates: int
+    subscriber_ids: frozenset[int]
+    event_types: frozenset[str]
+
+
+@dataclass
+class _TraitDelta:
+    orders: int = 0
+    spend: float = 0.0
+    first_purchase_ms: int | None = None
+    maxima: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, column: str, ts: int) -> None:
+        old = self.maxima.get(column)
+        if old is None or ts > old:
+            self.maxima[column] = ts
+
+
+def check_event(ev: Event) -> None:
+    if not isinstance(ev.type, str) or not _TYPE_RE.match(ev.type):
+        raise EventError("type", ev.type, "lower-case letters, digits and _ . : - (max 64)")
+    if isinstance(ev.ts_ms, bool) or not isinstance(ev.ts_ms, int):
+        raise EventError("ts_ms", ev.ts_ms, "expected integer epoch milliseconds")
+    if ev.value is not None and (
+        isinstance(ev.value, bool) or not isinstance(ev.value, int | float)
+        or not math.isfinite(ev.value)
+    ):
+        raise EventError("value", ev.value, "expected a finite number")
+    if ev.number is None and ev.subscriber_id is None:
+        raise EventError("number", None, "give a number or a subscriber id")
+
+
+_INSERT_EVENT = (
+    "INSERT INTO event(subscriber_id, type, ts_ms, value, props, source, dedupe_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING"
+)
+_UPSERT_DAILY = (
+    "INSERT INTO event_daily(subscriber_id, type, day, n, total) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT(subscriber_id, type, day) DO UPDATE SET n = n + excluded.n, "
+    "total = total + excluded.total"
+)
+
+
+def _max_expr(col: str) -> str:
+    # max() of two values where either may be NULL (SQLite's scalar max returns NULL then).
+    return f"{col} = max(coalesce({col}, excluded.{col}), coalesce(excluded.{col}, {col}))"
+
+
+_UPSERT_TRAIT = (
+    "INSERT INTO trait(subscriber_id, orders, spend, first_purchase_ms, "
+    + ", ".join(_MAX_COLUMNS)
+    + ") VALUES (?, ?, ?, ?, " + ", ".join("?" for _ in _MAX_COLUMNS) + ") "
+    "ON CONFLICT(subscriber_id) DO UPDATE SET orders = orders + excluded.orders, "
+    "spend = spend + excluded.spend, "
+    "first_purchase_ms = min(coalesce(first_purchase_ms, excluded.first_purchase_ms), "
+    "coalesce(excluded.first_purchase_ms, first_purchase_ms)), "
+    + ", ".join(_max_expr(c) for c in _MAX_COLUMNS)
+)
+_UPDATE_LAST_SEEN = (
+    "UPDATE subscriber SET last_seen_ms = max(coalesce(last_seen_ms, ?1), ?1) WHERE id = ?2"
+)
+
+
+def _props_json(props: Mapping[str, Any] | None) -> str | None:
+    if not props:
+        return None
+    try:
+        return json.dumps(props, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise EventError("props", props, f"not JSON-serialisable ({exc})") from None
+
+
+class _Resolver:
+    """Number -> subscriber id for one batch, creating subscribers when allowed."""
+
+    def __init__(self, store: Store, create: bool) -> None:
+        self.store = store
+        self.create = create
+        self.cache: dict[str, int] = {}
+
+    def __call__(self, ev: Event) -> int:
+        if ev.subscriber_id is not None:
+            return ev.subscriber_id
+        raw = ev.number or ""
+        cached = self.cache.get(raw)
+        if cached is not None:
+            return cached
+        e164 = normalise(raw, self.store.default_region)
+        found = self.store.scalar("SELECT id FROM subscriber WHERE phone_e164 = ?", (e164,))
+        if found is None:
+            if not self.create:
+                raise EventError("number", raw, "no such subscriber")
+            found = upsert_subscriber(self.store, e164)
+        self.cache[raw] = int(found)
+        return int(found)
+
+
+def ingest_events(
+    store: Store, events: Iterable[Event], *, create_subscribers: bool = True
+) -> IngestResult:
+    """Ingest a batch in one transaction (module docstring); all or nothing on error."""
+    resolve = _Resolver(store, create_subscribers)
+    daily: dict[tuple[int, str, int], list[float]] = {}
+    traits: dict[int, _TraitDelta] = {}
+    last_seen: dict[int, int] = {}
+    inserted = duplicates = 0
+    subs: set[int] = set()
+    types: set[str] = set()
+    conn = store.conn
+    with store.atomic():
+        for ev in events:
+            check_event(ev)
+            sid = resolve(ev)
+            cur = conn.execute(
+                _INSERT_EVENT,
+                (sid, ev.type, ev.ts_ms, ev.value, _props_json(ev.props), ev.source,
+                 ev.dedupe_key),
+            )
+            if cur.rowcount != 1:
+                duplicates += 1
+                continue
+            inserted += 1
+            subs.add(sid)
+            types.add(ev.type)
+            value = float(ev.value) if ev.value is not None else 0.0
+            key = (sid, ev.type, ev.ts_ms // DAY_MS)
+            agg = daily.get(key)
+            if agg is None:
+                daily[key] = [1, value]
+            else:
+                agg[0] += 1
+                agg[1] += value
+            if ev.type not in OUTBOUND_TYPES:
+                seen = last_seen.get(sid)
+                if seen is None or ev.ts_ms > seen:
+                    last_seen[sid] = ev.ts_ms
+            if ev.type in TRAIT_TYPES:
+                delta = traits.get(sid)
+                if delta is None:
+                    delta = traits[sid] = _TraitDelta()
+                _apply_trait(delta, ev.type, ev.ts_ms, value)
+        conn.executemany(_UPSERT_DAILY, ((s, t, d, a[0], a[1]) for (s, t, d), a in daily.items()))
+        conn.executemany(
+            _UPSERT_TRAIT,
+            (
+                (sid, d.orders, d.spend, d.first_purchase_ms,
+                 *(d.maxima.get(c) for c in _MAX_COLUMNS))
+                for sid, d in traits.items()
+            ),
+        )
+        conn.executemany(_UPDATE_LAST_SEEN, ((ts, sid) for sid, ts in last_seen.items()))
+        if inserted:
+            store.note_change(subscriber_ids=subs, event_types=types,
+                              traits_changed=bool(traits))
+    return IngestResult(inserted, duplicates, frozenset(subs), frozenset(types))
+
+
+def _apply_trait(delta: _TraitDelta, type_: str, ts: int, value: float) -> None:
+    if type_ == "purchase":
+        delta.orders += 1
+        delta.spend += value
+        if delta.first_purchase_ms is None or ts < delta.first_purchase_ms:
+            delta.first_purchase_ms = ts
+    column = LAST_TS_TRAIT.get(type_)
+    if column is not None:
+        delta.bump(column, ts)
+    if type_ in INTERACTION_TYPES:
+        delta.bump("last_interaction_ms", ts)
+
+
+def ingest_event(store: Store, event: Event, *, create_subscribers: bool = True) -> IngestResult:
+    return ingest_events(store, (event,), create_subscribers=create_subscribers)

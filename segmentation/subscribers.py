@@ -1,0 +1,311 @@
+"""Subscribers (keyed by E.164) and their typed attributes.
+
+Attribute types (``attribute_def.type``) and how a value is stored in ``subscriber_attr``:
+
+======  ==========================================  =======================================
+type    Python value accepted                       columns
+======  ==========================================  =======================================
+text    ``str``                                      value_text
+number  ``int`` / ``float`` (not bool, finite)       value_num
+bool    ``bool``                                     value_num (0/1)
+date    ``datetime.date`` / ``datetime`` / epoch ms  value_num (epoch ms, UTC; a date is 00:00)
+list    list/tuple of ``str``                        value_text (JSON array)
+geo     :class:`GeoPoint` (lat, lon in degrees)      value_num = lat, value_num2 = lon
+======  ==========================================  =======================================
+
+Setting a value checks it against the key's type. An unknown key is an error unless the caller
+passes ``define_missing=True``; then the type is inferred from the Python value (``str`` ->
+text, ``bool`` -> bool, number -> number, date/datetime -> date, list -> list, GeoPoint -> geo).
+Setting ``None`` removes the value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import SmsgateError
+from segmentation.phones import locate, normalise
+from segmentation.store import Store
+
+ATTRIBUTE_TYPES: tuple[str, ...] = ("text", "number", "bool", "date", "list", "geo")
+STATUSES: tuple[str, ...] = ("active", "stopped", "invalid", "erased")
+
+
+class AttributeValueError(SmsgateError, ValueError):
+    """A subscriber attribute that cannot be set as asked (``key``, ``value``, ``why``)."""
+
+    def __init__(self, key: str, value: object, why: str) -> None:
+        super().__init__(f"attribute {key!r} = {value!r}: {why}")
+        self.key = key
+        self.value = value
+        self.why = why
+
+
+class SubscriberError(SmsgateError, ValueError):
+    """A profile field that cannot be stored (``field``, ``value``, ``why``)."""
+
+    def __init__(self, field: str, value: object, why: str) -> None:
+        super().__init__(f"{field} = {value!r}: {why}")
+        self.field = field
+        self.value = value
+        self.why = why
+
+
+@dataclass(frozen=True)
+class GeoPoint:
+    lat: float
+    lon: float
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def to_epoch_ms(value: dt.date | dt.datetime | int) -> int:
+    """Epoch ms (UTC) of a date (00:00 UTC), a datetime (naive = UTC) or an int of epoch ms."""
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a date")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
+    if isinstance(value, dt.date):
+        return to_epoch_ms(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
+    raise TypeError(f"not a date: {value!r}")
+
+
+def from_epoch_ms(ms: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def infer_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, GeoPoint):
+        return "geo"
+    raise TypeError(f"no attribute type for {type(value).__name__}")
+
+
+Columns = tuple[str | None, float | None, float | None]
+
+
+def encode_value(key: str, type_: str, value: object) -> Columns:
+    """(value_text, value_num, value_num2) for ``value`` of attribute ``key``, or raise."""
+    if type_ == "text":
+        if not isinstance(value, str):
+            raise AttributeValueError(key, value, "expected text")
+        return value, None, None
+    if type_ == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AttributeValueError(key, value, "expected a number")
+        if not math.isfinite(value):
+            raise AttributeValueError(key, value, "expected a finite number")
+        return None, float(value), None
+    if type_ == "bool":
+        if not isinstance(value, bool):
+            raise AttributeValueError(key, value, "expected true or false")
+        return None, 1.0 if value else 0.0, None
+    if type_ == "date":
+        if isinstance(value, bool) or not isinstance(value, int | dt.date):
+            raise AttributeValueError(key, value, "expected a date")
+        return None, float(to_epoch_ms(value)), None
+    if type_ == "list":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise AttributeValueError(key, value, "expected a list of text")
+        return json.dumps(list(value), separators=(",", ":"), ensure_ascii=False), None, None
+    if type_ == "geo":
+        if not isinstance(value, GeoPoint):
+            raise AttributeValueError(key, value, "expected a point (lat, lon)")
+        if not (-90.0 <= value.lat <= 90.0 and -180.0 <= value.lon <= 180.0):
+            raise AttributeValueError(key, value, "latitude/longitude out of range")
+        return None, float(value.lat), float(value.lon)
+    raise AttributeValueError(key, value, f"unknown attribute type {type_!r}")
+
+
+def decode_value(type_: str, text: str | None, num: float | None, num2: float | None) -> object:
+    """The Python value of a ``subscriber_attr`` row (JSON-friendly: dates as ISO strings)."""
+    if type_ == "text":
+        return text
+    if type_ == "number":
+        return int(num) if num is not None and num.is_integer() else num
+    if type_ == "bool":
+        return bool(num)
+    if type_ == "date":
+        return None if num is None else from_epoch_ms(int(num)).isoformat()
+    if type_ == "list":
+        return json.loads(text) if text is not None else None
+    if type_ == "geo":
+        return None if num is None or num2 is None else [num, num2]
+    return text
+
+
+def define_attribute(store: Store, key: str, type_: str, description: str | None = None) -> None:
+    """Define ``key`` with ``type_``; idempotent for the same type, an error for another."""
+    if type_ not in ATTRIBUTE_TYPES:
+        raise AttributeValueError(key, type_, f"type must be one of {', '.join(ATTRIBUTE_TYPES)}")
+    if not key or not key.replace("_", "").replace("-", "").isalnum():
+        raise AttributeValueError(key, type_, "key must be letters, digits, '_' or '-'")
+    existing = store.scalar("SELECT type FROM attribute_def WHERE key = ?", (key,))
+    if existing is not None:
+        if existing != type_:
+            raise AttributeValueError(key, type_, f"already defined as {existing}")
+        return
+    with store.atomic():
+        store.conn.execute(
+            "INSERT INTO attribute_def(key, type, description, created_ms) VALUES (?, ?, ?, ?)",
+            (key, type_, description, store.now_ms()),
+        )
+
+
+def attribute_types(store: Store) -> dict[str, str]:
+    return {r[0]: r[1] for r in store.conn.execute("SELECT key, type FROM attribute_def")}
+
+
+def find_subscriber(store: Store, number: str) -> int | None:
+    """The id of ``number`` (any format the store's default region can read), or None."""
+    e164 = normalise(number, store.default_region)
+    found = store.scalar("SELECT id FROM subscriber WHERE phone_e164 = ?", (e164,))
+    return None if found is None else int(found)
+
+
+_PROFILE_FIELDS = ("region", "postal_code", "tz", "locale", "lat", "lon", "status")
+
+
+def upsert_subscriber(
+    store: Store,
+    number: str,
+    *,
+    region: str | None = None,
+    postal_code: str | None = None,
+    tz: str | None = None,
+    locale: str | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    status: str | None = None,
+) -> int:
+    """Create or update the subscriber for ``number``; returns its id.
+
+    Only the fields given (not None) change; location (country, area code, region, zone) is
+    re-derived from the number and the stored hints whenever a hint changes. ``created_ms`` is
+    set once; ``last_seen_ms`` is moved by events, not by profile updates.
+    """
+    e164 = normalise(number, store.default_region)
+    if status is not None and status not in STATUSES:
+        raise SubscriberError("status", status, f"must be one of {', '.join(STATUSES)}")
+    if (lat is None) != (lon is None):
+        raise SubscriberError("lat/lon", (lat, lon), "give both latitude and longitude")
+    if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise SubscriberError("lat/lon", (lat, lon), "out of range")
+    given: dict[str, Any] = {
+        k: v for k, v in zip(
+            _PROFILE_FIELDS, (region, postal_code, tz, locale, lat, lon, status), strict=True
+        ) if v is not None
+    }
+    with store.atomic():
+        row = store.conn.execute(
+            "SELECT id, region, postal_code, tz, tz_source, locale, lat, lon, status "
+            "FROM subscriber WHERE phone_e164 = ?", (e164,)
+        ).fetchone()
+        if row is None:
+            loc = locate(e164, tz=tz, region=region, postal_code=postal_code)
+            cur = store.conn.execute(
+                "INSERT INTO subscriber(phone_e164, phone_raw, country, region, area_code, "
+                "postal_code, lat, lon, tz, tz_source, tz_candidates, locale, status, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e164, number, loc.country, loc.region, loc.area_code, postal_code, lat, lon,
+                 loc.tz, loc.tz_source,
+                 json.dumps(list(loc.tz_candidates)) if loc.tz_candidates else None,
+                 locale, status or "active", store.now_ms()),
+            )
+            sub_id = int(cur.lastrowid or 0)
+            # Every subscriber has a trait row (zeros and NULLs until events arrive), so rule
+            # SQL can join it without LEFT JOIN NULL handling for "orders = 0".
+            store.conn.execute("INSERT INTO trait(subscriber_id) VALUES (?)", (sub_id,))
+            store.note_change(subscriber_ids={sub_id},
+                              attributes={f"profile.{k}" for k in ("created", *given)})
+            return sub_id
+        sub_id = int(row[0])
+        old = dict(zip(("region", "postal_code", "tz", "tz_source", "locale", "lat", "lon",
+                        "status"), row[1:], strict=True))
+        changed = {k: v for k, v in given.items() if old.get(k) != v}
+        if not changed:
+            return sub_id
+        sets = dict(changed)
+        if {"region", "postal_code", "tz"} & changed.keys():
+            explicit_tz = tz if tz is not None else (
+                old["tz"] if old["tz_source"] == "explicit" else None)
+            loc = locate(e164, tz=explicit_tz,
+                         region=region if region is not None else old["region"],
+                         postal_code=postal_code if postal_code is not None
+                         else old["postal_code"])
+            sets.update(region=loc.region, tz=loc.tz, tz_source=loc.tz_source,
+                        tz_candidates=json.dumps(list(loc.tz_candidates))
+                        if loc.tz_candidates else None)
+        assignments = ", ".join(f"{col} = ?" for col in sets)  # column names are ours, fixed
+        store.conn.execute(
+            f"UPDATE subscriber SET {assignments} WHERE id = ?", (*sets.values(), sub_id)
+        )
+        store.note_change(subscriber_ids={sub_id}, attributes={f"profile.{k}" for k in sets})
+        return sub_id
+
+
+def set_attributes(
+    store: Store,
+    subscriber_id: int,
+    values: Mapping[str, object],
+    *,
+    define_missing: bool = False,
+) -> None:
+    """Set (or with ``None`` remove) typed attributes of one subscriber, all or nothing."""
+    types = attribute_types(store)
+    now = store.now_ms()
+    with store.atomic():
+        for key, value in values.items():
+            if value is None:
+                store.conn.execute(
+                    "DELETE FROM subscriber_attr WHERE subscriber_id = ? AND key = ?",
+                    (subscriber_id, key),
+                )
+                continue
+            type_ = types.get(key)
+            if type_ is None:
+                if not define_missing:
+                    raise AttributeValueError(key, value, "unknown attribute (define it first)")
+                try:
+                    type_ = infer_type(value)
+                except TypeError as exc:
+                    raise AttributeValueError(key, value, str(exc)) from None
+                define_attribute(store, key, type_)
+                types[key] = type_
+            text, num, num2 = encode_value(key, type_, value)
+            store.conn.execute(
+                "INSERT INTO subscriber_attr(subscriber_id, key, value_text, value_num, "
+                "value_num2, updated_ms) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(subscriber_id, key) DO UPDATE SET value_text = excluded.value_text, "
+                "value_num = excluded.value_num, value_num2 = excluded.value_num2, "
+                "updated_ms = excluded.updated_ms",
+                (subscriber_id, key, text, num, num2, now),
+            )
+        store.note_change(subscriber_ids={subscriber_id}, attributes=set(values))
+
+
+def get_attributes(store: Store, subscriber_id: int) -> dict[str, object]:
+    rows = store.conn.execute(
+        "SELECT a.key, d.type, a.value_text, a.value_num, a.value_num2 FROM subscriber_attr a "
+        "JOIN attribute_def d ON d.key = a.key WHERE a.subscriber_id = ? ORDER BY a.key",
+        (subscriber_id,),
+    )
+    return {key: decode_value(type_, t, n, n2) for key, type_, t, n, n2 in rows}

@@ -1,0 +1,182 @@
+"""Phones (E.164, location, time zones) and subscribers with typed attributes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segmentation.phones import PhoneError, locate, normalise, state_for_us_zip
+from segmentation.store import Change, Store
+from segmentation.subscribers import (
+    AttributeValueError,
+    GeoPoint,
+    SubscriberError,
+    define_attribute,
+    find_subscriber,
+    get_attributes,
+    set_attributes,
+    upsert_subscriber,
+)
+from tests.segmentation.conftest import START_MS
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("(212) 555-0123", "US", "+12125550123"),
+        ("212.555.0123", "us", "+12125550123"),
+        ("+1 212 555 0123", None, "+12125550123"),
+        ("07911 123456", "GB", "+447911123456"),
+        ("0044 7911 123456", None, "+447911123456"),
+        ("06 12 34 56 78", "FR", "+33612345678"),
+    ],
+)
+def test_normalise(raw: str, region: str | None, e164: str) -> None:
+    assert normalise(raw, region) == e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "why"),
+    [
+        ("", "US", "empty"),
+        ("hello", "US", "not a phone number"),
+        ("12345", "US", "length"),
+        ("2125550123", None, "default region"),
+        ("+15555550123", None, "not a valid number"),
+    ],
+)
+def test_normalise_errors_name_the_value(raw: str, region: str | None, why: str) -> None:
+    with pytest.raises(PhoneError) as info:
+        normalise(raw, region)
+    assert info.value.value == raw
+    assert why in info.value.why
+
+
+@settings(max_examples=50, deadline=None)
+@given(national=st.integers(2_000_000, 9_999_999), area=st.sampled_from(["212", "312", "415"]))
+def test_normalise_is_idempotent_and_agrees_with_formatting(national: int, area: str) -> None:
+    raw = f"({area}) {str(national)[:3]}-{str(national)[3:]}"
+    number = phonenumbers.parse(raw, "US")
+    if not phonenumbers.is_valid_number(number):
+        with pytest.raises(PhoneError):
+            normalise(raw, "US")
+        return
+    e164 = normalise(raw, "US")
+    assert e164 == f"+1{area}{national}"
+    assert normalise(e164) == e164
+
+
+def test_location_precedence() -> None:
+    # area code alone: exact zone
+    loc = locate("+13125550103")
+    assert (loc.country, loc.area_code, loc.region, loc.tz, loc.tz_source) == (
+        "US", "312", "IL", "America/Chicago", "area_code")
+    # region beats the area code
+    loc = locate("+13125550103", region="CA")
+    assert (loc.region, loc.tz, loc.tz_source) == ("CA", "America/Los_Angeles", "region")
+    # a split state with a matching area code picks the exact zone (El Paso is Mountain time)
+    loc = locate("+19155550123", region="US-TX")
+    assert (loc.tz, loc.tz_source, loc.tz_candidates) == ("America/Denver", "region", None)
+    # a postal code places the number when no region is given
+    loc = locate("+13125550103", postal_code="94105-1234")
+    assert (loc.region, loc.tz, loc.tz_source) == ("CA", "America/Los_Angeles", "postal")
+    # explicit beats everything
+    loc = locate("+13125550103", tz="Europe/Paris", region="CA")
+    assert (loc.tz, loc.tz_source) == ("Europe/Paris", "explicit")
+    # one zone in the country
+    loc = locate("+33612345678")
+    assert (loc.country, loc.tz, loc.tz_source) == ("FR", "Europe/Paris", "country")
+
+
+def test_ambiguous_numbers_keep_candidates_and_pick_the_documented_default() -> None:
+    loc = locate("+18005550199")  # toll free: no geography
+    assert loc.tz_source == "default" and loc.tz == "America/New_York"
+    assert loc.tz_candidates is not None and "America/Los_Angeles" in loc.tz_candidates
+    loc = locate("+61412345678")  # Australian mobile
+    assert (loc.tz, loc.tz_source) == ("Australia/Sydney", "default")
+    assert loc.tz_candidates is not None and "Australia/Perth" in loc.tz_candidates
+
+
+def test_bad_explicit_zone_is_an_error() -> None:
+    with pytest.raises(PhoneError):
+        locate("+13125550103", tz="Mars/Olympus")
+
+
+def test_zip_table() -> None:
+    assert state_for_us_zip("10001") == "NY"
+    assert state_for_us_zip("73301") == "TX"
+    assert state_for_us_zip("99501") == "AK"
+    assert state_for_us_zip("ABCDE") is None
+
+
+def test_upsert_creates_once_and_updates_hints(store: Store) -> None:
+    changes: list[Change] = []
+    store.add_listener(changes.append)
+    sid = upsert_subscriber(store, "(312) 555-0103", locale="en-US")
+    assert upsert_subscriber(store, "+13125550103") == sid
+    row = store.query("SELECT * FROM subscriber")[0]
+    assert (row["phone_e164"], row["phone_raw"], row["tz"], row["tz_source"], row["status"],
+            row["created_ms"], row["locale"]) == (
+        "+13125550103", "(312) 555-0103", "America/Chicago", "area_code", "active", START_MS,
+        "en-US")
+    assert store.scalar("SELECT count(*) FROM trait WHERE subscriber_id = ?", (sid,)) == 1
+    assert len(changes) == 1  # the no-op upsert announced nothing
+    upsert_subscriber(store, "+13125550103", region="NY")
+    row = store.query("SELECT region, tz, tz_source FROM subscriber")[0]
+    assert tuple(row) == ("NY", "America/New_York", "region")
+    assert "profile.region" in changes[-1].attributes and "profile.tz" in changes[-1].attributes
+    assert find_subscriber(store, "312-555-0103") == sid
+    assert find_subscriber(store, "+12125550101") is None
+
+
+def test_ambiguous_subscriber_stores_candidates(store: Store) -> None:
+    upsert_subscriber(store, "+18005550199")
+    row = store.query("SELECT tz, tz_source, tz_candidates FROM subscriber")[0]
+    assert row["tz_source"] == "default"
+    assert "America/Chicago" in json.loads(row["tz_candidates"])
+
+
+def test_upsert_refuses_bad_profile_fields(store: Store) -> None:
+    with pytest.raises(SubscriberError):
+        upsert_subscriber(store, "+13125550103", status="gone")
+    with pytest.raises(SubscriberError):
+        upsert_subscriber(store, "+13125550103", lat=10.0)
+    with pytest.raises(PhoneError):
+        upsert_subscriber(store, "not a number")
+    assert store.scalar("SELECT count(*) FROM subscriber") == 0
+
+
+def test_typed_attributes(store: Store) -> None:
+    sid = upsert_subscriber(store, "+13125550103")
+    define_attribute(store, "age", "number")
+    define_attribute(store, "age", "number")  # idempotent
+    with pytest.raises(AttributeValueError):
+        define_attribute(store, "age", "text")
+    set_attributes(store, sid, {"age": 41})
+    with pytest.raises(AttributeValueError) as info:
+        set_attributes(store, sid, {"age": "forty"})
+    assert info.value.key == "age"
+    with pytest.raises(AttributeValueError):
+        set_attributes(store, sid, {"shoe": 44})  # unknown, caller did not allow defining
+    set_attributes(store, sid, {
+        "vip": True, "birthday": dt.date(1985, 3, 2), "tags": ["a", "b"],
+        "home": GeoPoint(41.88, -87.63), "name": "Ann",
+    }, define_missing=True)
+    assert get_attributes(store, sid) == {
+        "age": 41, "birthday": "1985-03-02T00:00:00+00:00", "home": [41.88, -87.63],
+        "name": "Ann", "tags": ["a", "b"], "vip": True,
+    }
+    types = dict(tuple(r) for r in store.query("SELECT key, type FROM attribute_def"))
+    assert types == {"age": "number", "vip": "bool", "birthday": "date", "tags": "list",
+                     "home": "geo", "name": "text"}
+    for bad in ({"vip": 1}, {"birthday": "1985"}, {"tags": [1]}, {"home": GeoPoint(91, 0)},
+                {"age": True}, {"age": float("inf")}):
+        with pytest.raises(AttributeValueError):
+            set_attributes(store, sid, bad)
+    set_attributes(store, sid, {"age": None})
+    assert "age" not in get_attributes(store, sid)
