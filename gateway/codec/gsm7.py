@@ -97,6 +97,8 @@ GSM7_EXTENDED: frozenset[str] = frozenset(DEFAULT_EXTENSION.values())
 """The ten characters that cost two septets in the default tables."""
 
 _ENCODE = build_encode_table()
+DEFAULT_ENCODE_TABLE: Mapping[int, str] = _ENCODE
+"""``str.translate`` table for the default alphabet + extension (a plain dict: the fast path)."""
 
 
 def is_gsm7(text: str) -> bool:

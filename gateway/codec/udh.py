@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gateway.codec.errors import CodecError
 from gateway.codec.gsm7 import decode_septets
+from gateway.codec.nls import tables_for
 
 # TS 23.040 §9.2.3.24 information element identifiers used by smsgate.
 IEI_CONCAT_8 = 0x00  # §9.2.3.24.1 concatenated SMS, 8-bit reference: ref, total, seq
@@ -123,7 +124,12 @@ def parse_udh(data: bytes) -> tuple[UserDataHeader, int]:
     return UserDataHeader(tuple(elements)), end
 
 
-def decode_payload(payload: bytes, data_coding: int) -> str:
+def decode_payload(
+    payload: bytes,
+    data_coding: int,
+    *,
+    national_language: tuple[int | None, int | None] = (None, None),
+) -> str:
     """Decode an SMPP short_message / message_payload (UDH already removed) to text.
 
     SMPP 3.4 §5.2.19 data_coding: 0x00 SMSC default (GSM 03.38, one unpacked septet per octet —
@@ -131,9 +137,14 @@ def decode_payload(payload: bytes, data_coding: int) -> str:
     UTF-16BE: handsets send emoji as surrogate pairs; a lone surrogate becomes U+FFFD). Values
     0xF0-0xFF follow TS 23.038 §4 group 1111: bit 2 clear = GSM-7. 8-bit data (0x02, 0x04,
     0xF4..) is not text: CodecError.
+
+    ``national_language`` is ``UserDataHeader.national_language()`` of the message's UDH: GSM-7
+    is then read with those shift tables (TS 23.038 §6.2.1.2.4; unknown ids -> default tables).
     """
     if data_coding == 0x00 or (data_coding & 0xF0 == 0xF0 and not data_coding & 0x04):
-        return decode_septets(payload)
+        if national_language == (None, None):
+            return decode_septets(payload)
+        return decode_septets(payload, *tables_for(*national_language))
     if data_coding == 0x01:
         return payload.decode("ascii", errors="replace")
     if data_coding == 0x03:
@@ -143,3 +154,15 @@ def decode_payload(payload: bytes, data_coding: int) -> str:
             raise CodecError(f"UCS-2 payload has an odd length ({len(payload)} octets)")
         return payload.decode("utf-16-be", errors="replace")
     raise CodecError(f"data_coding 0x{data_coding:02X} does not carry text this codec decodes")
+
+
+def decode_short_message(
+    data: bytes, data_coding: int, *, udhi: bool
+) -> tuple[UserDataHeader | None, str]:
+    """An SMPP short_message (UDH first when ``udhi``, i.e. esm_class & 0x40) -> (UDH, text)."""
+    if not udhi:
+        return None, decode_payload(data, data_coding)
+    header, used = parse_udh(data)
+    return header, decode_payload(
+        data[used:], data_coding, national_language=header.national_language()
+    )

@@ -1,0 +1,252 @@
+"""``encode()``: text -> encoding choice -> parts ready for SMPP submit_sm or an SMS-SUBMIT TPDU.
+
+Capacities (../shared/reference/protocols.md §2.1, TS 23.040 §9.2.3.24 and §9.2.3.16): the user
+data is 140 octets; a UDH of ``h`` octets (UDHL included) leaves ``160 - ceil(8h / 7)`` septets
+for GSM-7 (the header is padded to a septet boundary with fill bits) or ``(140 - h) // 2`` UTF-16
+units for UCS-2. Concatenation IE: 5 octets with an 8-bit reference, 6 with a 16-bit one;
+national language IEs: 3 octets each. Hence 160/153/152 septets and 70/67/66 units.
+
+SAR parts carry no UDH of ours, but the SMSC turns the SAR TLVs into a concatenation UDH before
+the handset sees them; sar_msg_ref_num is 16 bits, so we size SAR parts for the 16-bit IE
+(152 / 66), the size that fits whichever IE the SMSC picks. PAYLOAD hands the SMSC the whole
+message; segments and units_left are computed as the 8-bit-reference split it will most likely
+make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.codec.errors import CodecError
+from gateway.codec.gsm7 import DEFAULT_ENCODE_TABLE, GSM7_CHARSET, header_septets, non_gsm7_chars
+from gateway.codec.model import Concat, EncodedMessage, EncodeOptions, Encoding, Part
+from gateway.codec.nls import COMBINATIONS, ShiftTables, candidates
+from gateway.codec.references import REFERENCES, ReferenceCounter
+from gateway.codec.split import ESC, split_septets, split_utf16
+from gateway.codec.substitutions import SUBSTITUTABLE, substitute
+from gateway.codec.udh import (
+    IEI_NLI_LOCKING,
+    IEI_NLI_SINGLE,
+    InformationElement,
+    build_udh,
+    concat_ie,
+)
+
+DCS_GSM7 = 0x00  # TS 23.038 §4 general data coding, GSM 7-bit default alphabet; SMPP 3.4 §5.2.19
+DCS_UCS2 = 0x08  # TS 23.038 §4 UCS-2 (sent as UTF-16BE); SMPP 3.4 §5.2.19 ISO/IEC 10646
+ESM_UDHI = 0x40  # SMPP 3.4 §5.2.12 esm_class bit 6: UDH indicator (TS 23.040 TP-UDHI)
+
+SINGLE_SEPTETS = 160  # TS 23.040 §9.2.3.16: 140 octets * 8 / 7
+SINGLE_UNITS = 70  # 140 octets / 2
+_USER_DATA_OCTETS = 140
+
+# TS 23.040 §9.2.3.24.1 / .8: concatenation IE size (IEI + IEDL + data) per method, see above.
+_CONCAT_IE_OCTETS = {Concat.UDH8: 5, Concat.UDH16: 6, Concat.SAR: 6, Concat.PAYLOAD: 5}
+_NLS_IE_OCTETS = 3  # TS 23.040 §9.2.3.24.15/16: IEI + IEDL + language id
+
+_DEFAULT_OPTIONS = EncodeOptions()
+_DEFAULT_TABLES = COMBINATIONS[(0, 0)]
+
+
+def _gsm_caps(header_octets: int) -> int:
+    return SINGLE_SEPTETS - header_septets(header_octets) if header_octets else SINGLE_SEPTETS
+
+
+def _ucs2_caps(header_octets: int) -> int:
+    return (_USER_DATA_OCTETS - header_octets) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One way to send the text: its units, where the parts end, and what it costs."""
+
+    text: str
+    encoding: Encoding
+    tables: ShiftTables | None  # GSM-7 only; None for UCS-2
+    units: bytes  # unpacked septets or UTF-16-BE
+    ends: list[int]  # end offset (in units) of each part
+    single: int  # capacity of a lone part
+    multi: int  # capacity of each part of a multipart message
+    substitutions: tuple[tuple[str, str], ...]
+
+    @property
+    def segments(self) -> int:
+        return len(self.ends)
+
+
+def _gsm_plan(
+    text: str, tables: ShiftTables, concat_octets: int, subs: tuple[tuple[str, str], ...]
+) -> _Plan | None:
+    if not tables.charset.issuperset(text):
+        return None
+    nls = _NLS_IE_OCTETS * tables.ie_count
+    single = _gsm_caps(nls + 1 if nls else 0)
+    multi = _gsm_caps(1 + concat_octets + nls)
+    septets = text.translate(tables.encode_table).encode("ascii")
+    ends = split_septets(septets, single, multi)
+    return _Plan(text, Encoding.GSM7, tables, septets, ends, single, multi, subs)
+
+
+def _ucs2_plan(text: str, concat_octets: int) -> _Plan:
+    try:
+        data = text.encode("utf-16-be")
+    except UnicodeEncodeError as exc:
+        raise CodecError(
+            f"text has a lone surrogate U+{ord(text[exc.start]):04X} at index {exc.start}"
+            " (not a character; cannot be sent)"
+        ) from None
+    single = SINGLE_UNITS
+    multi = _ucs2_caps(1 + concat_octets)
+    return _Plan(text, Encoding.UCS2, None, data, split_utf16(data, single, multi), single, multi,
+                 ())
+
+
+def _nls_cost(plan: _Plan) -> tuple[int, int, int]:
+    assert plan.tables is not None
+    return plan.segments, plan.tables.ie_count, len(plan.units)
+
+
+def _choose(text: str, options: EncodeOptions) -> _Plan:
+    concat_octets = _CONCAT_IE_OCTETS[options.concat]
+    texts: list[tuple[str, tuple[tuple[str, str], ...]]] = [(text, ())]
+    if options.substitutions:
+        replaced, subs = substitute(text)
+        if subs:
+            texts.append((replaced, subs))
+    base: _Plan | None = None
+    for candidate, subs in texts:
+        base = _gsm_plan(candidate, _DEFAULT_TABLES, concat_octets, subs)
+        if base is not None:
+            break
+    if options.national_languages and (base is None or base.segments > 1):
+        best: _Plan | None = None
+        for candidate, subs in texts:
+            for tables in candidates(options.national_languages):
+                plan = _gsm_plan(candidate, tables, concat_octets, subs)
+                if plan is not None and (best is None or _nls_cost(plan) < _nls_cost(best)):
+                    best = plan
+        if best is not None:
+            # Shift tables only when they save parts: against default GSM-7 when that fits,
+            # else against UCS-2 (TS 23.038 Annex C: receivers without NLS support degrade).
+            rival = base if base is not None else _ucs2_plan(text, concat_octets)
+            if best.segments < rival.segments:
+                return best
+            if base is None:
+                return rival
+    if base is not None:
+        return base
+    return _ucs2_plan(text, concat_octets)
+
+
+def _forcing_ucs2(text: str, options: EncodeOptions) -> tuple[str, ...]:
+    chars = non_gsm7_chars(text)
+    if options.substitutions:
+        chars = [ch for ch in chars if ch not in SUBSTITUTABLE]
+    return tuple(chars)
+
+
+def encode(
+    text: str,
+    options: EncodeOptions = _DEFAULT_OPTIONS,
+    *,
+    destination: str | None = None,
+    references: ReferenceCounter | None = None,
+) -> EncodedMessage:
+    """Encode ``text`` for sending: choose GSM-7 or UCS-2 and cut it into parts.
+
+    ``destination`` keys the concatenation-reference counter (``references``, default the
+    module's :data:`~gateway.codec.references.REFERENCES`); a reference is drawn only for a
+    message that needs several parts and only when ``options.reference`` is None.
+    Raises :class:`CodecError` when more than ``options.max_parts`` parts would be needed.
+    """
+    # Fast path: the common short GSM-7 message, a handful of C-level calls.
+    if (
+        len(text) <= SINGLE_SEPTETS
+        and GSM7_CHARSET.issuperset(text)
+        and not options.national_languages
+    ):
+        septets = text.translate(DEFAULT_ENCODE_TABLE).encode("ascii")
+        n = len(septets)
+        if n <= SINGLE_SEPTETS:
+            part = Part(1, 1, b"", septets, n, text, None)
+            return EncodedMessage(
+                text, Encoding.GSM7, DCS_GSM7, 0, options.concat, None, (part,), None, (), (),
+                1, SINGLE_SEPTETS - n,
+            )
+    plan = _choose(text, options)
+    return _build(plan, options, destination, references)
+
+
+def _build(
+    plan: _Plan,
+    options: EncodeOptions,
+    destination: str | None,
+    references: ReferenceCounter | None,
+) -> EncodedMessage:
+    total = plan.segments
+    if total > options.max_parts:
+        raise CodecError(f"{total} parts needed, at most {options.max_parts}")
+    concat = options.concat
+    gsm = plan.encoding is Encoding.GSM7
+    nls_ies: tuple[InformationElement, ...] = ()
+    national: tuple[int, int] | None = None
+    if plan.tables is not None and plan.tables.ie_count:
+        national = (plan.tables.locking_id, plan.tables.single_id)
+        ies = []
+        if plan.tables.locking_id:
+            ies.append(InformationElement(IEI_NLI_LOCKING, bytes((plan.tables.locking_id,))))
+        if plan.tables.single_id:
+            ies.append(InformationElement(IEI_NLI_SINGLE, bytes((plan.tables.single_id,))))
+        nls_ies = tuple(ies)
+    reference: int | None = None
+    if total > 1 and concat is not Concat.PAYLOAD:
+        if options.reference is not None:
+            reference = options.reference
+        else:
+            counter = REFERENCES if references is None else references
+            reference = counter.next(destination, 8 if concat is Concat.UDH8 else 16)
+
+    units, text = plan.units, plan.text
+    parts: list[Part] = []
+    if total == 1 or concat is Concat.PAYLOAD:
+        count = len(units) if gsm else len(units) >> 1
+        parts.append(Part(1, 1, build_udh(*nls_ies), units, count, text, None))
+    else:
+        pos = 0  # unit offset
+        char = 0  # index into text (GSM-7 only)
+        plain_udh = build_udh(*nls_ies)
+        for seq, end in enumerate(plan.ends, start=1):
+            assert reference is not None
+            if concat is Concat.SAR:
+                udh, sar = plain_udh, (reference, total, seq)
+            else:
+                bits = 8 if concat is Concat.UDH8 else 16
+                udh, sar = build_udh(concat_ie(reference, total, seq, bits), *nls_ies), None
+            if gsm:
+                payload = units[pos:end]
+                nchars = (end - pos) - payload.count(ESC)
+                part_text = text[char : char + nchars]
+                char += nchars
+                parts.append(Part(seq, total, udh, payload, end - pos, part_text, sar))
+            else:
+                payload = units[2 * pos : 2 * end]
+                parts.append(
+                    Part(seq, total, udh, payload, end - pos, payload.decode("utf-16-be"), sar)
+                )
+            pos = end
+    last_units = plan.ends[-1] - (plan.ends[-2] if total > 1 else 0)
+    capacity = plan.single if total == 1 else plan.multi
+    return EncodedMessage(
+        text=text,
+        encoding=plan.encoding,
+        data_coding=DCS_GSM7 if gsm else DCS_UCS2,
+        esm_class=ESM_UDHI if parts[0].udh else 0,
+        concat=concat,
+        reference=reference,
+        parts=tuple(parts),
+        national_language=national,
+        substitutions=plan.substitutions,
+        ucs2_chars=() if gsm else _forcing_ucs2(plan.text, options),
+        segments=total,
+        units_left=capacity - last_units,
+    )
