@@ -18,6 +18,7 @@ from pathlib import Path
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.sim",
     "gateway.cli.config",
+    "gateway.cli.encode",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")
