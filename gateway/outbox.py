@@ -1,0 +1,884 @@
+"""The durable outbox: every accepted message, its parts, their carrier ids and states (SQLite).
+
+A message is accepted when :meth:`Outbox.enqueue_many` has committed its row and its part rows;
+nothing is held in memory between steps. The state rules live in :mod:`gateway.outbox_states`
+(pure); this module stores their outcome in the shared WAL database (``synchronous=NORMAL``:
+a commit survives a process crash, and a power cut loses at most the last few transactions,
+never corrupts).
+
+Commit protocol (DESIGN.md "Durability and delivery semantics"), what the dispatcher relies on:
+
+1. :meth:`claim` commits the message and its unsent parts as ``sending`` *before* it returns,
+   so nothing is written to the wire for a part that is not ``sending`` on disk. After a crash,
+   :meth:`recover` puts every ``sending`` part back to ``queued``: it is sent again, so
+   duplicates are bounded by what was in flight and nothing is lost.
+2. :meth:`mark_many` with :class:`Submitted` commits the carrier id of a part. The dispatcher
+   processes a bind's events in arrival order, so the id is stored before any report for it is
+   processed; a report that still overtakes it (a fast SMSC answers deliver_sm before our
+   submit_sm_resp handling, field-failures.md §3.4) is stored in ``outbox_report_pending`` by
+   :meth:`record_reports` and applied the moment the id is stored. A report is never dropped.
+3. Every method is one transaction (``BEGIN IMMEDIATE`` .. ``COMMIT``), batched: a whole claim,
+   a whole batch of results or reports, one fsync-free WAL commit, so throughput does not
+   depend on one commit per message.
+
+The connection has one owner thread (the daemon runs it on a single-thread executor, like the
+segment store). Other processes (CLI, TUI) open their own :class:`Outbox` on the same file.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from gateway.codec.gsm7 import encode_septets, is_gsm7
+from gateway.errors import SmsgateError
+from gateway.outbox_schema import COMPONENT, MIGRATIONS, VERSION_TABLE
+from gateway.outbox_states import (
+    FINAL,
+    WAITING,
+    Lane,
+    PartState,
+    ReportOutcome,
+    RetryDecision,
+    RetryPolicy,
+    State,
+    aggregate,
+    can_move,
+    decide_retry,
+    part_after_report,
+)
+
+Clock = Callable[[], int]
+"""UTC epoch milliseconds."""
+
+
+def system_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OutboxError(SmsgateError):
+    """The outbox was used wrongly: schema newer than this code, bad input."""
+
+
+def estimate_parts(text: str) -> int:
+    """How many parts ``text`` takes with 8-bit concatenation references.
+
+    3GPP TS 23.038 §6.1.2 / TS 23.040 §9.2.3.24.1: 160 GSM-7 septets (140 octets) in one part,
+    153 per part with the 6-octet concatenation UDH; UCS-2 70 / 67 UTF-16 code units. The codec
+    never splits an escape pair, which can add a part the exact count would show; a dispatcher
+    that splits differently (16-bit references, SAR, payload) fixes the count with
+    :meth:`Outbox.reshape` before the first part goes out.
+    """
+    if is_gsm7(text):
+        units, single, multi = len(encode_septets(text)), 160, 153
+    else:
+        units, single, multi = len(text.encode("utf-16-be")) // 2, 70, 67
+    return 1 if units <= single else math.ceil(units / multi)
+
+
+# -- inputs and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to accept. ``to`` is E.164 (the CLI and API normalise with phonenumbers)."""
+
+    to: str
+    text: str
+    sender: str = ""
+    ref: str | None = None
+    lane: Lane = Lane.TRANSACTIONAL
+    not_before_ms: int | None = None
+    expires_ms: int | None = None
+    parts: int | None = None
+    max_retries: int | None = None
+    campaign_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    id: int
+    created: bool  # False: the (sender, ref) was already accepted; ``id`` is the first one
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message handed to the dispatcher: send ``parts`` (0-based) of ``total_parts``."""
+
+    id: int
+    lane: Lane
+    to: str
+    sender: str
+    text: str
+    total_parts: int
+    parts: tuple[int, ...]
+    retries: int
+    expires_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The carrier or modem accepted part ``seq``; ``carrier_id`` already normalised."""
+
+    message_id: int
+    seq: int
+    route: str
+    carrier_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryFailure:
+    """Message-level temporary error: retry with backoff (``code`` kept for operators)."""
+
+    message_id: int
+    code: int | None = None
+    text: str = ""
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PermanentFailure:
+    """Message-level permanent error: fail now, keep the carrier or modem code."""
+
+    message_id: int
+    code: int | None = None
+    text: str = ""
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Not the message's fault (link down, route refused): back in line, no retry counted."""
+
+    message_id: int
+
+
+Outcome = Submitted | TemporaryFailure | PermanentFailure | Requeue
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A delivery report for one part, from ``route``; ``carrier_id`` already normalised."""
+
+    route: str
+    carrier_id: str
+    outcome: ReportOutcome
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    matched: int
+    pending: int  # stored to be matched when their id arrives
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    seq: int
+    state: PartState
+    route: str | None
+    carrier_id: str | None
+    error_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    lane: Lane
+    state: State
+    to: str
+    sender: str
+    text: str
+    ref: str | None
+    total_parts: int
+    created_ms: int
+    not_before_ms: int
+    expires_ms: int | None
+    retries: int
+    max_retries: int
+    route: str | None
+    error_code: int | None
+    error_text: str | None
+    updated_ms: int
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    ts_ms: int
+    state: State
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatistics:
+    """Message counts per (lane, state), and reports waiting for their id."""
+
+    counts: tuple[tuple[Lane, State, int], ...]
+    pending_reports: int
+
+    def count(self, *, lane: Lane | None = None, state: State | None = None) -> int:
+        return sum(
+            n for ln, st, n in self.counts
+            if (lane is None or ln == lane) and (state is None or st == state)
+        )
+
+    def depth(self, lane: Lane) -> int:
+        """Messages of ``lane`` waiting to be sent (queued or scheduled)."""
+        return sum(n for ln, st, n in self.counts if ln == lane and st in WAITING)
+
+
+_MESSAGE_COLUMNS = (
+    "id, lane, state, dest, sender, body, ref, total_parts, created_ms, not_before_ms, "
+    "expires_ms, retries, max_retries, route, error_code, error_text, updated_ms"
+)
+
+_WAITING_SQL = "('queued', 'scheduled')"
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class Outbox:
+    """One open outbox on a database file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock = system_clock_ms,
+        max_retries: int = 5,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        dlr_unknown_after_s: float = 48 * 3600.0,
+    ) -> None:
+        self.path = str(path)
+        self.clock = clock
+        self.max_retries = max_retries
+        self.retry_policy = retry
+        self.dlr_unknown_after_ms = int(dlr_unknown_after_s * 1000)
+        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE in _tx().
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self.migrate()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        self.conn.execute(VERSION_TABLE)
+        row = self.conn.execute(
+            "SELECT version FROM schema_version WHERE component = ?", (COMPONENT,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> int:
+        """Apply the outbox migrations not yet applied (safe with several processes)."""
+        with self._tx() as conn:
+            conn.execute(VERSION_TABLE)
+            row = conn.execute(
+                "SELECT version FROM schema_version WHERE component = ?", (COMPONENT,)
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(MIGRATIONS):
+                raise OutboxError(
+                    f"outbox schema version {current} is newer than this code ({len(MIGRATIONS)})"
+                )
+            for statements in MIGRATIONS[current:]:
+                for statement in statements:
+                    conn.execute(statement)
+            if current < len(MIGRATIONS):
+                conn.execute(
+                    "INSERT INTO schema_version (component, version) VALUES (?, ?) "
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    (COMPONENT, len(MIGRATIONS)),
+                )
+        return len(MIGRATIONS)
+
+    # -- accept --------------------------------------------------------------------------------
+
+    def enqueue(self, message: NewMessage) -> Accepted:
+        return self.enqueue_many([message])[0]
+
+    def enqueue_many(self, messages: Sequence[NewMessage]) -> list[Accepted]:
+        """Accept ``messages`` in one transaction; results in input order.
+
+        A message whose (sender, ref) is already stored, or appears earlier in the batch, is not
+        stored again: its result names the first id with ``created=False``.
+        """
+        now = self.clock()
+        results: list[Accepted] = []
+        rows: list[tuple[object, ...]] = []
+        parts: list[tuple[int, int]] = []
+        history: list[tuple[int, int, str, str | None]] = []
+        with self._tx() as conn:
+            next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM outbox_message")
+                          .fetchone()[0]) + 1
+            seen: dict[tuple[str, str], int] = {}
+            for m in messages:
+                _check_new(m)
+                if m.ref is not None:
+                    key = (m.sender, m.ref)
+                    found = seen.get(key)
+                    if found is None:
+                        row = conn.execute(
+                            "SELECT id FROM outbox_message WHERE sender = ? AND ref = ?", key
+                        ).fetchone()
+                        found = int(row[0]) if row else None
+                    if found is not None:
+                        results.append(Accepted(found, created=False))
+                        continue
+                    seen[key] = next_id
+                mid = next_id
+                next_id += 1
+                total = m.parts if m.parts is not None else estimate_parts(m.text)
+                not_before = now if m.not_before_ms is None else m.not_before_ms
+                state = State.SCHEDULED if not_before > now else State.QUEUED
+                rows.append((
+                    mid, int(m.lane), state.value, m.to, m.sender, m.text, m.ref,
+                    m.campaign_id, total, now, not_before, m.expires_ms,
+                    self.max_retries if m.max_retries is None else m.max_retries, now,
+                ))
+                parts.extend((mid, seq) for seq in range(total))
+                history.append((mid, now, state.value, None))
+                results.append(Accepted(mid, created=True))
+            conn.executemany(
+                "INSERT INTO outbox_message (id, lane, state, dest, sender, body, ref, "
+                "campaign_id, total_parts, created_ms, not_before_ms, expires_ms, max_retries, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO outbox_part (message_id, seq, state) VALUES (?, ?, 'queued')", parts
+            )
+            self._history(history)
+        return results
+
+    # -- hand out ------------------------------------------------------------------------------
+
+    def claim(self, limit: int, *, lanes: Iterable[Lane] = tuple(Lane)) -> list[Claimed]:
+        """Up to ``limit`` ready messages, lane by lane in priority order, oldest first.
+
+        "Oldest" is the time a message became ready (``not_before_ms``, then id): a retry waits
+        its backoff and then queues behind what was ready before it. Messages past their
+        deadline are expired first, in the same transaction, so they never go out late. Each
+        returned message and its unsent parts are ``sending`` on disk when this returns.
+        """
+        now = self.clock()
+        claimed: list[Claimed] = []
+        with self._tx() as conn:
+            self._expire_due(conn, now)
+            for lane in sorted(lanes):
+                room = limit - len(claimed)
+                if room <= 0:
+                    break
+                rows = conn.execute(
+                    "SELECT id, dest, sender, body, total_parts, retries, expires_ms "
+                    "FROM outbox_message INDEXED BY outbox_message_ready "
+                    f"WHERE state IN {_WAITING_SQL} AND lane = ? AND not_before_ms <= ? "
+                    "ORDER BY not_before_ms, id LIMIT ?",
+                    (int(lane), now, room),
+                ).fetchall()
+                for mid, dest, sender, body, total, retries, expires in rows:
+                    seqs = tuple(r[0] for r in conn.execute(
+                        "SELECT seq FROM outbox_part WHERE message_id = ? AND state = 'queued' "
+                        "ORDER BY seq", (mid,)
+                    ))
+                    claimed.append(Claimed(
+                        mid, lane, dest, sender, body, total, seqs, retries, expires
+                    ))
+            ids = [(now, c.id) for c in claimed]
+            conn.executemany(
+                "UPDATE outbox_message SET state = 'sending', updated_ms = ? WHERE id = ?", ids
+            )
+            conn.executemany(
+                "UPDATE outbox_part SET state = 'sending' "
+                "WHERE message_id = ? AND state = 'queued'",
+                [(c.id,) for c in claimed],
+            )
+            self._history([(c.id, now, State.SENDING.value, None) for c in claimed])
+        return claimed
+
+    def reshape(self, message_id: int, total_parts: int) -> None:
+        """Set the part count the route really splits into, before any part was submitted."""
+        if total_parts < 1:
+            raise OutboxError("a message has at least one part")
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM outbox_part WHERE message_id = ? "
+                "AND (carrier_id IS NOT NULL OR state NOT IN ('queued', 'sending'))",
+                (message_id,),
+            ).fetchone()
+            state = self._state(conn, message_id)
+            if state is None or row[0] or state not in (*WAITING, State.SENDING):
+                raise OutboxError(f"message {message_id} cannot be re-split now")
+            part_state = "sending" if state == State.SENDING else "queued"
+            conn.execute("DELETE FROM outbox_part WHERE message_id = ?", (message_id,))
+            conn.executemany(
+                "INSERT INTO outbox_part (message_id, seq, state) VALUES (?, ?, ?)",
+                [(message_id, seq, part_state) for seq in range(total_parts)],
+            )
+            conn.execute(
+                "UPDATE outbox_message SET total_parts = ? WHERE id = ?", (total_parts, message_id)
+            )
+
+    # -- results from the drivers --------------------------------------------------------------
+
+    def mark_many(self, outcomes: Iterable[Outcome]) -> None:
+        """Store submit results and failures in one transaction, in order."""
+        now = self.clock()
+        with self._tx() as conn:
+            touched: dict[int, None] = {}
+            history: list[tuple[int, int, str, str | None]] = []
+            for outcome in outcomes:
+                if isinstance(outcome, Submitted):
+                    self._submitted(conn, outcome, now)
+                    touched[outcome.message_id] = None
+                elif isinstance(outcome, Requeue):
+                    self._back_to_queue(conn, outcome.message_id, now, None, "requeued", history)
+                elif isinstance(outcome, TemporaryFailure):
+                    self._temporary(conn, outcome, now, history)
+                else:
+                    self._permanent(conn, outcome, now, history)
+            self._history(history)
+            for mid in touched:
+                self._settle(conn, mid, now)
+
+    def _submitted(self, conn: sqlite3.Connection, s: Submitted, now: int) -> None:
+        cur = conn.execute(
+            "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = ?, "
+            "submitted_ms = ? WHERE message_id = ? AND seq = ? AND state IN ('sending', 'queued')",
+            (s.route, s.carrier_id, now, s.message_id, s.seq),
+        )
+        if cur.rowcount == 0:
+            # Already final (e.g. cancelled) or unknown part: keep the id for late reports only.
+            conn.execute(
+                "UPDATE outbox_part SET route = coalesce(route, ?), "
+                "carrier_id = coalesce(carrier_id, ?) WHERE message_id = ? AND seq = ?",
+                (s.route, s.carrier_id, s.message_id, s.seq),
+            )
+        conn.execute(
+            "UPDATE outbox_message SET route = ?, updated_ms = ? WHERE id = ?",
+            (s.route, now, s.message_id),
+        )
+        waiting = conn.execute(
+            "SELECT id, outcome, error_code FROM outbox_report_pending "
+            "WHERE route = ? AND carrier_id = ? ORDER BY id",
+            (s.route, s.carrier_id),
+        ).fetchall()
+        for pid, outcome, code in waiting:
+            self._apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now)
+            conn.execute("DELETE FROM outbox_report_pending WHERE id = ?", (pid,))
+
+    def _back_to_queue(
+        self, conn: sqlite3.Connection, mid: int, now: int, not_before: int | None,
+        detail: str, history: list[tuple[int, int, str, str | None]],
+    ) -> None:
+        state = self._state(conn, mid)
+        if state is None or not can_move(state, State.QUEUED) or state == State.QUEUED:
+            return
+        conn.execute(
+            "UPDATE outbox_part SET state = 'queued' WHERE message_id = ? AND state = 'sending'",
+            (mid,),
+        )
+        conn.execute(
+            "UPDATE outbox_message SET state = 'queued', updated_ms = ?, "
+            "not_before_ms = coalesce(?, not_before_ms) WHERE id = ?",
+            (now, not_before, mid),
+        )
+        history.append((mid, now, State.QUEUED.value, detail))
+
+    def _temporary(
+        self, conn: sqlite3.Connection, f: TemporaryFailure, now: int,
+        history: list[tuple[int, int, str, str | None]],
+    ) -> None:
+        row = conn.execute(
+            "SELECT state, retries, max_retries, expires_ms FROM outbox_message WHERE id = ?",
+            (f.message_id,),
+        ).fetchone()
+        if row is None or State(row[0]) != State.SENDING:
+            return
+        retries = int(row[1]) + 1
+        decision, not_before = decide_retry(
+            attempts=retries, max_retries=int(row[2]), now_ms=now, expires_ms=row[3],
+            policy=self.retry_policy,
+        )
+        conn.execute(
+            "UPDATE outbox_message SET retries = ?, error_code = ?, error_text = ?, "
+            "route = coalesce(?, route) WHERE id = ?",
+            (retries, f.code, f.text or None, f.route, f.message_id),
+        )
+        code = _code_detail(f.code, f.text)
+        if decision is RetryDecision.RETRY:
+            detail = f"retry {retries} after {(not_before - now) / 1000:g} s{code}"
+            self._back_to_queue(conn, f.message_id, now, not_before, detail, history)
+        elif decision is RetryDecision.EXPIRE:
+            self._finish(conn, f.message_id, State.EXPIRED, now, f"deadline before retry{code}",
+                         history)
+        else:
+            self._finish(conn, f.message_id, State.FAILED, now, f"retries used up{code}", history)
+
+    def _permanent(
+        self, conn: sqlite3.Connection, f: PermanentFailure, now: int,
+        history: list[tuple[int, int, str, str | None]],
+    ) -> None:
+        if self._state(conn, f.message_id) != State.SENDING:
+            return
+        conn.execute(
+            "UPDATE outbox_message SET error_code = ?, error_text = ?, route = coalesce(?, route) "
+            "WHERE id = ?",
+            (f.code, f.text or None, f.route, f.message_id),
+        )
+        self._finish(conn, f.message_id, State.FAILED, now, _code_detail(f.code, f.text).strip(),
+                     history)
+
+    def _finish(
+        self, conn: sqlite3.Connection, mid: int, state: State, now: int, detail: str | None,
+        history: list[tuple[int, int, str, str | None]],
+    ) -> None:
+        """Move a not-yet-submitted message (or its unsent rest) to a final state."""
+        part_state = PartState.FAILED if state == State.FAILED else PartState(state.value)
+        conn.execute(
+            "UPDATE outbox_part SET state = ? WHERE message_id = ? "
+            "AND state IN ('queued', 'sending')",
+            (part_state.value, mid),
+        )
+        conn.execute(
+            "UPDATE outbox_message SET state = ?, updated_ms = ? WHERE id = ?",
+            (state.value, now, mid),
+        )
+        history.append((mid, now, state.value, detail or None))
+
+    # -- delivery reports ----------------------------------------------------------------------
+
+    def record_reports(self, reports: Iterable[Report]) -> ReportResult:
+        """Apply delivery reports; one whose id is not stored yet waits in the pending table."""
+        now = self.clock()
+        matched = pending = 0
+        with self._tx() as conn:
+            for r in reports:
+                row = conn.execute(
+                    "SELECT message_id, seq FROM outbox_part INDEXED BY outbox_part_carrier "
+                    "WHERE route = ? AND carrier_id = ? ORDER BY message_id DESC LIMIT 1",
+                    (r.route, r.carrier_id),
+                ).fetchone()
+                if row is None:
+                    if r.outcome != ReportOutcome.ENROUTE:
+                        conn.execute(
+                            "INSERT INTO outbox_report_pending (route, carrier_id, outcome, "
+                            "error_code, received_ms) VALUES (?, ?, ?, ?, ?)",
+                            (r.route, r.carrier_id, r.outcome.value, r.code, now),
+                        )
+                        pending += 1
+                    continue
+                self._apply_report(conn, int(row[0]), int(row[1]), r.outcome, r.code, now)
+                matched += 1
+        return ReportResult(matched, pending)
+
+    def _apply_report(
+        self, conn: sqlite3.Connection, mid: int, seq: int, outcome: ReportOutcome,
+        code: int | None, now: int,
+    ) -> None:
+        row = conn.execute(
+            "SELECT state FROM outbox_part WHERE message_id = ? AND seq = ?", (mid, seq)
+        ).fetchone()
+        current = PartState(row[0])
+        new = part_after_report(current, outcome)
+        if new != current:
+            conn.execute(
+                "UPDATE outbox_part SET state = ?, error_code = coalesce(?, error_code), "
+                "report_ms = ? WHERE message_id = ? AND seq = ?",
+                (new.value, code, now, mid, seq),
+            )
+            if code is not None and new != PartState.DELIVERED:
+                conn.execute(
+                    "UPDATE outbox_message SET error_code = ? WHERE id = ?", (code, mid)
+                )
+        self._settle(conn, mid, now)
+
+    def _settle(self, conn: sqlite3.Connection, mid: int, now: int) -> None:
+        """Derive a sent message's state from its parts (rules in ``outbox_states.aggregate``)."""
+        current = self._state(conn, mid)
+        if current is None:
+            return
+        parts = [PartState(r[0]) for r in conn.execute(
+            "SELECT state FROM outbox_part WHERE message_id = ?", (mid,)
+        )]
+        new = aggregate(parts)
+        if new is None and current == State.SENDING and all(
+            p in (PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN) for p in parts
+        ):
+            new = State.SUBMITTED
+        if new is None or new == current or not can_move(current, new):
+            return
+        conn.execute(
+            "UPDATE outbox_message SET state = ?, updated_ms = ? WHERE id = ?",
+            (new.value, now, mid),
+        )
+        self._history([(mid, now, new.value, None)])
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def expire_due(self) -> int:
+        """Expire waiting messages past their deadline; returns how many."""
+        with self._tx() as conn:
+            return self._expire_due(conn, self.clock())
+
+    def _expire_due(self, conn: sqlite3.Connection, now: int) -> int:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM outbox_message INDEXED BY outbox_message_deadline "
+            f"WHERE state IN {_WAITING_SQL} AND expires_ms IS NOT NULL AND expires_ms <= ?",
+            (now,),
+        )]
+        history: list[tuple[int, int, str, str | None]] = []
+        for mid in ids:
+            self._finish(conn, mid, State.EXPIRED, now, "deadline passed before sending", history)
+        self._history(history)
+        return len(ids)
+
+    def mark_unknown_due(self) -> int:
+        """Parts with no report ``dlr_unknown_after_s`` after submission become ``unknown``."""
+        now = self.clock()
+        cutoff = now - self.dlr_unknown_after_ms
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT message_id, seq FROM outbox_part INDEXED BY outbox_part_awaiting "
+                "WHERE state = 'submitted' AND submitted_ms <= ?",
+                (cutoff,),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox_part SET state = 'unknown' WHERE message_id = ? AND seq = ?", rows
+            )
+            for mid in dict.fromkeys(r[0] for r in rows):
+                self._settle(conn, mid, now)
+            # A pending report older than the unknown horizon will not find its id any more.
+            conn.execute(
+                "DELETE FROM outbox_report_pending WHERE received_ms <= ?", (cutoff,)
+            )
+        return len(rows)
+
+    def recover(self) -> int:
+        """At start-up: parts left ``sending`` by a crash go back to ``queued`` (sent again)."""
+        now = self.clock()
+        history: list[tuple[int, int, str, str | None]] = []
+        with self._tx() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM outbox_message INDEXED BY outbox_message_sending "
+                "WHERE state = 'sending'"
+            )]
+            for mid in ids:
+                self._back_to_queue(conn, mid, now, None, "recovered after restart", history)
+            # A part can be `sending` under a message that moved on (a report settled it).
+            conn.execute("UPDATE outbox_part SET state = 'queued' WHERE state = 'sending'")
+            self._history(history)
+        return len(ids)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def cancel(self, message_id: int) -> bool:
+        """Cancel a message that has not been handed out; False when it is too late."""
+        now = self.clock()
+        history: list[tuple[int, int, str, str | None]] = []
+        with self._tx() as conn:
+            if self._state(conn, message_id) not in WAITING:
+                return False
+            self._cancel(conn, message_id, now, "cancelled", history)
+            self._history(history)
+        return True
+
+    def cancel_queued_for_number(self, e164: str, detail: str = "opt-out") -> int:
+        """Cancel every waiting message to ``e164`` (the STOP path); returns how many."""
+        now = self.clock()
+        history: list[tuple[int, int, str, str | None]] = []
+        with self._tx() as conn:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM outbox_message WHERE dest = ? AND state IN {_WAITING_SQL}",
+                (e164,),
+            )]
+            for mid in ids:
+                self._cancel(conn, mid, now, detail, history)
+            self._history(history)
+        return len(ids)
+
+    def _cancel(
+        self, conn: sqlite3.Connection, mid: int, now: int, detail: str,
+        history: list[tuple[int, int, str, str | None]],
+    ) -> None:
+        conn.execute(
+            "UPDATE outbox_part SET state = 'cancelled' WHERE message_id = ? AND state = 'queued'",
+            (mid,),
+        )
+        conn.execute(
+            "UPDATE outbox_message SET state = 'cancelled', updated_ms = ? WHERE id = ?",
+            (now, mid),
+        )
+        history.append((mid, now, State.CANCELLED.value, detail))
+
+    def retry(self, message_id: int) -> bool:
+        """Operator retry of a failed message: back to queued with its retries reset."""
+        now = self.clock()
+        with self._tx() as conn:
+            if self._state(conn, message_id) != State.FAILED:
+                return False
+            conn.execute(
+                "UPDATE outbox_part SET state = 'queued', error_code = NULL "
+                "WHERE message_id = ? AND state = 'failed'",
+                (message_id,),
+            )
+            conn.execute(
+                "UPDATE outbox_message SET state = 'queued', retries = 0, not_before_ms = ?, "
+                "error_code = NULL, error_text = NULL, updated_ms = ? WHERE id = ?",
+                (now, now, message_id),
+            )
+            self._history([(message_id, now, State.QUEUED.value, "operator retry")])
+        return True
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, message_id: int) -> Message | None:
+        found = self._messages("WHERE id = ?", (message_id,))
+        return found[0] if found else None
+
+    def find(
+        self, *, to: str | None = None, state: State | None = None, ref: str | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Newest first, filtered by number, state and client reference."""
+        where: list[str] = []
+        params: list[object] = []
+        for column, value in (("dest", to), ("state", state), ("ref", ref)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return self._messages(f"{clause}ORDER BY id DESC LIMIT ?", (*params, limit))
+
+    def _messages(self, tail: str, params: Sequence[object]) -> list[Message]:
+        rows = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM outbox_message {tail}", params
+        ).fetchall()
+        out = []
+        for r in rows:
+            parts = tuple(
+                Part(seq, PartState(state), route, carrier_id, code)
+                for seq, state, route, carrier_id, code in self.conn.execute(
+                    "SELECT seq, state, route, carrier_id, error_code FROM outbox_part "
+                    "WHERE message_id = ? ORDER BY seq", (r[0],)
+                )
+            )
+            out.append(Message(
+                r[0], Lane(r[1]), State(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                r[11], r[12], r[13], r[14], r[15], r[16], parts,
+            ))
+        return out
+
+    def history(self, message_id: int) -> list[HistoryEntry]:
+        return [
+            HistoryEntry(ts, State(state), detail)
+            for ts, state, detail in self.conn.execute(
+                "SELECT ts_ms, state, detail FROM outbox_history WHERE message_id = ? ORDER BY id",
+                (message_id,),
+            )
+        ]
+
+    def statistics(self) -> OutboxStatistics:
+        counts = tuple(
+            (Lane(lane), State(state), int(n))
+            for state, lane, n in self.conn.execute(
+                "SELECT state, lane, count(*) FROM outbox_message INDEXED BY outbox_message_state "
+                "GROUP BY state, lane ORDER BY lane, state"
+            )
+        )
+        pending = int(self.conn.execute(
+            "SELECT count(*) FROM outbox_report_pending"
+        ).fetchone()[0])
+        return OutboxStatistics(counts, pending)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _state(conn: sqlite3.Connection, mid: int) -> State | None:
+        row = conn.execute("SELECT state FROM outbox_message WHERE id = ?", (mid,)).fetchone()
+        return State(row[0]) if row else None
+
+    def _history(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
+        if rows:
+            self.conn.executemany(
+                "INSERT INTO outbox_history (message_id, ts_ms, state, detail) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+
+
+def _code_detail(code: int | None, text: str) -> str:
+    parts = []
+    if code is not None:
+        parts.append(f"code 0x{code:X}")
+    if text:
+        parts.append(text)
+    return f": {', '.join(parts)}" if parts else ""
+
+
+def _check_new(m: NewMessage) -> None:
+    if not m.to.startswith("+") or not m.to[1:].isdigit():
+        raise OutboxError(f"destination must be E.164 ('+' and digits), got {m.to!r}")
+    if not m.text:
+        raise OutboxError("empty message text")
+    if m.parts is not None and m.parts < 1:
+        raise OutboxError("a message has at least one part")
+    if m.ref is not None and not m.ref:
+        raise OutboxError("an empty client reference")
+
+
+__all__ = [
+    "FINAL",
+    "Accepted",
+    "Claimed",
+    "HistoryEntry",
+    "Lane",
+    "Message",
+    "NewMessage",
+    "Outbox",
+    "OutboxError",
+    "OutboxStatistics",
+    "Part",
+    "PartState",
+    "PermanentFailure",
+    "Report",
+    "ReportOutcome",
+    "ReportResult",
+    "Requeue",
+    "RetryPolicy",
+    "State",
+    "Submitted",
+    "TemporaryFailure",
+]

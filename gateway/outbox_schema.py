@@ -1,0 +1,120 @@
+"""Outbox schema: STRICT tables in the shared database file, versioned per component.
+
+The segment store owns ``PRAGMA user_version``; the outbox keeps its own version in the row
+``schema_version(component='outbox')`` so the two migrate independently in one file. Each
+migration is a tuple of single statements, run inside one ``BEGIN IMMEDIATE`` transaction
+together with the version bump (``executescript`` would commit on its own, so it is not used).
+
+Conventions as in ``segmentation.schema``: ``*_ms`` columns are UTC epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+COMPONENT = "outbox"
+
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    component TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL
+) STRICT
+"""
+
+_STATES = (
+    "'queued','scheduled','sending','submitted','delivered','undeliverable','expired',"
+    "'failed','cancelled','unknown'"
+)
+_PART_STATES = (
+    "'queued','sending','submitted','delivered','undeliverable','expired','failed',"
+    "'cancelled','unknown'"
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: messages, parts, history, reports waiting for their id
+    (
+        f"""
+        CREATE TABLE outbox_message (
+            id            INTEGER PRIMARY KEY,
+            lane          INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
+            state         TEXT    NOT NULL CHECK (state IN ({_STATES})),
+            dest          TEXT    NOT NULL,              -- E.164, '+447700900123'
+            sender        TEXT    NOT NULL DEFAULT '',   -- '' = the route's default sender
+            body          TEXT    NOT NULL,
+            ref           TEXT,                          -- client reference, unique per sender
+            campaign_id   INTEGER,
+            total_parts   INTEGER NOT NULL CHECK (total_parts >= 1),
+            created_ms    INTEGER NOT NULL,
+            not_before_ms INTEGER NOT NULL,              -- ready from; orders a lane (age)
+            expires_ms    INTEGER,                       -- validity deadline, NULL = none
+            retries       INTEGER NOT NULL DEFAULT 0,    -- temporary failures so far
+            max_retries   INTEGER NOT NULL,
+            route         TEXT,                          -- last route that took it
+            error_code    INTEGER,                       -- carrier / modem code of the failure
+            error_text    TEXT,
+            updated_ms    INTEGER NOT NULL
+        ) STRICT
+        """,
+        # Idempotency: a retried submission with the same (sender, ref) finds the first one.
+        """
+        CREATE UNIQUE INDEX outbox_message_ref ON outbox_message(sender, ref)
+            WHERE ref IS NOT NULL
+        """,
+        # Claim: per lane, ready rows in age order; partial so it only holds waiting rows and
+        # stays O(log n) however many are queued.
+        """
+        CREATE INDEX outbox_message_ready ON outbox_message(lane, not_before_ms, id)
+            WHERE state IN ('queued', 'scheduled')
+        """,
+        """
+        CREATE INDEX outbox_message_deadline ON outbox_message(expires_ms)
+            WHERE state IN ('queued', 'scheduled') AND expires_ms IS NOT NULL
+        """,
+        "CREATE INDEX outbox_message_sending ON outbox_message(id) WHERE state = 'sending'",
+        "CREATE INDEX outbox_message_dest ON outbox_message(dest, state)",
+        "CREATE INDEX outbox_message_state ON outbox_message(state, lane)",
+        f"""
+        CREATE TABLE outbox_part (
+            message_id    INTEGER NOT NULL REFERENCES outbox_message(id),
+            seq           INTEGER NOT NULL,               -- 0-based part number
+            state         TEXT    NOT NULL CHECK (state IN ({_PART_STATES})),
+            route         TEXT,                           -- bind or modem that accepted it
+            carrier_id    TEXT,                           -- normalised (gateway.outbox_ids)
+            error_code    INTEGER,
+            submitted_ms  INTEGER,
+            report_ms     INTEGER,
+            PRIMARY KEY (message_id, seq)
+        ) STRICT, WITHOUT ROWID
+        """,
+        """
+        CREATE INDEX outbox_part_carrier ON outbox_part(route, carrier_id)
+            WHERE carrier_id IS NOT NULL
+        """,
+        """
+        CREATE INDEX outbox_part_awaiting ON outbox_part(submitted_ms)
+            WHERE state = 'submitted'
+        """,
+        "CREATE INDEX outbox_part_sending ON outbox_part(message_id) WHERE state = 'sending'",
+        """
+        CREATE TABLE outbox_history (
+            id          INTEGER PRIMARY KEY,
+            message_id  INTEGER NOT NULL REFERENCES outbox_message(id),
+            ts_ms       INTEGER NOT NULL,
+            state       TEXT    NOT NULL,
+            detail      TEXT
+        ) STRICT
+        """,
+        "CREATE INDEX outbox_history_message ON outbox_history(message_id, id)",
+        # A delivery report whose carrier id is not stored yet (it overtook the submit
+        # response): kept here and applied when the id arrives, never dropped.
+        """
+        CREATE TABLE outbox_report_pending (
+            id           INTEGER PRIMARY KEY,
+            route        TEXT    NOT NULL,
+            carrier_id   TEXT    NOT NULL,
+            outcome      TEXT    NOT NULL,
+            error_code   INTEGER,
+            received_ms  INTEGER NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX outbox_report_pending_id ON outbox_report_pending(route, carrier_id)",
+    ),
+)

@@ -1,0 +1,199 @@
+"""The outbox's state machine as pure data and functions: no SQLite, no clock, no I/O.
+
+``gateway.outbox`` stores what these functions decide. Keeping the rules here lets Hypothesis
+drive every (state, input) pair without a database.
+
+Message states (DESIGN.md "Durability and delivery semantics")::
+
+    queued ─┬─> sending ─┬─> submitted ─┬─> delivered
+    scheduled┘     │     │              ├─> undeliverable
+                   │     │              ├─> expired      (the carrier gave up: report EXPIRED)
+                   │     │              └─> unknown      (no report in dlr_unknown_after_s)
+                   │     ├─> queued      (temporary error: backoff; link error; crash recovery)
+                   │     ├─> failed      (permanent error, or retries used up)
+                   │     └─> expired     (retry would fall past the validity deadline)
+    queued/scheduled ─> expired (deadline passed before sending), cancelled
+    failed ─> queued (operator retry)
+
+A message is handed out whole (all its unsent parts on one route), but each part keeps its own
+carrier id and state, because delivery reports come per part (field-failures.md §3.5).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class Lane(enum.IntEnum):
+    """Priority lanes, claimed in this order (lower value first)."""
+
+    TRANSACTIONAL = 0  # API, OTP: waits for no campaign
+    AUTOMATION = 1  # triggered by events (cart reminders, ...)
+    CAMPAIGN = 2  # bulk
+
+
+class State(enum.StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+class PartState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+WAITING: frozenset[State] = frozenset({State.QUEUED, State.SCHEDULED})
+"""Not yet handed to a driver: may be claimed, cancelled or expire."""
+
+FINAL: frozenset[State] = frozenset(
+    {State.DELIVERED, State.UNDELIVERABLE, State.EXPIRED, State.FAILED, State.CANCELLED}
+)
+"""No further change except an operator retry of ``failed``. ``unknown`` is not final: a late
+report may still turn it into delivered or undeliverable."""
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({
+        State.SENDING, State.EXPIRED, State.CANCELLED,
+        # waiting to resend some parts while a report for an earlier part says it failed
+        State.UNDELIVERABLE,
+    }),
+    State.SCHEDULED: frozenset({State.SENDING, State.EXPIRED, State.CANCELLED}),
+    State.SENDING: frozenset({
+        State.SUBMITTED, State.QUEUED, State.FAILED, State.EXPIRED,
+        # a report can overtake the submit response of the last part (field-failures.md §3.4)
+        State.DELIVERED, State.UNDELIVERABLE,
+    }),
+    State.SUBMITTED: frozenset({
+        State.DELIVERED, State.UNDELIVERABLE, State.EXPIRED, State.UNKNOWN,
+        # a part resubmitted after a partial failure re-enters sending via queued
+        State.QUEUED,
+    }),
+    State.UNKNOWN: frozenset({State.DELIVERED, State.UNDELIVERABLE, State.EXPIRED}),
+    State.FAILED: frozenset({State.QUEUED}),
+    State.DELIVERED: frozenset(),
+    State.UNDELIVERABLE: frozenset(),
+    State.EXPIRED: frozenset(),
+    State.CANCELLED: frozenset(),
+}
+
+
+def can_move(old: State, new: State) -> bool:
+    return new == old or new in TRANSITIONS[old]
+
+
+class ReportOutcome(enum.StrEnum):
+    """What a delivery report says about one part (SMPP 3.4 Appendix B ``stat:`` / §5.2.28
+    ``message_state``; 3GPP TS 23.040 §9.2.3.15 TP-Status for modems)."""
+
+    DELIVERED = "delivered"  # DELIVRD / TP-ST 0x00-0x02
+    UNDELIVERABLE = "undeliverable"  # UNDELIV, REJECTD, DELETED / TP-ST 0x40-0x7F permanent
+    EXPIRED = "expired"  # EXPIRED / TP-ST 0x46 validity period expired
+    UNKNOWN = "unknown"  # UNKNOWN: the carrier itself does not know
+    ENROUTE = "enroute"  # ENROUTE, ACCEPTD / TP-ST 0x20-0x3F: intermediate, still trying
+
+
+_PART_FROM_REPORT: dict[ReportOutcome, PartState] = {
+    ReportOutcome.DELIVERED: PartState.DELIVERED,
+    ReportOutcome.UNDELIVERABLE: PartState.UNDELIVERABLE,
+    ReportOutcome.EXPIRED: PartState.EXPIRED,
+    ReportOutcome.UNKNOWN: PartState.UNKNOWN,
+}
+
+PART_REPORTED: frozenset[PartState] = frozenset(
+    {PartState.DELIVERED, PartState.UNDELIVERABLE, PartState.EXPIRED}
+)
+
+
+def part_after_report(current: PartState, outcome: ReportOutcome) -> PartState:
+    """A part's state after a report. Final outcomes win; intermediate ones change nothing.
+
+    A final report is never overridden by a later one (carriers repeat reports), and a report
+    can arrive while the part is still ``sending`` (the report overtook the submit response).
+    """
+    if current in PART_REPORTED or current in (PartState.FAILED, PartState.CANCELLED):
+        return current
+    new = _PART_FROM_REPORT.get(outcome)
+    if new is None:
+        return current
+    if new == PartState.UNKNOWN and current not in (PartState.SUBMITTED, PartState.SENDING):
+        return current
+    return new
+
+
+def aggregate(parts: Iterable[PartState]) -> State | None:
+    """A sent message's state from its parts' states; None while reports are still due.
+
+    Rules, in order:
+      1. any part undeliverable              -> undeliverable (the recipient misses text)
+      2. any part expired at the carrier     -> expired
+      3. every part delivered                -> delivered
+      4. every part has an answer, some of them "unknown" (no report in time, or the carrier
+         said UNKNOWN)                      -> unknown (never "delivered" without proof)
+      5. otherwise                           -> None: keep waiting for reports
+    """
+    states = list(parts)
+    if not states:
+        return None
+    if PartState.UNDELIVERABLE in states:
+        return State.UNDELIVERABLE
+    if PartState.EXPIRED in states:
+        return State.EXPIRED
+    if all(s == PartState.DELIVERED for s in states):
+        return State.DELIVERED
+    if all(s in (PartState.DELIVERED, PartState.UNKNOWN) for s in states):
+        return State.UNKNOWN
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff for temporary errors: base, 2*base, 4*base, ... <= cap."""
+
+    base_s: float = 5.0
+    cap_s: float = 600.0
+
+    def delay_ms(self, attempt: int) -> int:
+        """Delay before retry number ``attempt`` (1 for the first retry)."""
+        if attempt < 1:
+            return 0
+        # 2**40 * base already exceeds any sane cap; clamp the exponent to avoid huge ints.
+        delay = min(self.cap_s, self.base_s * 2.0 ** min(attempt - 1, 40))
+        return int(delay * 1000)
+
+
+class RetryDecision(enum.Enum):
+    RETRY = "retry"
+    FAIL = "fail"  # retries used up
+    EXPIRE = "expire"  # the retry would go out after the validity deadline
+
+
+def decide_retry(
+    *, attempts: int, max_retries: int, now_ms: int, expires_ms: int | None, policy: RetryPolicy
+) -> tuple[RetryDecision, int]:
+    """After a temporary error on attempt number ``attempts`` (1-based): what next, and when.
+
+    Returns the decision and the ``not_before`` time (meaningful for RETRY only).
+    """
+    if attempts > max_retries:
+        return RetryDecision.FAIL, now_ms
+    not_before = now_ms + policy.delay_ms(attempts)
+    if expires_ms is not None and not_before >= expires_ms:
+        return RetryDecision.EXPIRE, now_ms
+    return RetryDecision.RETRY, not_before
