@@ -14,11 +14,9 @@ field and the octet offset. Facts and worked examples: ``../shared/reference/pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from drivers.modem.pdu_fields import (
     TOA_ALPHANUMERIC,
@@ -39,6 +37,7 @@ from drivers.modem.pdu_fields import (
     relative_vp_duration,
 )
 from drivers.modem.pdu_userdata import UserData, decode_user_data, encode_user_data
+from gateway.codec import Concat, EncodedMessage, Encoding, Part
 from gateway.codec.errors import CodecError
 from gateway.codec.gsm7 import is_gsm7
 from gateway.codec.udh import ConcatInfo, UserDataHeader
@@ -74,30 +73,6 @@ PI_EXTENSION = 0x80
 DCS_GSM7 = 0x00
 DCS_UCS2 = 0x08
 DCS_8BIT = 0x04
-
-
-class _Part(Protocol):
-    """What :func:`encode_submit_part` reads from a :class:`gateway.codec.Part`."""
-
-    @property
-    def seq(self) -> int: ...
-    @property
-    def udh(self) -> bytes: ...
-    @property
-    def payload(self) -> bytes: ...
-
-
-class _Message(Protocol):
-    """What :func:`encode_submit` reads from a :class:`gateway.codec.EncodedMessage`."""
-
-    @property
-    def encoding(self) -> str: ...
-    @property
-    def concat(self) -> str: ...
-    @property
-    def segments(self) -> int: ...
-    @property
-    def parts(self) -> Sequence[_Part]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +178,14 @@ class StatusReport:
 
 
 # --- SMS-SUBMIT -----------------------------------------------------------------------------------
-def _alphabet_of(encoding: str) -> tuple[Alphabet, int]:
-    if encoding == "gsm7":
+def _alphabet_of(encoding: Encoding) -> tuple[Alphabet, int]:
+    """TP-DCS for the message's encoding (TS 23.038 §4). NLS messages stay 0x00: their shift
+    tables are announced in the UDH, not in the DCS."""
+    if encoding is Encoding.GSM7:
         return Alphabet.GSM7, DCS_GSM7
-    if encoding == "ucs2":
+    if encoding is Encoding.UCS2:
         return Alphabet.UCS2, DCS_UCS2
-    raise CodecError(f"encoding {encoding!r} cannot be sent in an SMS-SUBMIT")
+    raise CodecError(f"encoding {encoding!r} cannot be sent in an SMS TPDU")
 
 
 def _submit_bytes(
@@ -230,8 +207,8 @@ def _submit_bytes(
 
 
 def encode_submit_part(
-    message: _Message,
-    part: _Part,
+    message: EncodedMessage,
+    part: Part,
     destination: str,
     *,
     smsc: str | None = None,
@@ -249,7 +226,7 @@ def encode_submit_part(
     """
     if not 0 <= message_reference <= 0xFF:
         raise CodecError(f"TP-MR {message_reference} is not 0..255")
-    alphabet, dcs = _alphabet_of(str(message.encoding))
+    alphabet, dcs = _alphabet_of(message.encoding)
     first = MTI_SUBMIT
     if reject_duplicates:
         first |= RD
@@ -276,7 +253,7 @@ def encode_submit_part(
 
 
 def encode_submit(
-    message: _Message,
+    message: EncodedMessage,
     destination: str,
     *,
     smsc: str | None = None,
@@ -291,9 +268,9 @@ def encode_submit(
     A multipart message must carry its concatenation in a UDH (UDH8/UDH16): a handset cannot
     reassemble SAR TLVs or a message_payload, which exist only in SMPP.
     """
-    if message.segments > 1 and str(message.concat) not in ("udh8", "udh16"):
+    if message.segments > 1 and message.concat not in (Concat.UDH8, Concat.UDH16):
         raise CodecError(
-            f"a {message.segments}-part message encoded with concat={str(message.concat)!r}"
+            f"a {message.segments}-part message encoded with concat={message.concat.value!r}"
             " cannot go to a modem: encode it with Concat.UDH8 or Concat.UDH16"
         )
     return [
@@ -415,8 +392,8 @@ def _originator_field(originator: str) -> bytes:
 
 
 def encode_deliver(
-    message: _Message,
-    part: _Part,
+    message: EncodedMessage,
+    part: Part,
     originator: str,
     *,
     scts: datetime,
@@ -432,7 +409,7 @@ def encode_deliver(
     ``dcs`` overrides the TP-DCS (e.g. 0x10 for a flash GSM-7 message); it must name the same
     alphabet as the message's encoding.
     """
-    alphabet, default_dcs = _alphabet_of(str(message.encoding))
+    alphabet, default_dcs = _alphabet_of(message.encoding)
     if dcs is None:
         dcs = default_dcs
     elif decode_dcs(dcs).alphabet is not alphabet:

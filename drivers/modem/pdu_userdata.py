@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from drivers.modem.pdu_fields import Alphabet, PduError, Reader
 from gateway.codec.errors import CodecError
 from gateway.codec.gsm7 import (
-    DEFAULT_ALPHABET,
-    DEFAULT_EXTENSION,
     decode_septets,
     fill_bits,
     header_septets,
     pack_septets,
     unpack_septets,
 )
+from gateway.codec.nls import tables_for
 from gateway.codec.udh import UserDataHeader, parse_udh
 
 MAX_UD_OCTETS = 140  # TS 23.040 §9.2.3.24: TP-UD is at most 140 octets
@@ -66,17 +65,13 @@ def encode_user_data(alphabet: Alphabet, udh: bytes, payload: bytes) -> tuple[in
     return len(ud), ud
 
 
-ShiftTables = tuple[str, dict[int, str]]
-"""(locking table of 128 characters, single-shift map) used to decode GSM 7-bit text."""
+def decode_user_data(reader: Reader, alphabet: Alphabet, udhi: bool) -> UserData:
+    """Read TP-UDL and TP-UD from ``reader`` (which must end with them).
 
-
-def decode_user_data(
-    reader: Reader,
-    alphabet: Alphabet,
-    udhi: bool,
-    tables: ShiftTables | None = None,
-) -> UserData:
-    """Read TP-UDL and TP-UD from ``reader`` (which must end with them)."""
+    GSM 7-bit text is decoded with the national language shift tables its UDH announces
+    (TS 23.040 §9.2.3.24.15/16); unknown language ids fall back to the default tables, as
+    TS 23.038 Annex C.2 tells a receiver without them to do.
+    """
     udl_pos = reader.pos
     udl = reader.octet("TP-UDL")
     if alphabet is Alphabet.GSM7:
@@ -100,13 +95,12 @@ def decode_user_data(
             raise PduError("TP-UDH", ud_pos, str(exc)) from None
 
     if alphabet is Alphabet.GSM7:
-        skip = header_septets(header_octets) if header_octets else 0
+        skip = header_septets(header_octets)
         if skip > udl:
             raise PduError("TP-UDH", ud_pos, f"header of {skip} septets exceeds TP-UDL {udl}")
-        # Unpack after the header with its fill bits: the text starts on a septet boundary.
-        payload = unpack_septets(raw[header_octets:], udl - skip, fill_bits(header_octets)
-                                 if header_octets else 0)
-        locking, single = tables if tables is not None else (DEFAULT_ALPHABET, DEFAULT_EXTENSION)
+        # Unpack after the header and its fill bits: the text starts on a septet boundary.
+        payload = unpack_septets(raw[header_octets:], udl - skip, fill_bits(header_octets))
+        locking, single = tables_for(*udh.national_language()) if udh else tables_for(None, None)
         text = decode_septets(payload, locking, single)
         return UserData(udl, udh, payload, text, raw)
     if header_octets > udl:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -38,42 +39,33 @@ from drivers.modem.pdu_fields import (
     relative_vp,
     relative_vp_duration,
 )
+from gateway.codec import Concat, EncodedMessage, EncodeOptions, Encoding, Part, encode
 from gateway.codec.errors import CodecError
 from gateway.codec.gsm7 import encode_septets
-from gateway.codec.udh import ConcatInfo, build_udh, concat_ie
+from gateway.codec.udh import ConcatInfo
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
-    seq: int
-    udh: bytes
-    payload: bytes
+def gsm_message(text: str, **options: Any) -> EncodedMessage:
+    message = encode(text, EncodeOptions(**options))
+    assert message.encoding is Encoding.GSM7
+    return message
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    encoding: str
-    concat: str
-    segments: int
-    parts: tuple[_Part, ...]
+def ucs2_message(text: str) -> EncodedMessage:
+    message = encode(text)
+    assert message.encoding is Encoding.UCS2
+    return message
 
 
-def gsm_message(*texts: str, ref_bits: int = 8, reference: int = 0x2A) -> _Message:
-    """A message whose parts carry exactly ``texts`` (a UDH when there are several)."""
-    total = len(texts)
-    parts = tuple(
-        _Part(
-            seq,
-            build_udh(concat_ie(reference, total, seq, ref_bits)) if total > 1 else b"",
-            encode_septets(text),
-        )
-        for seq, text in enumerate(texts, 1)
-    )
-    return _Message("gsm7", "udh16" if ref_bits == 16 else "udh8", total, parts)
+PAD = "z" * 8  # makes any second part long enough that the message needs two parts
 
 
-def ucs2_message(text: str) -> _Message:
-    return _Message("ucs2", "udh8", 1, (_Part(1, b"", text.encode("utf-16-be")),))
+def second_part(text: str, concat: Concat, reference: int = 0x2A) -> EncodedMessage:
+    """A two-part GSM-7 message whose second part is ``text + PAD``."""
+    first = 153 if concat is Concat.UDH8 else 152  # protocols.md §2.1
+    message = encode("a" * first + text + PAD, EncodeOptions(concat=concat, reference=reference))
+    assert [p.text for p in message.parts] == ["a" * first, text + PAD]
+    return message
 
 
 def h(hex_text: str) -> bytes:
@@ -396,7 +388,8 @@ def test_compressed_user_data_is_refused() -> None:
 
 def test_message_waiting_ucs2_decodes() -> None:
     scts = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    raw = encode_deliver(ucs2_message("Voicemail ☎"), ucs2_message("Voicemail ☎").parts[0],
+    msg = ucs2_message("Voicemail ☎")
+    raw = encode_deliver(msg, msg.parts[0],
                          "+441234", scts=scts, dcs=0xE8)
     assert decode_deliver(raw).text == "Voicemail ☎"
 
@@ -412,7 +405,7 @@ def test_destination_type_of_address() -> None:
 
 # --- Submit encoding details --------------------------------------------------------------------
 def test_first_octet_flags() -> None:
-    msg = gsm_message("part one", "part two")
+    msg = gsm_message("x" * 200)
     pdus = encode_submit(msg, "+15125551234", status_report=True, reject_duplicates=True,
                          validity=timedelta(hours=1), message_reference=7)
     for pdu in pdus:
@@ -429,57 +422,70 @@ def test_sca_and_length() -> None:
 
 
 def test_multipart_with_sar_or_payload_is_refused() -> None:
-    for concat in ("sar", "payload"):
-        msg = _Message("gsm7", concat, 2, (_Part(1, b"", b"a"), _Part(2, b"", b"b")))
-        with pytest.raises(CodecError, match="cannot go to a modem"):
+    for concat in (Concat.SAR, Concat.PAYLOAD):
+        msg = gsm_message("a" * 200, concat=concat)
+        with pytest.raises(CodecError, match=f"concat='{concat.value}' cannot go to a modem"):
             encode_submit(msg, "+1")
-    single = _Message("gsm7", "payload", 1, (_Part(1, b"", encode_septets("short")),))
-    assert decode_submit(encode_submit(single, "+1")[0].data).text == "short"
+        single = gsm_message("short", concat=concat)
+        assert decode_submit(encode_submit(single, "+1")[0].data).text == "short"
+
+
+def _with_payload(message: EncodedMessage, udh: bytes, payload: bytes) -> EncodedMessage:
+    part = Part(seq=1, total=1, udh=udh, payload=payload, units=len(payload), text="", sar=None)
+    return replace(message, parts=(part,))
 
 
 def test_oversized_parts_are_refused() -> None:
+    # encode() never builds these; the TPDU layer still refuses them rather than truncate.
+    gsm = gsm_message("a")
     with pytest.raises(CodecError, match="exceeds 160"):
-        encode_submit(gsm_message("a" * 161), "+1")
-    with pytest.raises(CodecError, match="exceeds 160"):
-        encode_submit(gsm_message("a" * 154, "b"), "+1")  # 7 header septets + 154
+        encode_submit(_with_payload(gsm, b"", encode_septets("a" * 161)), "+1")
+    with pytest.raises(CodecError, match="exceeds 160"):  # 7 header septets + 154
+        encode_submit(_with_payload(gsm, bytes.fromhex("050003010101"), b"a" * 154), "+1")
     with pytest.raises(CodecError, match="exceeds 140"):
-        encode_submit(ucs2_message("ж" * 71), "+1")
+        encode_submit(_with_payload(ucs2_message("ж"), b"", "ж".encode("utf-16-be") * 71), "+1")
+    with pytest.raises(CodecError, match="odd length"):
+        encode_submit(_with_payload(ucs2_message("ж"), b"", b"\x04"), "+1")
+    with pytest.raises(CodecError, match="above 0x7F"):
+        encode_submit(_with_payload(gsm, b"", b"\x80"), "+1")
 
 
 def test_full_parts_fit() -> None:
     assert decode_submit(encode_submit(gsm_message("a" * 160), "+1")[0].data).text == "a" * 160
-    two = encode_submit(gsm_message("a" * 153, "b" * 153), "+1")
+    two = encode_submit(gsm_message("a" * 306), "+1")
     assert [decode_submit(p.data).udl for p in two] == [160, 160]
     assert decode_submit(encode_submit(ucs2_message("ж" * 70), "+1")[0].data).udl == 140
 
 
 # --- Fill bits (TS 23.040 §9.2.3.24; protocols.md §3.2) -----------------------------------------
-@pytest.mark.parametrize("text", ["xy{", "b€b", "€bb", "@", "a" * 152])
+@pytest.mark.parametrize("text", ["xy{", "b€b", "€bb", "@", "a" * 144])
 def test_fill_bit_cases(text: str) -> None:
     scts = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     # UDHL 5 (8-bit reference): 6 header octets, 1 fill bit, 7 header septets.
-    msg8 = gsm_message(text, "z", ref_bits=8)
-    sub8 = decode_submit(encode_submit(msg8, "+1")[0].data)
-    assert sub8.user_data[0] == 5 and sub8.udl == 7 + len(encode_septets(text))
-    assert sub8.text == text
+    msg8 = second_part(text, Concat.UDH8)
+    sub8 = decode_submit(encode_submit(msg8, "+1")[1].data)
+    assert sub8.user_data[0] == 5 and sub8.udl == 7 + len(encode_septets(text + PAD))
+    assert sub8.text == text + PAD
     # UDHL 6 (16-bit reference): 7 header octets = 56 bits = 8 septets, no fill. python-gsmmodem
     # drops the first text septet here; we must not.
-    msg16 = gsm_message(text, "z", ref_bits=16)
-    sub16 = decode_submit(encode_submit(msg16, "+1")[0].data)
-    assert sub16.user_data[0] == 6 and sub16.udl == 8 + len(encode_septets(text))
-    assert sub16.text == text and sub16.concat == ConcatInfo(0x2A, 2, 1, 16)
-    d16 = decode_deliver(encode_deliver(msg16, msg16.parts[0], "+1", scts=scts))
-    assert d16.text == text
+    msg16 = second_part(text, Concat.UDH16)
+    sub16 = decode_submit(encode_submit(msg16, "+1")[1].data)
+    assert sub16.user_data[0] == 6 and sub16.udl == 8 + len(encode_septets(text + PAD))
+    assert sub16.text == text + PAD and sub16.concat == ConcatInfo(0x2A, 2, 2, 16)
+    d16 = decode_deliver(encode_deliver(msg16, msg16.parts[1], "+1", scts=scts))
+    assert d16.text == text + PAD
 
 
 def test_fill_bit_bytes_for_udhl_5_and_6() -> None:
-    # "@" after a UDHL 5 header: 1 fill bit then septet 0x00 -> one octet 00; UDL 8.
-    p5 = encode_submit(gsm_message("A", "B", reference=1), "+1")[0]
-    # 41: UDHI ; UDL 08 ; 050003010201 ; 'A' = 0x41 shifted left by the 1 fill bit = 0x82
-    assert p5.hex.endswith("0008" "050003010201" "82")
-    p6 = encode_submit(gsm_message("A", "B", ref_bits=16, reference=1), "+1")[0]
-    # UDL 09 ; 06080400010201 ; 'A' = 0x41 starting right on the septet boundary
-    assert p6.hex.endswith("0009" "06080400010201" "41")
+    p5 = encode_submit(second_part("A", Concat.UDH8, reference=1), "+1")[1]
+    # DCS 00 ; UDL 10 = 7 + 9 ("A" + 8 "z") ; UDH 05 00 03 01 02 02 ; 'A' = 0x41 shifted left
+    # by the 1 fill bit = 0x82 ; then 'z' = 0x7A in bits 0-6 and bit 0 of the next 'z' (0) in
+    # bit 7 = 0x7A
+    assert "0010" "050003010202" "827A" in p5.hex
+    p6 = encode_submit(second_part("A", Concat.UDH16, reference=1), "+1")[1]
+    # UDL 11 = 8 + 9 ; UDH 06 08 04 0001 02 02 ; 'A' = 0x41 right on the septet boundary, with
+    # bit 0 of 'z' (0) in bit 7
+    assert "0011" "06080400010202" "41" in p6.hex
 
 
 # --- Malformed input ----------------------------------------------------------------------------
@@ -546,6 +552,41 @@ def test_decode_pdu_dispatches_by_mti() -> None:
 
 
 def test_encode_submit_part_matches_encode_submit() -> None:
-    msg = gsm_message("one", "two", "three")
+    msg = gsm_message("one two three " * 30)
+    assert len(msg.parts) == 3
     whole = encode_submit(msg, "+44123")
     assert [encode_submit_part(msg, p, "+44123") for p in msg.parts] == whole
+
+
+# --- National language shift tables (TS 23.038 §6.2.1.2.4, TS 23.040 §9.2.3.24.15/16) ----------
+@pytest.mark.parametrize(
+    "text,language,ids",
+    [("Türkçe ğüş " * 15, "tr", (1, 0)), ("ação é ótima " * 13, "pt", (3, 0))],
+)
+def test_nls_messages_round_trip(text: str, language: str, ids: tuple[int, int]) -> None:
+    msg = gsm_message(text, national_languages=(language,), reference=7)
+    assert msg.national_language == ids
+    scts = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    decoded = []
+    for part, pdu in zip(msg.parts, encode_submit(msg, "+905551234567"), strict=True):
+        sub = decode_submit(pdu.data)
+        assert sub.dcs == 0x00  # the shift tables are announced in the UDH, not the DCS
+        assert sub.udh is not None and sub.udh.national_language() == (ids[0], None)
+        # UDHL 8 (concat + locking shift IE): 9 octets -> 11 septets with 5 fill bits
+        assert sub.user_data[0] == 8 and sub.udl == 11 + part.units
+        d = decode_deliver(encode_deliver(msg, part, "+905551234567", scts=scts))
+        assert d.text == sub.text
+        decoded.append(sub.text)
+    assert "".join(t or "" for t in decoded) == text
+
+
+def test_single_shift_and_unknown_language() -> None:
+    base = gsm_message("x")
+    # UDH 03 24 01 02: Spanish single shift; ESC 0x09 is 'ç' there (TS 23.038 A.2.2), and the
+    # main table is untouched.
+    spanish = _with_payload(base, bytes.fromhex("03240102"), b"\x1b\x09a")
+    assert decode_submit(encode_submit(spanish, "+34600000000")[0].data).text == "ça"
+    # Language 13 (Urdu) is not implemented: decode with the default tables (Annex C.2), where
+    # ESC + 0x09 has no entry and shows the main-table character 'Ç' (TS 23.038 §6.2.1.1).
+    urdu = _with_payload(base, bytes.fromhex("0324010D"), b"\x1b\x09a")
+    assert decode_submit(encode_submit(urdu, "+34600000000")[0].data).text == "Ça"
