@@ -211,9 +211,7 @@ _MESSAGE_REQUESTS = frozenset({C.SUBMIT_SM, C.DELIVER_SM})
 class Session:
     """One SMPP session over one connection, in the ESME or the SMSC role."""
 
-    def __init__(
-        self, role: Role, *, window: int = 10, response_timeout: float = 30.0
-    ) -> None:
+    def __init__(self, role: Role, *, window: int = 10, response_timeout: float = 30.0) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.role = role

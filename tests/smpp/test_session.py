@@ -210,9 +210,7 @@ def test_malformed_request_gets_generic_nack_and_stream_continues() -> None:
     events = smsc.receive_data(bytes(bad) + good, 0.0)
     assert isinstance(events[0], Violation) and not events[0].fatal
     out = smsc.data_to_send()
-    assert decode(out[:16]) == HeaderOnly(
-        CommandId.GENERIC_NACK, CommandStatus.ESME_RINVCMDLEN, 9
-    )
+    assert decode(out[:16]) == HeaderOnly(CommandId.GENERIC_NACK, CommandStatus.ESME_RINVCMDLEN, 9)
     assert decode(out[16:]).command_id == CommandId.ENQUIRE_LINK_RESP
 
 
@@ -246,9 +244,7 @@ def test_connection_lost_hands_back_unknown_outcomes() -> None:
 def test_sequence_numbers_wrap_and_skip_outstanding() -> None:
     esme, _ = bound_pair(window=4)
     esme._next_seq = MAX_SEQUENCE - 1
-    seqs = [
-        decode(esme.send(SubmitSm(destination_addr="1"), 0.0)).sequence for _ in range(3)
-    ]
+    seqs = [decode(esme.send(SubmitSm(destination_addr="1"), 0.0)).sequence for _ in range(3)]
     assert seqs == [MAX_SEQUENCE - 1, MAX_SEQUENCE, 1]
     esme._next_seq = MAX_SEQUENCE  # still outstanding: skipped
     assert decode(esme.send(SubmitSm(destination_addr="1"), 0.0)).sequence == 2
