@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.config import Config, load_config
+from gateway.config import (
+    Config,
+    DatabaseConfig,
+    ModemConfig,
+    RouteConfig,
+    SmppConfig,
+    load_config,
+)
 from gateway.routing import (
     NoRouteError,
     Route,
@@ -223,3 +230,40 @@ def _config_for_properties() -> Config:
 
 
 _CONFIG_FOR_PROPERTIES = _config_for_properties()
+
+
+RULES = st.lists(
+    st.tuples(
+        st.from_regex(r"\+?[0-9]{0,4}", fullmatch=True),
+        st.sampled_from([None, "Shop", "Alerts"]),
+        st.lists(st.sampled_from(["a", "b", "modems"]), min_size=1, max_size=3, unique=True),
+    ),
+    max_size=8,
+)
+
+
+@given(rules=RULES, destination=st.from_regex(r"\+[0-9]{1,8}", fullmatch=True),
+       sender=st.sampled_from([None, "Shop", "Alerts", "Other"]))
+def test_the_longest_matching_prefix_wins_then_the_first_in_the_file(
+    rules: list[tuple[str, str | None, list[str]]], destination: str, sender: str | None
+) -> None:
+    config = Config(
+        source=Path("smsgate.toml"),
+        database=DatabaseConfig(Path("gw.db")),
+        smpp=tuple(SmppConfig(n, "127.0.0.1", 2775, "shop", "pw") for n in ("a", "b")),
+        modem=(ModemConfig("m1", port="/dev/ttyUSB0"),),
+        route=tuple(RouteConfig(p, tuple(via), s) for p, s, via in rules),
+    )
+    table = RouteTable.from_config(config)
+    digits = destination[1:]
+    matching = [
+        (i, p.lstrip("+"), via) for i, (p, s, via) in enumerate(rules)
+        if digits.startswith(p.lstrip("+")) and s in (None, sender)
+    ]
+    if not matching:
+        with pytest.raises(NoRouteError):
+            table.resolve(destination, sender)
+        return
+    longest = max(len(p) for _, p, _ in matching)
+    _, _, via = min((m for m in matching if len(m[1]) == longest), key=lambda m: m[0])
+    assert names(table.resolve(destination, sender)) == via
