@@ -10,6 +10,9 @@ only that process is meant); the service must send ``WATCHDOG=1`` more often tha
 documented advice is every half interval. :func:`keep_alive` does that from the event loop, so a
 blocked loop stops the pings and systemd restarts us, which is the point.
 
+Only AF_UNIX addresses are supported (absolute paths and ``@`` names); the ``vsock:`` form
+that newer systemd offers to virtual machines is treated as "not under systemd".
+
 No dependency on python-systemd. Failures to send are logged at debug and reported as False:
 a missing status line must never take the daemon down.
 """
