@@ -43,6 +43,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.codec import CodecError, ReferenceCounter, encode
 from gateway.config import KeywordsConfig
 from gateway.errors import SmsgateError
 
@@ -242,12 +243,24 @@ def _render(template: str, values: dict[str, str]) -> str:
 
 
 def help_text_problems(text: str) -> tuple[str, ...]:
-    """What a rendered HELP reply lacks of CTIA's required content [C10], empty when complete."""
+    """What is wrong with a rendered HELP reply, empty when nothing is.
+
+    CTIA's required content [C10] (the rates notice, how to stop), and its length: a reply
+    longer than one SMS part costs more and may arrive in pieces on old handsets.
+    """
     problems = []
     if RATES_NOTICE.casefold() not in text.casefold():
         problems.append(f"does not say {RATES_NOTICE!r}")
     if "stop" not in words(text):
         problems.append("does not say how to stop (reply STOP)")
+    try:
+        # A throwaway counter: measuring must not consume the real concatenation references.
+        segments = encode(text, references=ReferenceCounter()).segments
+    except CodecError:
+        problems.append("is too long to send")
+    else:
+        if segments > 1:
+            problems.append(f"takes {segments} SMS parts (one is cheaper and arrives whole)")
     return tuple(problems)
 
 

@@ -163,6 +163,14 @@ def test_help_text_problems_name_what_is_missing() -> None:
     assert any("STOP" in p for p in problems)
 
 
+def test_help_text_longer_than_one_sms_is_a_problem() -> None:
+    text = REPLIES.help + " " + "Visit our shop for the latest offers. " * 2
+    assert len(text) > 160
+    problems = help_text_problems(text)
+    assert problems == ("takes 2 SMS parts (one is cheaper and arrives whole)",)
+    assert help_text_problems("Ünïcødé ✓ " + REPLIES.help)[0].startswith("takes 2 SMS parts")
+
+
 @pytest.mark.parametrize("template", ["{brand} {nonsense}", "{brand", "{0}"])
 def test_bad_templates_raise_our_error(template: str) -> None:
     with pytest.raises(KeywordTemplateError):
