@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.sim",
     "gateway.cli.config",
     "gateway.cli.encode",
+    "gateway.cli.send",
+    "gateway.cli.messages",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")
