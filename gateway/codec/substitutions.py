@@ -6,8 +6,9 @@ ellipsis; any one of them forces the whole message into UCS-2 (70 characters per
 the message GSM-7 (default or national-language tables); a message that needs UCS-2 anyway keeps
 its original characters. Every replacement made is reported (``EncodedMessage.substitutions``).
 
-Only punctuation, spaces and symbols are replaced, never letters: changing a letter changes a
-word (and the national language tables carry many accented letters exactly). The list follows the
+Only punctuation, spaces, symbols and fullwidth forms of ASCII are replaced; a letter is never
+turned into a different letter (dropping an accent changes a word, and the national language
+tables carry many accented letters exactly). The list follows the
 usual "smart encoding" sets (Twilio's SmartEncodingMap, protocols.md §2.3) restricted to that rule.
 Every replacement is itself in the default alphabet (checked by tests/codec/test_substitutions.py).
 """
