@@ -103,6 +103,7 @@ class SimModem:
         self._out = bytearray()
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._activity = asyncio.Condition()
         self._reset_device_state()
 
     # --- lifetime -------------------------------------------------------------------------
@@ -321,6 +322,13 @@ class SimModem:
                 continue
             self.commands.append(line)
             await self._command(line)
+            async with self._activity:
+                self._activity.notify_all()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; checked after every command the modem answers."""
+        async with self._activity:
+            await self._activity.wait_for(predicate)
 
     async def _huawei_urcs(self) -> None:
         # Huawei sticks chatter ^RSSI/^BOOT/^MODE until AT^CURC=0 (Gammu F_HUAWEI_INIT).
@@ -433,9 +441,7 @@ class SimModem:
             parts = [f'"{m}",{self.store.used(m)},{self.store.capacity}' for m in self.mems]
             return self._respond(["+CPMS: " + ",".join(parts)])
         wanted = [m.strip().strip('"') for m in rest.lstrip("=").split(",")]
-        if not 1 <= len(wanted) <= 3 or any(
-            m not in storages[i] for i, m in enumerate(wanted)
-        ):
+        if not 1 <= len(wanted) <= 3 or any(m not in storages[i] for i, m in enumerate(wanted)):
             return self._error("CMS", 302) if self.cmee else self._respond([], "ERROR")
         self.mems = tuple(wanted) + self.mems[len(wanted) :]
         counts = [f"{self.store.used(m)},{self.store.capacity}" for m in self.mems]
@@ -562,15 +568,31 @@ class SimModem:
         if self._fails:
             code = self._fails.popleft()
             self.records.append(
-                SentRecord(received, self.clock(), pdu, length, None, summary.recipient,
-                           summary.status_report, code)
+                SentRecord(
+                    received,
+                    self.clock(),
+                    pdu,
+                    length,
+                    None,
+                    summary.recipient,
+                    summary.status_report,
+                    code,
+                )
             )
             return self._error("CMS", code)
         mr = self._mr
         self._mr = (self._mr + 1) % 256
         self.records.append(
-            SentRecord(received, self.clock(), pdu, length, mr, summary.recipient,
-                       summary.status_report, None)
+            SentRecord(
+                received,
+                self.clock(),
+                pdu,
+                length,
+                mr,
+                summary.recipient,
+                summary.status_report,
+                None,
+            )
         )
         self._respond([f"+CMGS: {mr}"])
         if summary.status_report and self.status_report_delay is not None:

@@ -1,0 +1,645 @@
+"""One GSM modem: the thin asyncio layer around :class:`drivers.modem.at.AtChannel`.
+
+``async with ModemClient(config, on_message=..., on_report=...) as modem:`` finds the port
+(fixed, or by IMEI on any port), runs start-up (:mod:`drivers.modem.startup`), then keeps named
+loops in one TaskGroup: the reader, health polling (never while a send waits), the inbound
+worker (+CMTI/+CMT/+CDSI/+CDS: read -> hand over -> delete) and, for modems without usable
++CNMI, AT+CMGL polling. :meth:`send` puts one SMS-SUBMIT through AT+CMGS and returns TP-MR.
+
+A command that times out is escalated: probe with AT -> ATZ and re-initialise -> reopen the
+port -> marked down. A serial error (unplug) marks the modem down at once; the supervisor then
+looks for it again (by IMEI on every candidate port, since ports renumber on replug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+import serial
+import serial_asyncio_fast
+
+from drivers.modem.at import AtChannel, Command, Event, Prompt, Response, Timeout, Unexpected, Urc
+from drivers.modem.config import ModemConfig
+from drivers.modem.errors import (
+    CmeError,
+    CmsError,
+    CommandTimeout,
+    ModemDown,
+    ModemError,
+    ModemGone,
+)
+from drivers.modem.pdu import Deliver, StatusReport, SubmitPdu, decode_pdu
+from drivers.modem.reassembly import InboundPart, Reassembled, Reassembler
+from drivers.modem.responses import (
+    Registration,
+    Signal,
+    parse_cmgl,
+    parse_cmgr,
+    parse_creg,
+    parse_csq,
+    parse_index,
+    signal_from_rssi,
+)
+from gateway.codec.errors import CodecError
+
+log = logging.getLogger("smsgate.modem")
+
+ESC = b"\x1b"  # TS 27.005 §3.5.1: cancel the PDU entry after a prompt timeout
+
+
+class ModemState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    RECOVERING = "recovering"
+    DOWN = "down"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ModemIdentity:
+    manufacturer: str
+    model: str
+    revision: str
+    imei: str
+    imsi: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    modem: str
+    originator: str
+    text: str
+    scts: datetime
+    parts: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.parts == self.total
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    modem: str
+    message_reference: int
+    recipient: str
+    status: int  # TP-ST (TS 23.040 §9.2.3.15)
+    category: str  # delivered / pending-temporary / permanent-failure / temporary-failure-final
+    discharge_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ModemStatistics:
+    name: str
+    state: ModemState
+    port: str | None
+    imei: str | None
+    signal_dbm: int | None
+    bars: int
+    registration: Registration
+    operator: str | None
+    sent: int
+    errors: int
+    last_error: str | None
+    polling: bool  # no usable +CNMI: inbound found by AT+CMGL polling
+    inbound: int
+
+
+OnMessage = Callable[[InboundMessage], Awaitable[None]]
+OnReport = Callable[[DeliveryReport], Awaitable[None]]
+
+
+def default_ports() -> list[str]:
+    """Candidate ports for IMEI discovery: USB serial devices (never arbitrary ptys)."""
+    return sorted(glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"))
+
+
+class PortRegistry:
+    """Which ports are held by which modem, so discovery never probes a busy port."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+
+    def claim(self, port: str, owner: str) -> bool:
+        if self._owners.get(port, owner) != owner:
+            return False
+        self._owners[port] = owner
+        return True
+
+    def release(self, port: str, owner: str) -> None:
+        if self._owners.get(port) == owner:
+            del self._owners[port]
+
+
+class _WrongModem(ModemError):
+    """Discovery opened a port holding another modem (IMEI differs)."""
+
+
+class _Reopen(ModemError):
+    """Escalation decided to reopen the port."""
+
+
+async def _ignore_message(message: InboundMessage) -> None:
+    log.info("inbound message from %s dropped: no handler", message.originator)
+
+
+async def _ignore_report(report: DeliveryReport) -> None:
+    return None
+
+
+class ModemClient:
+    def __init__(
+        self,
+        config: ModemConfig,
+        *,
+        on_message: OnMessage = _ignore_message,
+        on_report: OnReport = _ignore_report,
+        discover: Callable[[], Iterable[str]] = default_ports,
+        registry: PortRegistry | None = None,
+        on_state: Callable[[ModemClient], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._on_message = on_message
+        self._on_report = on_report
+        self._discover = discover
+        self._registry = registry or PortRegistry()
+        self._on_state = on_state
+        self.state = ModemState.STARTING
+        self.identity: ModemIdentity | None = None
+        self.port: str | None = None
+        self.smsc: str | None = None
+        self.signal: Signal = signal_from_rssi(99)
+        self.registration = Registration.UNKNOWN
+        self.operator: str | None = None
+        self.polling = False
+        self.storages: tuple[str, ...] = ()
+        self.cnmi: tuple[int, ...] | None = None
+        self.needs_cnma = False
+        self.cmms_supported = True
+        self.sent = 0
+        self.errors = 0
+        self.inbound = 0
+        self.last_error: str | None = None
+        self._channel = AtChannel()
+        self._lock = asyncio.Lock()
+        self._sends_waiting = 0
+        self._pending: asyncio.Future[Response] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at: float | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lost: asyncio.Event = asyncio.Event()
+        self._lost_reason: ModemError | None = None
+        self._ready = asyncio.Event()
+        self._state_changed = asyncio.Event()
+        self._queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self._reassembler = Reassembler(config.reassembly_timeout)
+        self._held: set[int] = set()  # storage indexes of parts waiting for their siblings
+        self._tg: asyncio.TaskGroup | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ModemClient:
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._supervisor = self._tg.create_task(self._supervise(), name=f"modem-{self.name}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        assert self._tg is not None
+        await self._tg.__aexit__(None, None, None)
+        self._close_port()
+        self._set_state(ModemState.CLOSED)
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def wait_state(self, *states: ModemState) -> None:
+        """Wait until the modem is in one of ``states``."""
+        while self.state not in states:
+            await self._state_changed.wait()
+
+    def _set_state(self, state: ModemState) -> None:
+        if state is self.state:
+            return
+        log.info("modem %s: %s -> %s", self.name, self.state, state)
+        self.state = state
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+        if state is ModemState.READY:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        if self._on_state is not None:
+            self._on_state(self)
+
+    def statistics(self) -> ModemStatistics:
+        return ModemStatistics(
+            self.name, self.state, self.port, self.identity.imei if self.identity else None,
+            self.signal.dbm, self.signal.bars, self.registration, self.operator, self.sent,
+            self.errors, self.last_error, self.polling, self.inbound,
+        )
+
+    # --- connection supervision -----------------------------------------------------------
+
+    def _candidates(self) -> list[str]:
+        if self.config.imei is None:
+            assert self.config.port is not None
+            return [self.config.port]
+        first = [self.config.port] if self.config.port else []
+        return first + [p for p in self._discover() if p not in first]
+
+    async def _supervise(self) -> None:
+        while True:
+            for port in self._candidates():
+                if not self._registry.claim(port, self.name):
+                    continue
+                try:
+                    await self._connection(port)
+                except* _WrongModem:
+                    pass
+                except* (ModemError, OSError, serial.SerialException) as group:
+                    self._note_error(group.exceptions[0])
+                finally:
+                    self._close_port()
+                    self._registry.release(port, self.name)
+                    self._fail_pending(ModemGone(f"{self.name}: link closed"))
+                if self.state is not ModemState.RECOVERING:
+                    self._set_state(ModemState.DOWN)
+            await asyncio.sleep(self.config.rediscover_interval)
+
+    async def _connection(self, port: str) -> None:
+        from drivers.modem.startup import start_up
+
+        reader, self._writer = await serial_asyncio_fast.open_serial_connection(
+            url=port, baudrate=self.config.baudrate
+        )
+        self.port = port
+        self._channel = AtChannel()
+        self._lost = asyncio.Event()
+        self._lost_reason = None
+        if self.state is not ModemState.RECOVERING:
+            self._set_state(ModemState.STARTING)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._read_loop(reader), name=f"modem-{self.name}-reader")
+            lost = tg.create_task(self._lost.wait(), name=f"modem-{self.name}-lost")
+            startup = tg.create_task(start_up(self), name=f"modem-{self.name}-startup")
+            await asyncio.wait({lost, startup}, return_when=asyncio.FIRST_COMPLETED)
+            if startup.done() and startup.exception() is None:
+                self._set_state(ModemState.READY)
+                tg.create_task(self._inbound_loop(), name=f"modem-{self.name}-inbound")
+                tg.create_task(self._health_loop(), name=f"modem-{self.name}-health")
+                if self.polling:
+                    tg.create_task(self._poll_loop(), name=f"modem-{self.name}-poll")
+                await lost
+            raise self._lost_reason or ModemGone(f"{self.name}: link lost")
+
+    def _close_port(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._armed_at = None
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    def _lose(self, reason: ModemError) -> None:
+        """The link is gone (serial error) or escalation wants a reopen."""
+        if self._lost_reason is None:
+            self._lost_reason = reason
+        self._fail_pending(reason)
+        if not isinstance(reason, _Reopen):
+            self._set_state(ModemState.DOWN)
+        self._lost.set()
+
+    def _fail_pending(self, error: ModemError) -> None:
+        fut = self._pending
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+
+    def _note_error(self, error: BaseException) -> None:
+        self.errors += 1
+        self.last_error = str(error)
+        log.warning("modem %s: %s", self.name, error)
+
+    # --- the reader and event dispatch ----------------------------------------------------
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await reader.read(4096)
+            except (serial.SerialException, OSError) as exc:
+                self._lose(ModemGone(f"{self.name}: {exc}"))
+                return
+            if not data:
+                self._lose(ModemGone(f"{self.name}: port closed"))
+                return
+            for event in self._channel.feed(data, loop.time()):
+                self._dispatch(event)
+            self._arm()
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Response | Timeout):
+            fut = self._pending
+            if fut is None or fut.done():
+                return
+            if isinstance(event, Response):
+                fut.set_result(event)
+            else:
+                if event.stage == "prompt" and self._writer is not None:
+                    self._writer.write(ESC)  # leave PDU entry so the modem is usable again
+                fut.set_exception(event.error())
+        elif isinstance(event, Prompt):
+            if self._writer is not None:
+                self._writer.write(event.data)
+        elif isinstance(event, Urc):
+            self._urc(event)
+        elif isinstance(event, Unexpected):
+            log.debug("modem %s: unexpected line %r", self.name, event.line)
+
+    def _urc(self, urc: Urc) -> None:
+        if urc.name in ("+CMTI", "+CDSI"):
+            where = parse_index(urc.value)
+            if where is not None:
+                self._queue.put_nowait(("stored", where[1]))
+        elif urc.name in ("+CMT", "+CDS") and urc.pdu is not None:
+            try:
+                self._queue.put_nowait(("routed", bytes.fromhex(urc.pdu)))
+            except ValueError:
+                log.warning("modem %s: %s with a malformed PDU line", self.name, urc.name)
+        elif urc.name in ("+CREG", "+CGREG"):
+            self.registration = parse_creg(urc.value, urc=True)
+        elif urc.name == "^RSSI":
+            self.signal = parse_csq(urc.value)
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def execute(self, command: Command) -> Response:
+        """Run one command; the caller holds the lock. Timeouts become CommandTimeout."""
+        if self._writer is None:
+            raise ModemGone(f"{self.name}: not connected")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Response] = loop.create_future()
+        self._pending = fut
+        try:
+            self._writer.write(self._channel.send(command, loop.time()))
+            self._arm()
+            return await fut
+        finally:
+            self._pending = None
+            if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                self._channel.abort()
+            self._arm()
+
+    def _arm(self) -> None:
+        """Keep one timer at the channel's next deadline (timeouts, Wavecom's missing OK)."""
+        deadline = self._channel.next_deadline()
+        if deadline == self._armed_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._armed_at = deadline
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._armed_at = None
+        for event in self._channel.tick(asyncio.get_running_loop().time()):
+            self._dispatch(event)
+        self._arm()
+
+    async def run(self, command: Command) -> Response:
+        """Run one command under the lock without escalation (start-up uses this)."""
+        async with self._lock:
+            return await self.execute(command)
+
+    def command_for(self, text: str, **kw: object) -> Command:
+        kw.setdefault("timeout", self.config.command_timeout)
+        return Command(text, **kw)  # type: ignore[arg-type]
+
+    async def command(self, text: str, *, timeout: float | None = None) -> Response:
+        """Run ``text`` under the lock; escalate on a timeout; return the response (not
+        checked: the caller decides what an error means)."""
+        cmd = self.command_for(text)
+        if timeout is not None:
+            cmd = replace(cmd, timeout=timeout)
+        async with self._lock:
+            return await self._guarded(cmd)
+
+    async def _guarded(self, cmd: Command) -> Response:
+        try:
+            return await self.execute(cmd)
+        except CommandTimeout as exc:
+            self._note_error(exc)
+            await self._escalate()
+            raise
+
+    async def _escalate(self) -> None:
+        """Retry -> ATZ (and re-initialise) -> reopen the port (lock held)."""
+        from drivers.modem.startup import reinitialise
+
+        self._set_state(ModemState.RECOVERING)
+        try:
+            if (await self.execute(Command("AT", timeout=2.0))).ok:
+                self._set_state(ModemState.READY)
+                return
+        except ModemError:
+            pass
+        try:
+            if (await self.execute(Command("ATZ", timeout=5.0))).ok:
+                await reinitialise(self)
+                self._set_state(ModemState.READY)
+                return
+        except ModemError:
+            pass
+        log.warning("modem %s: no answer to AT or ATZ, reopening the port", self.name)
+        self._lose(_Reopen(f"{self.name}: reopening after a hang"))
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def send(self, pdu: SubmitPdu, *, more: bool = False) -> int:
+        """Send one part; return its TP-MR. ``more``: further parts of the same message
+        follow (AT+CMMS=2 keeps the link up, TS 27.005 §3.5.6)."""
+        if self.state is not ModemState.READY:
+            raise ModemDown(f"{self.name} is {self.state}")
+        self._sends_waiting += 1
+        acquired = False
+        try:
+            async with self._lock:
+                self._sends_waiting -= 1
+                acquired = True
+                if self.state is not ModemState.READY:
+                    raise ModemDown(f"{self.name} is {self.state}")
+                if more and self.config.use_cmms and self.cmms_supported:
+                    resp = await self._guarded(self.command_for("AT+CMMS=2"))
+                    self.cmms_supported = resp.ok
+                cmd = Command(
+                    f"AT+CMGS={pdu.tpdu_length}",
+                    timeout=self.config.send_timeout,
+                    prompt_timeout=self.config.prompt_timeout,
+                    pdu=pdu.hex.encode("ascii"),
+                )
+                resp = await self._guarded(cmd)
+        finally:
+            if not acquired:
+                self._sends_waiting -= 1
+        error = resp.error()
+        if error is not None:
+            self._note_error(error)
+            raise error
+        values = resp.info("+CMGS")
+        try:
+            mr = int(values[0].split(",")[0])
+        except (IndexError, ValueError):
+            mr = -1  # sent, but the modem did not say which TP-MR (status reports won't match)
+        self.sent += 1
+        return mr
+
+    # --- inbound --------------------------------------------------------------------------
+
+    async def _inbound_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            expiry = self._reassembler.next_expiry()
+            try:
+                async with asyncio.timeout_at(expiry):
+                    kind, value = await self._queue.get()
+            except TimeoutError:
+                for message in self._reassembler.expire(loop.time()):
+                    await self._hand_over(message)
+                continue
+            if kind == "stored":
+                assert isinstance(value, int)
+                await self._read_stored(value)
+            else:
+                assert isinstance(value, bytes)
+                await self._routed(value)
+
+    async def _read_stored(self, index: int) -> None:
+        async with self._lock:
+            resp = await self._guarded(self.command_for(f"AT+CMGR={index}"))
+        pdu = parse_cmgr(resp.lines) if resp.ok else None
+        if pdu is None:
+            log.warning("modem %s: could not read message %d (%s)", self.name, index, resp.result)
+            return
+        await self.process_pdu(pdu, index)
+
+    async def _routed(self, pdu: bytes) -> None:
+        await self.process_pdu(pdu, None)
+        if self.needs_cnma:
+            # TS 27.005 §3.4.4: +CNMA within the network's timeout, after we kept the message.
+            async with self._lock:
+                await self._guarded(self.command_for("AT+CNMA"))
+
+    async def process_pdu(self, pdu: bytes, index: int | None) -> None:
+        """Decode one stored/routed PDU, hand it over, then delete what was handed over."""
+        try:
+            decoded = decode_pdu(pdu)
+        except CodecError as exc:
+            log.warning("modem %s: undecodable PDU at %s: %s", self.name, index, exc)
+            return
+        loop = asyncio.get_running_loop()
+        if isinstance(decoded, StatusReport):
+            await self._on_report(
+                DeliveryReport(
+                    self.name, decoded.message_reference, decoded.recipient, decoded.status,
+                    str(decoded.category), decoded.discharge_time,
+                )
+            )
+            await self._delete([index])
+            return
+        if not isinstance(decoded, Deliver):
+            await self._delete([index])  # an SMS-SUBMIT in the inbox: nothing to hand over
+            return
+        concat = decoded.concat
+        part = InboundPart(
+            decoded.originator,
+            decoded.text if decoded.text is not None else decoded.payload.hex(),
+            decoded.scts,
+            concat.reference if concat else None,
+            concat.total if concat else 1,
+            concat.seq if concat else 1,
+            concat.ref_bits if concat else 8,
+            index,
+        )
+        if index is not None:
+            self._held.add(index)
+        done = self._reassembler.add(part, loop.time())
+        if done is not None:
+            await self._hand_over(done)
+
+    async def _hand_over(self, message: Reassembled) -> None:
+        self.inbound += 1
+        await self._on_message(
+            InboundMessage(
+                self.name, message.originator, message.text, message.scts, message.parts,
+                message.total,
+            )
+        )
+        await self._delete(list(message.tokens))
+
+    async def _delete(self, tokens: list[object]) -> None:
+        indexes = [t for t in tokens if isinstance(t, int)]
+        for index in indexes:
+            self._held.discard(index)
+            async with self._lock:
+                resp = await self._guarded(self.command_for(f"AT+CMGD={index}"))
+            if not resp.ok:
+                log.warning("modem %s: AT+CMGD=%d failed: %s", self.name, index, resp.result)
+
+    async def read_all_stored(self) -> None:
+        """AT+CMGL=4 (all messages, PDU mode) -> process each; used at start-up and polling."""
+        async with self._lock:
+            resp = await self._guarded(self.command_for("AT+CMGL=4", timeout=30.0))
+        if not resp.ok:
+            raise resp.error() or ModemError("AT+CMGL failed")
+        for index, _stat, pdu in parse_cmgl(resp.lines):
+            if index not in self._held:
+                await self.process_pdu(pdu, index)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            if self._sends_waiting:
+                continue
+            with contextlib.suppress(CmsError, CmeError):
+                await self.read_all_stored()
+
+    # --- health ---------------------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.health_interval)
+            await self.poll_health()
+
+    async def poll_health(self) -> None:
+        """AT+CSQ, AT+CREG?, AT+COPS? -- each only when no send is waiting for the modem."""
+        from drivers.modem.responses import parse_cops
+
+        for text in ("AT+CSQ", "AT+CREG?", "AT+COPS?"):
+            if self._sends_waiting or self._lock.locked():
+                return
+            async with self._lock:
+                resp = await self._guarded(self.command_for(text))
+            if not resp.ok:
+                continue
+            if text == "AT+CSQ" and resp.info("+CSQ"):
+                self.signal = parse_csq(resp.info("+CSQ")[0])
+            elif text == "AT+CREG?" and resp.info("+CREG"):
+                self.registration = parse_creg(resp.info("+CREG")[0], urc=False)
+            elif text == "AT+COPS?" and resp.info("+COPS"):
+                self.operator = parse_cops(resp.info("+COPS")[0])

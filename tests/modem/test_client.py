@@ -1,0 +1,146 @@
+"""The modem driver against the simulator over real ptys: start-up, send, receive, reports."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from smspdudecoder.fields import SMSSubmit  # independent decoder (protocols.md §6.3)
+
+from drivers.modem.client import ModemState
+from drivers.modem.responses import Registration
+from drivers.sim.modem_profiles import PROFILES
+from drivers.sim.modem_sms import deliver_pdus
+from tests.modem.modemkit import pdus, running, wait_sim
+
+
+def independent(pdu: bytes) -> Any:
+    """Decode an SMS-SUBMIT (SCA first) with smspdudecoder, which shares no code with ours."""
+    return SMSSubmit.decode(StringIO(pdu.hex().upper()))
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+async def test_start_up_and_send_single_part_on_every_profile(name: str) -> None:
+    async with running(name) as (sim, modem, _):
+        assert modem.state is ModemState.READY
+        assert modem.identity is not None and modem.identity.imei == sim.imei
+        assert modem.identity.imsi == sim.imsi
+        assert modem.smsc == sim.smsc
+        assert modem.registration is Registration.HOME and modem.signal.dbm == -73
+        assert modem.polling is (name == "polling")
+        if name == "huawei-e1752":
+            assert not sim.curc  # ^CURC=0 silenced the chatter
+        (pdu,) = pdus("hello from smsgate")
+        mr = await modem.send(pdu)
+        (rec,) = sim.records
+        assert rec.mr == mr and rec.pdu == pdu.data
+        decoded = independent(rec.pdu)
+        assert decoded["user_data"]["data"] == "hello from smsgate"
+        assert decoded["recipient"]["number"] == "447700900123"
+
+
+async def test_multipart_send_with_cmms_and_independent_decode() -> None:
+    text = "Long message € " * 30
+    async with running("generic") as (sim, modem, _):
+        parts = pdus(text)
+        assert len(parts) > 2
+        mrs = [await modem.send(p, more=i < len(parts) - 1) for i, p in enumerate(parts)]
+        assert mrs == list(range(len(parts)))
+        assert "AT+CMMS=2" in sim.commands
+        decoded = [independent(r.pdu) for r in sim.records]
+        assert "".join(d["user_data"]["data"] for d in decoded) == text
+        concat = [d["user_data"]["header"]["elements"][0]["data"] for d in decoded]
+        assert len({c["reference"] for c in concat}) == 1
+        assert [c["part_number"] for c in concat] == list(range(1, len(parts) + 1))
+
+
+async def test_ucs2_send_is_decoded_independently() -> None:
+    async with running("sim800") as (sim, modem, _):
+        for p in pdus("Привет, мир 😀"):
+            await modem.send(p)
+        assert independent(sim.records[0].pdu)["user_data"]["data"] == "Привет, мир 😀"
+
+
+async def test_huawei_without_cmms_still_sends_multipart() -> None:
+    async with running("huawei-e1752") as (sim, modem, _):
+        parts = pdus("x" * 400)
+        for i, p in enumerate(parts):
+            await modem.send(p, more=i < len(parts) - 1)
+        assert len(sim.records) == len(parts) and not modem.cmms_supported
+
+
+@pytest.mark.parametrize("name", ["generic", "huawei-e1752", "wavecom", "sim800"])
+async def test_inbound_cmti_single_and_multipart_any_order(name: str) -> None:
+    async with running(name) as (sim, _, inbox):
+        (one,) = deliver_pdus("+447700900001", "STOP")
+        sim.deliver(one)
+        long_text = "Ünïcödé reply ✓ " * 12
+        parts = deliver_pdus("+447700900002", long_text, reference=77)
+        assert len(parts) >= 3
+        for p in reversed(parts):
+            sim.deliver(p)
+        await inbox.wait_for(lambda: len(inbox.messages) == 2)
+        first, second = inbox.messages
+        assert (first.originator, first.text) == ("+447700900001", "STOP")
+        assert second.text == long_text and second.complete and second.parts == len(parts)
+        await wait_sim(sim, lambda: sim.store.used("SM") == 0)
+
+
+async def test_inbound_cmt_routed_and_acknowledged() -> None:
+    async with running(
+        "generic", profile_kw={"csms_service": 1}, indications="route"
+    ) as (sim, modem, inbox):
+        assert modem.cnmi is not None and modem.cnmi[1] == 2 and modem.needs_cnma
+        for p in deliver_pdus("+447700900003", "routed " * 40, reference=9):
+            sim.deliver(p)
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+        assert inbox.messages[0].text == "routed " * 40
+        await wait_sim(sim, lambda: "AT+CNMA" in sim.commands)
+        assert sim.store.used("SM") == 0
+
+
+async def test_status_reports_stored_and_routed() -> None:
+    for name, ds in (("generic", 2), ("sim800", 1)):
+        async with running(name, sim_kw={"status_report_delay": 0.01}) as (_, modem, inbox):
+            assert modem.cnmi is not None and modem.cnmi[3] == ds
+            (p,) = pdus("report me", status_report=True)
+            mr = await modem.send(p)
+            await inbox.wait_for(lambda: len(inbox.reports) == 1)
+            (r,) = inbox.reports
+            assert (r.message_reference, r.recipient, r.category) == (
+                mr, "+447700900123", "delivered"
+            )
+
+
+async def test_messages_stored_before_start_are_read_and_deleted() -> None:
+    from drivers.modem.client import ModemClient
+    from drivers.sim.modem import SimModem
+    from drivers.sim.modem_profiles import profile
+    from tests.modem.modemkit import Inbox, config_for
+
+    inbox = Inbox()
+    async with SimModem(profile("generic")) as sim:
+        for p in deliver_pdus("+447700900004", "while we were away"):
+            sim.deliver(p)
+        parts = deliver_pdus("+447700900005", "half " * 50, reference=3)
+        sim.deliver(parts[0])  # its sibling arrives later: stays stored until complete
+        async with ModemClient(config_for(sim), on_message=inbox.on_message) as modem:
+            await inbox.wait_for(lambda: len(inbox.messages) == 1)
+            assert inbox.messages[0].text == "while we were away"
+            await wait_sim(sim, lambda: sim.store.used("SM") == 1)
+            for p in parts[1:]:
+                sim.deliver(p)
+            await inbox.wait_for(lambda: len(inbox.messages) == 2)
+            assert inbox.messages[1].text == "half " * 50
+            await wait_sim(sim, lambda: sim.store.used("SM") == 0)
+            assert modem.state is ModemState.READY
+
+
+async def test_polling_modem_finds_inbound_without_indications() -> None:
+    async with running("polling") as (sim, modem, inbox):
+        assert modem.polling
+        (p,) = deliver_pdus("+447700900006", "polled")
+        sim.deliver(p)
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+        assert inbox.messages[0].text == "polled"
