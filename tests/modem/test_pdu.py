@@ -590,3 +590,41 @@ def test_single_shift_and_unknown_language() -> None:
     # ESC + 0x09 has no entry and shows the main-table character 'Ç' (TS 23.038 §6.2.1.1).
     urdu = _with_payload(base, bytes.fromhex("0324010D"), b"\x1b\x09a")
     assert decode_submit(encode_submit(urdu, "+34600000000")[0].data).text == "Ça"
+
+
+# --- Odd corners ----------------------------------------------------------------------------------
+def test_8bit_deliver_keeps_the_octets() -> None:
+    # 00 | 04 DELIVER | 02 81 21 "12" | PID 00 | DCS 04 (8-bit) | SCTS | UDL 03 | 01 02 03
+    d = decode_deliver(h("00" "04" "028121" "00" "04" "62110291000000" "03" "010203"))
+    assert d.text is None and d.payload == b"\x01\x02\x03" and d.coding.alphabet is Alphabet.DATA8
+
+
+def test_ucs2_lone_surrogate_and_odd_octet() -> None:
+    # UCS-2 UDL 05: D83D (a high surrogate without its pair), 0041 'A', then one odd octet 00.
+    d = decode_deliver(h("00" "04" "028121" "00" "08" "62110291000000" "05" "D83D004100"))
+    assert d.text == "\ufffdA"
+
+
+def test_empty_text() -> None:
+    [pdu] = encode_submit(gsm_message(""), "+1")
+    # 00 SCA | 01 SUBMIT | 00 MR | 01 91 F1 "+1" | 00 PID | 00 DCS | 00 UDL (no TP-UD)
+    assert pdu.hex == "00" "01" "00" "0191F1" "00" "00" "00" and pdu.tpdu_length == 8
+    assert decode_submit(pdu.data).text == ""
+
+
+def test_enhanced_validity_is_kept_raw() -> None:
+    # first octet 0x09: SUBMIT with VPF 01 (enhanced): 7 raw octets follow TP-DCS
+    sub = decode_submit(h("00" "09" "00" "0191F1" "00" "00" "01020304050607" "00"))
+    assert sub.validity == h("01020304050607") and sub.text == ""
+
+
+def test_deliver_options() -> None:
+    scts = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    msg = gsm_message("flash")
+    raw = encode_deliver(msg, msg.parts[0], "+4479", scts=scts, smsc="+447785016005", dcs=0x10,
+                         more_messages=True, status_report_indication=True, reply_path=True)
+    d = decode_deliver(raw)
+    assert d.smsc == "+447785016005" and d.coding.message_class == 0 and d.text == "flash"
+    assert d.more_messages and d.status_report_indication and d.reply_path
+    with pytest.raises(CodecError, match="does not say gsm7"):
+        encode_deliver(msg, msg.parts[0], "+4479", scts=scts, dcs=0x08)
