@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from drivers.modem.pdu_fields import (
     TOA_ALPHANUMERIC,
@@ -132,6 +132,44 @@ class Deliver:
     udl: int
 
 
+class TpStatus(IntEnum):
+    """TS 23.040 §9.2.3.15 TP-Status values with a name (others, reserved or specific to an
+    SC, stay plain ints)."""
+
+    RECEIVED = 0x00  # short message received by the SME
+    FORWARDED_UNCONFIRMED = 0x01  # forwarded to the SME, delivery not confirmed
+    REPLACED = 0x02  # replaced by the SC
+    TRYING_CONGESTION = 0x20  # temporary, SC still trying
+    TRYING_SME_BUSY = 0x21
+    TRYING_NO_RESPONSE = 0x22
+    TRYING_SERVICE_REJECTED = 0x23
+    TRYING_QOS_UNAVAILABLE = 0x24
+    TRYING_SME_ERROR = 0x25
+    REMOTE_PROCEDURE_ERROR = 0x40  # permanent
+    INCOMPATIBLE_DESTINATION = 0x41
+    REJECTED_BY_SME = 0x42
+    NOT_OBTAINABLE = 0x43
+    QOS_UNAVAILABLE = 0x44
+    NO_INTERWORKING = 0x45
+    VALIDITY_EXPIRED = 0x46
+    DELETED_BY_ORIGINATOR = 0x47
+    DELETED_BY_SC_ADMINISTRATION = 0x48
+    DOES_NOT_EXIST = 0x49
+    GAVE_UP_CONGESTION = 0x60  # temporary, SC not making more attempts
+    GAVE_UP_SME_BUSY = 0x61
+    GAVE_UP_NO_RESPONSE = 0x62
+    GAVE_UP_SERVICE_REJECTED = 0x63
+    GAVE_UP_QOS_UNAVAILABLE = 0x64
+    GAVE_UP_SME_ERROR = 0x65
+
+
+def named_status(status: int) -> TpStatus | int:
+    try:
+        return TpStatus(status)
+    except ValueError:
+        return status
+
+
 class StatusCategory(StrEnum):
     """TS 23.040 §9.2.3.15 TP-Status ranges."""
 
@@ -142,9 +180,9 @@ class StatusCategory(StrEnum):
 
 
 def status_category(status: int) -> StatusCategory:
-    """Category of a TP-ST value. Values 0x80-0xFF are reserved; we read them as "service
-    rejected" (0x63), i.e. final without delivery, so a report never stays pending forever
-    (our policy, following the spec's instruction to interpret reserved values as 0x63)."""
+    """Category of a TP-ST value. 0x80-0xFF are reserved (§9.2.3.15); our policy reads them
+    like 0x63 "service rejected": final without delivery, so a message never waits forever on
+    a report that cannot tell. (Recalled as the spec's own instruction; wording not verified.)"""
     if not 0 <= status <= 0xFF:
         raise CodecError(f"TP-ST {status} is not an octet")
     if status <= 0x1F:
@@ -168,7 +206,7 @@ class StatusReport:
     recipient_toa: int
     scts: datetime  # when the SC received the SUBMIT
     discharge_time: datetime  # when the SC delivered it, or the time of the final status
-    status: int
+    status: TpStatus | int  # named when §9.2.3.15 defines it
     category: StatusCategory
     pid: int | None
     dcs: int | None
@@ -473,7 +511,7 @@ def decode_status_report(data: bytes, *, has_sca: bool = True) -> StatusReport:
         recipient_toa=ra.toa,
         scts=scts,
         discharge_time=dt,
-        status=status,
+        status=named_status(status),
         category=status_category(status),
         pid=pid,
         dcs=dcs,
@@ -532,6 +570,7 @@ __all__ = [
     "StatusReport",
     "Submit",
     "SubmitPdu",
+    "TpStatus",
     "decode_deliver",
     "decode_pdu",
     "decode_status_report",
@@ -540,5 +579,6 @@ __all__ = [
     "encode_status_report",
     "encode_submit",
     "encode_submit_part",
+    "named_status",
     "status_category",
 ]

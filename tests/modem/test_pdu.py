@@ -16,6 +16,7 @@ from drivers.modem.pdu import (
     StatusCategory,
     StatusReport,
     Submit,
+    TpStatus,
     decode_deliver,
     decode_pdu,
     decode_status_report,
@@ -628,3 +629,14 @@ def test_deliver_options() -> None:
     assert d.more_messages and d.status_report_indication and d.reply_path
     with pytest.raises(CodecError, match="does not say gsm7"):
         encode_deliver(msg, msg.parts[0], "+4479", scts=scts, dcs=0x08)
+
+
+def test_status_values_are_named_when_defined() -> None:
+    base = "00062A0B916407281553F8213011214365802130112144058000"
+    assert decode_status_report(h(base)).status is TpStatus.RECEIVED
+    expired = decode_status_report(h(base[:-2] + "46"))
+    assert expired.status is TpStatus.VALIDITY_EXPIRED
+    assert expired.category is StatusCategory.PERMANENT
+    sc_specific = decode_status_report(h(base[:-2] + "30"))
+    assert sc_specific.status == 0x30 and not isinstance(sc_specific.status, TpStatus)
+    assert sc_specific.category is StatusCategory.PENDING
