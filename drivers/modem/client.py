@@ -34,6 +34,7 @@ from drivers.modem.errors import (
     ModemDown,
     ModemError,
     ModemGone,
+    StartupFailed,
 )
 from drivers.modem.pdu import Deliver, StatusReport, SubmitPdu, decode_pdu
 from drivers.modem.reassembly import InboundPart, Reassembled, Reassembler
@@ -172,7 +173,7 @@ class ModemClient:
         self._discover = discover
         self._registry = registry or PortRegistry()
         self._on_state = on_state
-        self.state = ModemState.STARTING
+        self.state = ModemState.CLOSED  # STARTING once the first port is opened
         self.identity: ModemIdentity | None = None
         self.port: str | None = None
         self.smsc: str | None = None
@@ -224,6 +225,11 @@ class ModemClient:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    async def wait_gave_up(self) -> None:
+        """Wait until the supervisor stopped for good (a wrong PIN, a SIM that needs a PUK)."""
+        assert self._supervisor is not None
+        await asyncio.shield(self._supervisor)
+
     async def wait_state(self, *states: ModemState) -> None:
         """Wait until the modem is in one of ``states``."""
         while self.state not in states:
@@ -253,30 +259,42 @@ class ModemClient:
     # --- connection supervision -----------------------------------------------------------
 
     def _candidates(self) -> list[str]:
-        if self.config.imei is None:
-            assert self.config.port is not None
-            return [self.config.port]
-        first = [self.config.port] if self.config.port else []
-        return first + [p for p in self._discover() if p not in first]
+        """Ports to try: the last one that worked, the configured one, then (when the modem is
+        known by IMEI) every discovered port, since ports renumber on replug."""
+        first = [p for p in (self.port, self.config.port) if p]
+        found = list(self._discover()) if self.config.imei is not None else []
+        return list(dict.fromkeys(first + found))
 
     async def _supervise(self) -> None:
-        while True:
+        fatal = False
+        while not fatal:
+            reopen = False
             for port in self._candidates():
                 if not self._registry.claim(port, self.name):
                     continue
+                self._lost_reason = None
                 try:
                     await self._connection(port)
                 except* _WrongModem:
                     pass
+                except* StartupFailed as group:
+                    self._note_error(group.exceptions[0])
+                    if not all(e.retry for e in group.exceptions if isinstance(e, StartupFailed)):
+                        fatal = True  # a wrong PIN is never retried: it would lock the SIM
                 except* (ModemError, OSError, serial.SerialException) as group:
                     self._note_error(group.exceptions[0])
                 finally:
                     self._close_port()
                     self._registry.release(port, self.name)
                     self._fail_pending(ModemGone(f"{self.name}: link closed"))
-                if self.state is not ModemState.RECOVERING:
+                reopen = isinstance(self._lost_reason, _Reopen) and not fatal
+                if not reopen:
                     self._set_state(ModemState.DOWN)
-            await asyncio.sleep(self.config.rediscover_interval)
+                if reopen or fatal:
+                    break
+            if not reopen and not fatal:
+                await asyncio.sleep(self.config.rediscover_interval)
+        log.error("modem %s: down until restarted: %s", self.name, self.last_error)
 
     async def _connection(self, port: str) -> None:
         from drivers.modem.startup import start_up
@@ -287,8 +305,7 @@ class ModemClient:
         self.port = port
         self._channel = AtChannel()
         self._lost = asyncio.Event()
-        self._lost_reason = None
-        if self.state is not ModemState.RECOVERING:
+        if self.state is ModemState.CLOSED:
             self._set_state(ModemState.STARTING)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._read_loop(reader), name=f"modem-{self.name}-reader")
@@ -454,13 +471,13 @@ class ModemClient:
 
         self._set_state(ModemState.RECOVERING)
         try:
-            if (await self.execute(Command("AT", timeout=2.0))).ok:
+            if (await self.execute(Command("AT", timeout=self.config.command_timeout))).ok:
                 self._set_state(ModemState.READY)
                 return
         except ModemError:
             pass
         try:
-            if (await self.execute(Command("ATZ", timeout=5.0))).ok:
+            if (await self.execute(Command("ATZ", timeout=self.config.command_timeout))).ok:
                 await reinitialise(self)
                 self._set_state(ModemState.READY)
                 return

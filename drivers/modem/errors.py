@@ -247,6 +247,11 @@ class ModemDown(ModemError):
 
 
 class StartupFailed(ModemError):
-    """Start-up could not bring the modem to a usable state (PIN, SIM, no answer...)."""
+    """Start-up could not bring the modem to a usable state (PIN, SIM, no answer...).
+    ``retry`` False: retrying cannot help or does harm (a wrong PIN locks the SIM)."""
 
     link_level = True
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry

@@ -53,7 +53,7 @@ async def _wake(m: ModemClient) -> None:
     # smstools3 needs_wakeup_at: "After being idle, some modems do not answer to the first AT".
     for _ in range(3):
         try:
-            if (await m.run(Command("AT", timeout=2.0))).ok:
+            if (await m.run(Command("AT", timeout=m.config.command_timeout))).ok:
                 return
         except CommandTimeout:
             continue
@@ -92,12 +92,12 @@ async def _pin(m: ModemClient) -> None:
     if state == "READY":
         return
     if state != "SIM PIN":
-        raise StartupFailed(f"{m.name}: SIM needs {state}; an operator must act")
+        raise StartupFailed(f"{m.name}: SIM needs {state}; an operator must act", retry=False)
     if m.config.pin is None:
-        raise StartupFailed(f"{m.name}: SIM PIN required but no pin configured")
+        raise StartupFailed(f"{m.name}: SIM PIN required but no pin configured", retry=False)
     # One attempt only: retrying a wrong PIN locks the SIM (PUK).
     if not (await m.run(m.command_for(f'AT+CPIN="{m.config.pin}"'))).ok:
-        raise StartupFailed(f"{m.name}: the SIM rejected the configured PIN")
+        raise StartupFailed(f"{m.name}: the SIM rejected the configured PIN", retry=False)
 
 
 async def _storage(m: ModemClient) -> None:
