@@ -213,6 +213,7 @@ class StatusReport:
     udh: UserDataHeader | None
     text: str | None
     user_data: bytes
+    ignored_tail: bytes = b""  # undecodable octets after TP-ST, kept aside (see the decoder)
 
 
 # --- SMS-SUBMIT -----------------------------------------------------------------------------------
@@ -468,6 +469,38 @@ def encode_deliver(
 
 
 # --- SMS-STATUS-REPORT ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _ReportTail:
+    pid: int | None
+    dcs: int | None
+    ud: UserData | None
+    ignored: bytes = b""
+
+
+def _report_tail(reader: Reader, udhi: bool) -> _ReportTail:
+    """The optional fields after TP-ST: TP-PI, then what it announces (§9.2.3.27)."""
+    if reader.at_end():  # many SCs end the TPDU at TP-ST
+        return _ReportTail(None, None, None)
+    pi = reader.octet("TP-PI")
+    # Further PI octets follow while the extension bit is set; none of their bits is defined
+    # yet, so they are skipped.
+    ext = pi
+    while ext & PI_EXTENSION:
+        ext = reader.octet("TP-PI")
+    pid: int | None = None
+    dcs: int | None = None
+    coding = decode_dcs(DCS_GSM7)  # without TP-DCS the user data is GSM 7-bit default
+    ud: UserData | None = None
+    if pi & PI_PID:
+        pid = reader.octet("TP-PID")
+    if pi & PI_DCS:
+        dcs, coding = _read_dcs(reader)
+    if pi & PI_UDL:
+        ud = decode_user_data(reader, coding.alphabet, udhi)
+    reader.expect_end("TP-PI fields")
+    return _ReportTail(pid, dcs, ud)
+
+
 def decode_status_report(data: bytes, *, has_sca: bool = True) -> StatusReport:
     """Decode an SMS-STATUS-REPORT (TS 23.040 §9.2.2.3), SCA first unless ``has_sca`` is False."""
     reader, smsc = _start(data, has_sca)
@@ -482,26 +515,13 @@ def decode_status_report(data: bytes, *, has_sca: bool = True) -> StatusReport:
     scts = decode_timestamp(reader, "TP-SCTS")
     dt = decode_timestamp(reader, "TP-DT")
     status = reader.octet("TP-ST")
-    pid: int | None = None
-    dcs: int | None = None
-    ud: UserData | None = None
-    coding = decode_dcs(DCS_GSM7)
-    # §9.2.3.27: TP-PI and what it announces are optional; many SCs end the TPDU at TP-ST.
-    if not reader.at_end():
-        pi = reader.octet("TP-PI")
-        # §9.2.3.27: further PI octets follow while the extension bit is set; none of their
-        # bits is defined yet, so they are skipped.
-        ext = pi
-        while ext & PI_EXTENSION:
-            ext = reader.octet("TP-PI")
-        if pi & PI_PID:
-            pid = reader.octet("TP-PID")
-        if pi & PI_DCS:
-            dcs, coding = _read_dcs(reader)
-        if pi & PI_UDL:
-            # §9.2.3.27: without TP-DCS the user data is in the GSM 7-bit default alphabet.
-            ud = decode_user_data(reader, coding.alphabet, bool(first & UDHI))
-        reader.expect_end("TP-PI fields")
+    tail_start = reader.pos
+    try:
+        tail = _report_tail(reader, bool(first & UDHI))
+    except PduError:
+        # The delivery outcome is complete at TP-ST. Junk after it (padding some modems add, a
+        # broken TP-PI) must not cost us the report: keep the octets aside and go on.
+        tail = _ReportTail(None, None, None, reader.data[tail_start:])
     return StatusReport(
         smsc=smsc,
         more_messages=not first & MMS,
@@ -513,11 +533,12 @@ def decode_status_report(data: bytes, *, has_sca: bool = True) -> StatusReport:
         discharge_time=dt,
         status=named_status(status),
         category=status_category(status),
-        pid=pid,
-        dcs=dcs,
-        udh=ud.udh if ud else None,
-        text=ud.text if ud else None,
-        user_data=ud.raw if ud else b"",
+        pid=tail.pid,
+        dcs=tail.dcs,
+        udh=tail.ud.udh if tail.ud else None,
+        text=tail.ud.text if tail.ud else None,
+        user_data=tail.ud.raw if tail.ud else b"",
+        ignored_tail=tail.ignored,
     )
 
 

@@ -239,8 +239,16 @@ def test_status_report_with_parameter_indicator() -> None:
     assert (r.pid, r.dcs, r.text) == (0, 0, "OK")
     only_pid = decode_status_report(h(base + "01" + "7F"))
     assert (only_pid.pid, only_pid.dcs, only_pid.text) == (0x7F, None, None)
-    with pytest.raises(PduError, match="TP-PID"):
-        decode_status_report(h(base + "01"))
+    assert only_pid.ignored_tail == b""
+
+
+@pytest.mark.parametrize("tail", ["01", "FF", "FFFFFF", "07000005CF25", "0000"])
+def test_status_report_junk_after_the_status_is_kept_aside(tail: str) -> None:
+    # The outcome is complete at TP-ST; a broken TP-PI or padding must not lose the report.
+    base = "00062A0B916407281553F8213011214365802130112144058000"
+    r = decode_status_report(h(base + tail))
+    assert r.status == 0 and r.category is StatusCategory.DELIVERED
+    assert r.ignored_tail == h(tail) and r.pid is None and r.text is None
 
 
 @pytest.mark.parametrize(

@@ -36,11 +36,18 @@ from gateway.codec import Concat, EncodedMessage, EncodeOptions, Encoding, Part,
 from gateway.codec.gsm7 import GSM7_CHARSET, encode_septets
 
 GSM_ALPHABET = sorted(GSM7_CHARSET)
-gsm_texts = st.text(alphabet=GSM_ALPHABET, min_size=1, max_size=400)
-# UCS-2: at least one character outside GSM-7, astral characters (surrogate pairs) included.
+# Short texts (one part, no UDH) and long ones (2-3 parts with a UDH) in similar proportions.
+gsm_texts = st.one_of(
+    st.text(alphabet=GSM_ALPHABET, min_size=1, max_size=160),
+    st.text(alphabet=GSM_ALPHABET, min_size=150, max_size=400),
+)
+# UCS-2: at least one character outside GSM-7, astral characters (surrogate pairs) included;
+# short (one part) and long (2-5 parts) texts.
+_unicode = st.characters(codec="utf-8")  # utf-8: no lone surrogates
 ucs2_texts = st.builds(
     lambda a, b: a + b,
-    st.text(alphabet=st.characters(codec="utf-8"), max_size=150),  # utf-8: no lone surrogates
+    st.one_of(st.text(alphabet=_unicode, max_size=60),
+              st.text(alphabet=_unicode, min_size=70, max_size=150)),
     st.sampled_from("çжあ😀🇬🇧中"),
 )
 texts = st.one_of(gsm_texts, ucs2_texts)
