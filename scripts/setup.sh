@@ -14,7 +14,13 @@ fi
 stamp=.venv/.smsgate-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    echo "setting up .venv (pip install -e '.[test]') ..." >&2
+    # pip's chatter goes to a log; shown only when the install fails.
+    if ! { .venv/bin/python -m pip install --upgrade pip \
+           && .venv/bin/python -m pip install -e ".[test]"; } > .venv/pip.log 2>&1; then
+        tail -n 40 .venv/pip.log >&2
+        echo "pip install failed; full log in .venv/pip.log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
