@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.codec.errors import CodecError
-from gateway.codec.gsm7 import DEFAULT_ENCODE_TABLE, GSM7_CHARSET, header_septets, non_gsm7_chars
+from gateway.codec.gsm7 import DEFAULT_SEPTETS, GSM7_CHARSET, header_septets
 from gateway.codec.model import Concat, EncodedMessage, EncodeOptions, Encoding, Part
 from gateway.codec.nls import COMBINATIONS, ShiftTables, candidates
 from gateway.codec.references import REFERENCES, ReferenceCounter
@@ -44,6 +44,7 @@ _USER_DATA_OCTETS = 140
 _CONCAT_IE_OCTETS = {Concat.UDH8: 5, Concat.UDH16: 6, Concat.SAR: 6, Concat.PAYLOAD: 5}
 _NLS_IE_OCTETS = 3  # TS 23.040 §9.2.3.24.15/16: IEI + IEDL + language id
 
+_SEQ = tuple(bytes((i,)) for i in range(256))
 _DEFAULT_OPTIONS = EncodeOptions()
 _DEFAULT_TABLES = COMBINATIONS[(0, 0)]
 
@@ -75,14 +76,19 @@ class _Plan:
 
 
 def _gsm_plan(
-    text: str, tables: ShiftTables, concat_octets: int, subs: tuple[tuple[str, str], ...]
+    text: str,
+    tables: ShiftTables,
+    concat_octets: int,
+    subs: tuple[tuple[str, str], ...],
+    septets: bytes | None = None,
 ) -> _Plan | None:
-    if not tables.charset.issuperset(text):
-        return None
+    if septets is None:
+        septets = tables.septets.encode(text)
+        if septets is None:
+            return None
     nls = _NLS_IE_OCTETS * tables.ie_count
     single = _gsm_caps(nls + 1 if nls else 0)
     multi = _gsm_caps(1 + concat_octets + nls)
-    septets = text.translate(tables.encode_table).encode("ascii")
     ends = split_septets(septets, single, multi)
     return _Plan(text, Encoding.GSM7, tables, septets, ends, single, multi, subs)
 
@@ -106,18 +112,18 @@ def _nls_cost(plan: _Plan) -> tuple[int, int, int]:
     return plan.segments, plan.tables.ie_count, len(plan.units)
 
 
-def _choose(text: str, options: EncodeOptions) -> _Plan:
+def _choose(text: str, options: EncodeOptions, septets: bytes | None) -> _Plan:
+    """Pick the plan; ``septets`` is ``text`` in the default tables, or None if it does not map."""
     concat_octets = _CONCAT_IE_OCTETS[options.concat]
     texts: list[tuple[str, tuple[tuple[str, str], ...]]] = [(text, ())]
-    if options.substitutions:
+    base: _Plan | None = None
+    if septets is not None:
+        base = _gsm_plan(text, _DEFAULT_TABLES, concat_octets, (), septets)
+    elif options.substitutions:
         replaced, subs = substitute(text)
         if subs:
             texts.append((replaced, subs))
-    base: _Plan | None = None
-    for candidate, subs in texts:
-        base = _gsm_plan(candidate, _DEFAULT_TABLES, concat_octets, subs)
-        if base is not None:
-            break
+            base = _gsm_plan(replaced, _DEFAULT_TABLES, concat_octets, subs)
     if options.national_languages and (base is None or base.segments > 1):
         best: _Plan | None = None
         for candidate, subs in texts:
@@ -139,10 +145,11 @@ def _choose(text: str, options: EncodeOptions) -> _Plan:
 
 
 def _forcing_ucs2(text: str, options: EncodeOptions) -> tuple[str, ...]:
-    chars = non_gsm7_chars(text)
+    """The distinct characters outside GSM-7 (not counting those a substitution would fix)."""
+    bad = set(text).difference(GSM7_CHARSET)
     if options.substitutions:
-        chars = [ch for ch in chars if ch not in SUBSTITUTABLE]
-    return tuple(chars)
+        bad.difference_update(SUBSTITUTABLE)
+    return tuple(sorted(bad, key=text.index))
 
 
 def encode(
@@ -159,21 +166,30 @@ def encode(
     message that needs several parts and only when ``options.reference`` is None.
     Raises :class:`CodecError` when more than ``options.max_parts`` parts would be needed.
     """
-    # Fast path: the common short GSM-7 message, a handful of C-level calls.
-    if (
-        len(text) <= SINGLE_SEPTETS
-        and GSM7_CHARSET.issuperset(text)
-        and not options.national_languages
-    ):
-        septets = text.translate(DEFAULT_ENCODE_TABLE).encode("ascii")
+    septets = DEFAULT_SEPTETS.encode(text)
+    if septets is not None:
         n = len(septets)
         if n <= SINGLE_SEPTETS:
+            # The common case: one GSM-7 part (no shift table can save a part here).
             part = Part(1, 1, b"", septets, n, text, None)
             return EncodedMessage(
                 text, Encoding.GSM7, DCS_GSM7, 0, options.concat, None, (part,), None, (), (),
                 1, SINGLE_SEPTETS - n,
             )
-    plan = _choose(text, options)
+    elif len(text) <= SINGLE_UNITS and not options.substitutions:
+        try:
+            data = text.encode("utf-16-be")
+        except UnicodeEncodeError:  # a lone surrogate: _choose() reports it
+            data = b"\xff" * (2 * SINGLE_UNITS + 2)
+        n = len(data) >> 1
+        if n <= SINGLE_UNITS:
+            # One UCS-2 part: no shift table can beat one part.
+            part = Part(1, 1, b"", data, n, text, None)
+            return EncodedMessage(
+                text, Encoding.UCS2, DCS_UCS2, 0, options.concat, None, (part,), None, (),
+                _forcing_ucs2(text, options), 1, SINGLE_UNITS - n,
+            )
+    plan = _choose(text, options, septets)
     return _build(plan, options, destination, references)
 
 
@@ -212,16 +228,23 @@ def _build(
         count = len(units) if gsm else len(units) >> 1
         parts.append(Part(1, 1, build_udh(*nls_ies), units, count, text, None))
     else:
+        assert reference is not None
         pos = 0  # unit offset
         char = 0  # index into text (GSM-7 only)
         plain_udh = build_udh(*nls_ies)
+        if concat is not Concat.SAR:
+            # UDHL, the concat IE up to its sequence octet; then seq; then the NLS IEs. Built
+            # once (concat_ie validates the values), only the sequence octet changes per part.
+            ie = concat_ie(reference, total, 1, 8 if concat is Concat.UDH8 else 16)
+            whole = build_udh(ie, *nls_ies)
+            seq_at = 2 + len(ie.data)  # UDHL, IEI, IEDL, data whose last octet is seq
+            head, tail = whole[:seq_at], whole[seq_at + 1 :]
+        sar: tuple[int, int, int] | None = None
         for seq, end in enumerate(plan.ends, start=1):
-            assert reference is not None
             if concat is Concat.SAR:
                 udh, sar = plain_udh, (reference, total, seq)
             else:
-                bits = 8 if concat is Concat.UDH8 else 16
-                udh, sar = build_udh(concat_ie(reference, total, seq, bits), *nls_ies), None
+                udh = head + _SEQ[seq] + tail
             if gsm:
                 payload = units[pos:end]
                 nchars = (end - pos) - payload.count(ESC)

@@ -11,6 +11,7 @@ after a User Data Header so the text starts on a septet boundary) and §9.2.3.16
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -90,6 +91,73 @@ def build_cost_table(
     return {chr(cp): len(seq) for cp, seq in table.items() if seq != _UNMAPPED}
 
 
+_ASCII_BYTES = bytes(range(0x80))
+
+
+class SeptetEncoder:
+    """Text -> unpacked septets for one (locking, single shift) table pair, or None if unmappable.
+
+    The hot path of the codec, built from C-level primitives only:
+    - ASCII text: ``bytes.translate`` through a 256-octet table;
+    - other text: ``codecs.charmap_encode`` with an ``EncodingMap`` (the machinery behind the
+      cp125x codecs) into intermediate octets, then ``bytes.translate`` to septets.
+    Single-shift characters first become one marker octet ``0x80 | code``; the (rare) markers are
+    then expanded to ``ESC, code`` with one ``bytes.replace`` per distinct marker.
+    An ``EncodingMap`` requires octet 0 to decode to U+0000, so intermediate octets are assigned
+    from 1 upwards and NUL (never an SMS character) is rejected before encoding.
+    """
+
+    __slots__ = ("_ascii", "_invalid", "_map", "_pairs", "_post")
+
+    def __init__(
+        self, locking: str = DEFAULT_ALPHABET, single: Mapping[int, str] = DEFAULT_EXTENSION
+    ) -> None:
+        final: dict[str, int] = {}
+        for code, ch in enumerate(locking):
+            if code != ESC:
+                final[ch] = code
+        for code, ch in single.items():
+            final.setdefault(ch, 0x80 | code)  # the locking table wins: one septet, not two
+        self._pairs = {0x80 | code: bytes((ESC, code)) for code in single}
+        self._invalid = next(b for b in range(0x80, 0x100) if b not in self._pairs)
+        decoding = ["\ufffe"] * 256  # U+FFFE: "undefined" for charmap_build
+        decoding[0] = "\x00"
+        post = bytearray(256)
+        for slot, (ch, value) in enumerate(final.items(), start=1):
+            decoding[slot] = ch
+            post[slot] = value
+        self._map = codecs.charmap_build("".join(decoding))
+        self._post = bytes(post)
+        ascii_table = bytearray([self._invalid]) * 256
+        for ch, value in final.items():
+            if ch < "\x80":
+                ascii_table[ord(ch)] = value
+        self._ascii = bytes(ascii_table)
+
+    def encode(self, text: str) -> bytes | None:
+        if text.isascii():
+            out = text.encode("ascii").translate(self._ascii)
+        else:
+            if "\x00" in text:
+                return None
+            try:
+                raw: bytes = codecs.charmap_encode(text, "strict", self._map)[0]
+            except UnicodeEncodeError:
+                return None
+            out = raw.translate(self._post)
+        if out.isascii():
+            return out
+        for marker in set(out.translate(None, _ASCII_BYTES)):
+            pair = self._pairs.get(marker)
+            if pair is None:
+                return None
+            out = out.replace(bytes((marker,)), pair)
+        return out
+
+
+DEFAULT_SEPTETS = SeptetEncoder()
+"""The default alphabet + extension table encoder (TS 23.038 §6.2.1 / §6.2.1.1)."""
+
 GSM7_CHARSET: frozenset[str] = build_charset()
 """Every character the default alphabet plus its extension table can carry."""
 
@@ -122,32 +190,18 @@ def encode_septets(text: str, table: Mapping[int, str] | None = None) -> bytes:
     """
     enc = _ENCODE if table is None else table
     out = text.translate(enc)
-    try:
-        raw = out.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise CodecError(
-            f"character {text[exc.start]!r} (U+{ord(text[exc.start]):04X}) at index {exc.start}"
-            " is not in the GSM 7-bit alphabet"
-        ) from None
-    # Unmapped characters are either > U+00FF (caught above), or marked/left as >= 0x80.
-    if raw.isascii():
-        return raw
-    bad = next(i for i, b in enumerate(raw) if b >= 0x80)
-    index = _source_index(text, enc, bad)
-    raise CodecError(
-        f"character {text[index]!r} (U+{ord(text[index]):04X}) at index {index}"
-        " is not in the GSM 7-bit alphabet"
-    )
-
-
-def _source_index(text: str, table: Mapping[int, str], out_pos: int) -> int:
-    """Index in ``text`` of the character that produced output position ``out_pos``."""
-    pos = 0
-    for i, ch in enumerate(text):
-        pos += len(table.get(ord(ch), ch))
-        if pos > out_pos:
-            return i
-    return len(text) - 1
+    # Every mapped character becomes septets < 0x80; an unmapped one stays itself (>= U+0080)
+    # or becomes the \x80 marker, so ASCII output means every character mapped.
+    if out.isascii():
+        return out.encode("ascii")
+    for index, ch in enumerate(text):  # error path only: find the culprit for the message
+        seq = enc.get(ord(ch))
+        if seq is None or not seq.isascii():
+            raise CodecError(
+                f"character {ch!r} (U+{ord(ch):04X}) at index {index}"
+                " is not in the GSM 7-bit alphabet"
+            )
+    raise AssertionError("unreachable: non-septet output without an unmapped character")
 
 
 def decode_septets(

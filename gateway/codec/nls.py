@@ -21,6 +21,8 @@ from types import MappingProxyType
 from gateway.codec.gsm7 import (
     DEFAULT_ALPHABET,
     DEFAULT_EXTENSION,
+    DEFAULT_SEPTETS,
+    SeptetEncoder,
     build_charset,
     build_encode_table,
 )
@@ -142,6 +144,7 @@ class ShiftTables:
     single_id: int  # 0 = default extension table
     encode_table: Mapping[int, str]
     charset: frozenset[str]
+    septets: SeptetEncoder  # the fast encoder for this pair (None from encode(): not mappable)
 
     @property
     def ie_count(self) -> int:
@@ -156,6 +159,7 @@ def _build(locking_id: int, single_id: int) -> ShiftTables:
         single_id,
         MappingProxyType(build_encode_table(locking, single)),
         build_charset(locking, single),
+        DEFAULT_SEPTETS if (locking_id, single_id) == (0, 0) else SeptetEncoder(locking, single),
     )
 
 
