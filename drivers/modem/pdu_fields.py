@@ -343,3 +343,55 @@ def decode_dcs(dcs: int) -> DataCoding:
         return DataCoding(Alphabet.DATA8 if dcs & 0x04 else Alphabet.GSM7, dcs & 0x03, False)
     # 1000..1011: reserved coding groups -> GSM 7-bit default (TS 23.038 §4, see above)
     return DataCoding(Alphabet.GSM7, None, False)
+
+
+# --- First octet (TS 23.040 §9.2.2.1 / §9.2.2.2 / §9.2.2.3, bit values per §9.2.3.1-§9.2.3.26) ---
+MTI_MASK = 0x03
+MTI_DELIVER = 0b00  # §9.2.3.1 TP-MTI, SC -> MS
+MTI_SUBMIT = 0b01  # MS -> SC
+MTI_STATUS_REPORT = 0b10  # SC -> MS
+RD = 0x04  # §9.2.3.25 TP-Reject-Duplicates (SUBMIT)
+MMS = 0x04  # §9.2.3.2 TP-More-Messages-to-Send (DELIVER, STATUS-REPORT): 0 = more are waiting
+VPF_MASK = 0x18  # §9.2.3.3 TP-Validity-Period-Format (SUBMIT), bits 4-3
+VPF_NONE = 0x00
+VPF_ENHANCED = 0x08
+VPF_RELATIVE = 0x10
+VPF_ABSOLUTE = 0x18
+LP = 0x08  # §9.2.3.28 TP-Loop-Prevention (DELIVER, STATUS-REPORT)
+SRR = 0x20  # §9.2.3.5 TP-Status-Report-Request (SUBMIT)
+SRI = 0x20  # §9.2.3.4 TP-Status-Report-Indication (DELIVER)
+SRQ = 0x20  # §9.2.3.26 TP-Status-Report-Qualifier (STATUS-REPORT): 1 = result of a COMMAND
+UDHI = 0x40  # §9.2.3.23 TP-User-Data-Header-Indicator
+RP = 0x80  # §9.2.3.17 TP-Reply-Path
+
+PID_DEFAULT = 0x00  # §9.2.3.9: plain SME-to-SME short message
+
+# §9.2.3.27 TP-Parameter-Indicator (STATUS-REPORT): which optional fields follow TP-ST.
+PI_PID = 0x01
+PI_DCS = 0x02
+PI_UDL = 0x04
+PI_EXTENSION = 0x80
+
+# TS 23.038 §4: the two TP-DCS values smsgate sends (general group, no class).
+DCS_GSM7 = 0x00
+DCS_UCS2 = 0x08
+DCS_8BIT = 0x04
+
+
+def start_reader(data: bytes, has_sca: bool) -> tuple[Reader, str | None]:
+    """A reader over ``data`` past the SCA (TS 27.005 §3.1 <pdu>: the SMSC address comes first
+    unless the modem omits it), and the SMSC it names."""
+    reader = Reader(bytes(data))
+    smsc = decode_sca(reader) if has_sca else None
+    return reader, smsc
+
+
+def read_dcs(reader: Reader) -> tuple[int, DataCoding]:
+    """TP-DCS and what it means; compressed user data (TS 23.038 §4 bit 5) is refused."""
+    pos = reader.pos
+    dcs = reader.octet("TP-DCS")
+    coding = decode_dcs(dcs)
+    if coding.compressed:
+        raise PduError("TP-DCS", pos, f"0x{dcs:02X} marks compressed user data (TS 23.042),"
+                       " which smsgate does not decode")
+    return dcs, coding
