@@ -170,6 +170,9 @@ class SimModem:
         """Answer the next ``count`` AT+CMGS with ``+CMS ERROR: code`` (38, 42, 500, 512...)."""
         self._fails.extend([code] * count)
 
+    def clear_failures(self) -> None:
+        self._fails.clear()
+
     def urc_in_next_response(self, raw: str) -> None:
         """Put this URC line between the information lines and the final result of the next
         command (e.g. ``+CMTI: "SM",3`` in the middle of ``AT+CSQ``)."""
