@@ -207,11 +207,7 @@ class BindRefused(SmppError):
 
     @property
     def credentials(self) -> bool:
-        return self.status in (
-            CommandStatus.ESME_RINVPASWD,
-            CommandStatus.ESME_RINVSYSID,
-            CommandStatus.ESME_RBINDFAIL,
-        )
+        return self.status in (CommandStatus.ESME_RINVPASWD, CommandStatus.ESME_RINVSYSID)
 
 
 class LinkDown(SmppError):

@@ -1,0 +1,694 @@
+"""The thin asyncio ESME: moves bytes between sockets and the pure ``Session``.
+
+``async with SmppClient(config, handler=...) as client:`` owns every loop of the bind (per
+connection: reconnect, receive, timers, inbound handler) in one TaskGroup. ``submit()`` returns
+an outcome and never resends on its own after a request went out unanswered: a timeout or a
+dropped link is ``Unknown`` and the caller decides. Throttling statuses (ESME_RTHROTTLED,
+ESME_RMSGQFUL) are the exception: the SMSC told us it did not take the message, so the driver
+slows the bind down and resubmits it itself.
+
+Inbound deliver_sm are handed to ``handler`` (a receipt or an assembled MO message) and
+deliver_sm_resp is written only after the handler returned; a handler that raises gets the
+SMSC a temporary error (ESME_RX_T_APPN) so the SMSC delivers the PDU again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+
+from drivers.smpp.config import SmppConfig
+from drivers.smpp.errors import (
+    BindRefused,
+    CommandStatus,
+    LinkDown,
+    LocalProtocolError,
+    MalformedPdu,
+    NotBound,
+    StatusClass,
+    classify,
+    status_name,
+)
+from drivers.smpp.mo import MobileOriginated, Reassembler
+from drivers.smpp.pdu import (
+    Bind,
+    BindType,
+    CommandId,
+    DeliverSm,
+    DeliverSmResp,
+    HeaderOnly,
+    Pdu,
+    SubmitSm,
+    SubmitSmResp,
+)
+from drivers.smpp.receipts import DeliveryReceipt, is_receipt, receipt_from_deliver
+from drivers.smpp.session import (
+    CAN_TRANSMIT,
+    PeerUnbound,
+    Request,
+    Response,
+    Role,
+    Session,
+    State,
+    Violation,
+)
+from drivers.smpp.throttle import AdaptiveRate, reconnect_delay
+from gateway.codec.errors import CodecError
+
+log = logging.getLogger(__name__)
+
+InboundEvent = DeliveryReceipt | MobileOriginated
+Handler = Callable[[InboundEvent], Awaitable[None]]
+_READ_SIZE = 1 << 16
+_HIGH = 1 << 20  # transport write buffer above which submitters wait for it to drain
+_LINK_RETRIES = 3  # resubmits after ESME_RINVBNDSTS (the SMSC did not take the message)
+_BIND_COMMANDS = frozenset(
+    {CommandId.BIND_TRANSMITTER, CommandId.BIND_RECEIVER, CommandId.BIND_TRANSCEIVER}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """One part to submit: the fields of submit_sm the daemon chooses (SMPP 3.4 §4.4.1)."""
+
+    destination_addr: str
+    short_message: bytes = b""
+    message_payload: bytes | None = None
+    data_coding: int = 0
+    esm_class: int = 0
+    source_addr: str = ""
+    source_addr_ton: int = 0
+    source_addr_npi: int = 0
+    dest_addr_ton: int = 1
+    dest_addr_npi: int = 1
+    registered_delivery: int = 1
+    validity_period: str = ""
+    schedule_delivery_time: str = ""
+    sar: tuple[int, int, int] | None = None  # (sar_msg_ref_num, total, seqnum)
+    service_type: str = ""
+    protocol_id: int = 0
+    priority_flag: int = 0
+
+    def to_pdu(self) -> SubmitSm:
+        sar = self.sar or (None, None, None)
+        return SubmitSm(
+            destination_addr=self.destination_addr,
+            short_message=self.short_message,
+            source_addr=self.source_addr,
+            source_addr_ton=self.source_addr_ton,
+            source_addr_npi=self.source_addr_npi,
+            dest_addr_ton=self.dest_addr_ton,
+            dest_addr_npi=self.dest_addr_npi,
+            service_type=self.service_type,
+            esm_class=self.esm_class,
+            protocol_id=self.protocol_id,
+            priority_flag=self.priority_flag,
+            schedule_delivery_time=self.schedule_delivery_time,
+            validity_period=self.validity_period,
+            registered_delivery=self.registered_delivery,
+            data_coding=self.data_coding,
+            message_payload=self.message_payload,
+            sar_msg_ref_num=sar[0],
+            sar_total_segments=sar[1],
+            sar_segment_seqnum=sar[2],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str  # normalised per the bind's IdConvention
+    raw_id: str
+    throttled: int = 0  # how many times the driver resubmitted after a throttle
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    status: int
+    classification: StatusClass  # TEMPORARY or PERMANENT (or LINK after repeated rebinds)
+
+    @property
+    def status_name(self) -> str:
+        return status_name(self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The request may or may not have reached the SMSC: resending risks a duplicate."""
+
+    reason: str
+
+
+SubmitOutcome = Accepted | Rejected | Unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStatistics:
+    name: str
+    state: str
+    window: int
+    window_in_use: int
+    submits_per_second: float
+    submitted: int
+    accepted: int
+    rejected: int
+    unknown: int
+    throttles: int
+    rate_limit: float | None
+    reconnects: int
+    errors_by_status: Mapping[str, int]
+    receipts: int
+    mo_messages: int
+    violations: int
+    last_error: str | None
+
+
+class _RateMeter:
+    """Events per second over a recent span, from their timestamps (bounded memory)."""
+
+    __slots__ = ("_times",)
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque(maxlen=1 << 16)
+
+    def add(self, now: float) -> None:
+        self._times.append(now)
+
+    def rate(self, now: float, span: float = 5.0) -> float:
+        times = self._times
+        if not times:
+            return 0.0
+        start = now - span
+        i = bisect.bisect_right(times, start)
+        count = len(times) - i
+        # Over a young bind, divide by the time it has really been sending.
+        elapsed = min(span, max(now - times[i if i < len(times) else -1], 0.05))
+        return count / elapsed
+
+
+class _Link:
+    """One TCP (or TLS) connection of the bind and its session."""
+
+    def __init__(self, kind: BindType, inbound_queue: int) -> None:
+        self.kind = kind
+        self.session: Session | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.bound = asyncio.Event()
+        self.dead = asyncio.Event()
+        self.dead_reason = ""
+        self.generation = 0
+        self.window = asyncio.Semaphore(1)
+        # Bounded hand-over to the handler: when it falls behind we stop reading (naz #27).
+        self.inbound: asyncio.Queue[DeliverSm | MobileOriginated] = asyncio.Queue(inbound_queue)
+        self.early: list[object] = []
+        self.last_rx = 0.0
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+
+    @property
+    def usable(self) -> bool:
+        s = self.session
+        return s is not None and s.state in CAN_TRANSMIT and not self.dead.is_set()
+
+    def write(self, data: bytes) -> None:
+        # Coalesce: every submit in one loop iteration leaves in one write() call.
+        if not data or self.writer is None:
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.writer is not None and not self.writer.is_closing():
+            self.writer.write(b"".join(self._out))
+        self._out.clear()
+
+    def die(self, reason: str) -> None:
+        if not self.dead.is_set():
+            self.dead_reason = reason
+            self.dead.set()
+
+
+class SmppClient:
+    def __init__(
+        self,
+        config: SmppConfig,
+        handler: Handler | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self._handler = handler
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._links = [_Link(kind, config.inbound_queue) for kind in config.bind.bind_types()]
+        tx = [lk for lk in self._links if lk.kind is not BindType.RECEIVER]
+        self._tx: _Link | None = tx[0] if tx else None
+        self._rate = AdaptiveRate(
+            config.throughput,
+            now=clock(),
+            recovery=config.throttle_recovery,
+            pause=config.throttle_pause,
+        )
+        self._reassembler = Reassembler(config.mo_timeout)
+        self._meter = _RateMeter()
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._submitted = 0
+        self._accepted = 0
+        self._rejected = 0
+        self._unknown = 0
+        self._reconnects = 0
+        self._receipts = 0
+        self._mo = 0
+        self._violations = 0
+        self._errors: Counter[str] = Counter()
+        self._last_error: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SmppClient:
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        for link in self._links:
+            name = f"smpp-{self.config.name}-{link.kind}"
+            self._tasks.append(self._tg.create_task(self._run_link(link), name=name))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        try:
+            await self._unbind_all()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            assert self._tg is not None
+            # Our loops were cancelled on purpose; the caller's own exception (if any)
+            # propagates as itself rather than wrapped in an ExceptionGroup.
+            await self._tg.__aexit__(None, None, None)
+
+    async def wait_bound(self, timeout: float | None = None) -> None:
+        """Wait until every connection of the bind is bound."""
+        async with asyncio.timeout(timeout):
+            for link in self._links:
+                await link.bound.wait()
+
+    @property
+    def bound(self) -> bool:
+        return all(lk.bound.is_set() for lk in self._links)
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    # --- connection loop ---------------------------------------------------------------------
+
+    async def _run_link(self, link: _Link) -> None:
+        attempt = 0
+        cfg = self.config
+        while not self._closing:
+            refused: BindRefused | None = None
+            reason = "closed"
+            try:
+                await self._connect(link)
+                await self._bind(link)
+                attempt = 0
+                self._last_error = None
+                reason = await self._serve(link)
+                self._last_error = reason
+                log.warning("smpp %s (%s): link down: %s", cfg.name, link.kind, reason)
+            except BindRefused as exc:
+                refused = exc
+                reason = str(exc)
+                self._errors[status_name(exc.status)] += 1
+                if exc.credentials and self._last_error != reason:
+                    log.error("smpp %s: %s: check system_id and password", cfg.name, exc)
+                elif not exc.credentials:
+                    log.warning("smpp %s: %s", cfg.name, exc)
+                self._last_error = reason
+            except (OSError, TimeoutError, LinkDown, MalformedPdu) as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self._last_error = reason
+                log.warning("smpp %s (%s): link down: %s", cfg.name, link.kind, reason)
+            finally:
+                self._drop(link, reason)
+            if self._closing:
+                return
+            self._reconnects += 1
+            delay = reconnect_delay(attempt, cfg.reconnect_min, cfg.reconnect_max, self._rng)
+            attempt += 1
+            if refused is not None and refused.credentials:
+                delay = max(delay, cfg.credentials_retry)
+            await asyncio.sleep(delay)
+
+    async def _connect(self, link: _Link) -> None:
+        cfg = self.config
+        ctx = cfg.ssl_context()
+        server_hostname = (cfg.tls_server_name or cfg.host) if ctx is not None else None
+        async with asyncio.timeout(cfg.connect_timeout):
+            link.reader, link.writer = await asyncio.open_connection(
+                cfg.host, cfg.port, ssl=ctx, server_hostname=server_hostname, limit=_READ_SIZE
+            )
+
+    async def _bind(self, link: _Link) -> None:
+        cfg = self.config
+        assert link.reader is not None and link.writer is not None
+        session = Session(Role.ESME, window=cfg.window, response_timeout=cfg.response_timeout)
+        link.session = session
+        link.dead = asyncio.Event()
+        link.early = []
+        bind = Bind(
+            link.kind,
+            cfg.system_id,
+            cfg.password,
+            cfg.system_type,
+            0x34,
+            cfg.addr_ton,
+            cfg.addr_npi,
+            cfg.address_range,
+        )
+        link.writer.write(session.send(bind, self._clock()))
+        async with asyncio.timeout(cfg.link_timeout):
+            while not session.bound:
+                data = await link.reader.read(_READ_SIZE)
+                if not data:
+                    raise LinkDown("connection closed during bind")
+                for event in session.receive_data(data, self._clock()):
+                    if isinstance(event, Response):
+                        if event.request.command_id in _BIND_COMMANDS and event.pdu.status:
+                            raise BindRefused(event.pdu.status, cfg.system_id)
+                    elif isinstance(event, Violation) and event.fatal:
+                        raise LinkDown(f"peer broke framing during bind: {event.error}")
+                    elif not isinstance(event, Response):
+                        link.early.append(event)
+                link.writer.write(session.data_to_send())
+                if session.state is State.OPEN:
+                    raise LinkDown("bind not answered with a bind response")
+        link.last_rx = self._clock()
+        link.generation += 1
+        link.window = asyncio.Semaphore(cfg.window)
+        link.bound.set()
+        log.info("smpp %s: bound as %s (%s)", cfg.name, link.kind, cfg.system_id)
+
+    async def _serve(self, link: _Link) -> str:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self._guard(link, self._receive_loop(link))),
+                tg.create_task(self._guard(link, self._timer_loop(link))),
+                tg.create_task(self._guard(link, self._inbound_loop(link))),
+            ]
+            await link.dead.wait()
+            for task in tasks:
+                task.cancel()
+        return link.dead_reason
+
+    async def _guard(self, link: _Link, loop: Awaitable[None]) -> None:
+        """Run one of the link's loops; any failure kills the link (and only the link)."""
+        try:
+            await loop
+        except (OSError, LinkDown, MalformedPdu) as exc:
+            link.die(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug must not take the whole client down
+            log.exception("smpp %s: loop failed", self.config.name)
+            link.die(f"internal error: {exc!r}")
+
+    def _drop(self, link: _Link, reason: str) -> None:
+        link.bound.clear()
+        link.die(reason)
+        if link.session is not None:
+            for request in link.session.connection_lost():
+                fut = request.context
+                if isinstance(fut, asyncio.Future) and not fut.done():
+                    fut.set_result(Unknown(f"link lost: {reason}"))
+        while not link.inbound.empty():
+            # Unanswered deliver_sm: the SMSC delivers them again after it rebinds.
+            link.inbound.get_nowait()
+        if link.writer is not None:
+            link.writer.transport.abort()
+            link.writer = None
+
+    async def _unbind_all(self) -> None:
+        """Unbind every bound connection (after in-flight submits drained), then wait briefly
+        for unbind_resp: carriers refuse the next bind with ESME_RALYBND otherwise (vumi #624)."""
+        cfg = self.config
+        waits: list[asyncio.Future[object]] = []
+        loop = asyncio.get_running_loop()
+        in_flight = [
+            o.context
+            for lk in self._links
+            if lk.session is not None
+            for o in lk.session.outstanding()
+            if isinstance(o.context, asyncio.Future)
+        ]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=cfg.unbind_timeout)
+        for link in self._links:
+            s = link.session
+            if s is None or not s.bound or link.dead.is_set():
+                continue
+            fut: asyncio.Future[object] = loop.create_future()
+            try:
+                link.write(s.send(HeaderOnly(CommandId.UNBIND), self._clock(), fut))
+            except LocalProtocolError:
+                continue
+            waits.append(fut)
+        if waits:
+            try:
+                async with asyncio.timeout(cfg.unbind_timeout):
+                    await asyncio.gather(*waits)
+            except TimeoutError:
+                log.info("smpp %s: no unbind_resp within %ss", cfg.name, cfg.unbind_timeout)
+
+    # --- the link's loops ----------------------------------------------------------------------
+
+    async def _receive_loop(self, link: _Link) -> None:
+        assert link.reader is not None and link.session is not None
+        reader, session = link.reader, link.session
+        early, link.early = link.early, []
+        for event in early:
+            await self._dispatch(link, event)
+        while True:
+            data = await reader.read(_READ_SIZE)
+            if not data:
+                link.die("connection closed by the SMSC")
+                return
+            now = self._clock()
+            link.last_rx = now
+            for event in session.receive_data(data, now):
+                if type(event) is Response:
+                    fut = event.request.context
+                    if isinstance(fut, asyncio.Future) and not fut.done():
+                        fut.set_result(event.pdu)
+                else:
+                    await self._dispatch(link, event)
+            link.write(session.data_to_send())
+            if link.dead.is_set():
+                return
+
+    async def _dispatch(self, link: _Link, event: object) -> None:
+        cfg = self.config
+        if isinstance(event, Request) and isinstance(event.pdu, DeliverSm):
+            await link.inbound.put(event.pdu)
+        elif isinstance(event, Violation):
+            self._violations += 1
+            err = event.error
+            frame = getattr(err, "frame_hex", "")
+            log.warning(
+                "smpp %s: protocol error (%s fault): %s %s", cfg.name, err.fault.value, err, frame
+            )
+            if event.fatal:
+                assert link.session is not None
+                link.write(link.session.data_to_send())
+                link.die(f"protocol error: {err}")
+        elif isinstance(event, PeerUnbound):
+            assert link.session is not None
+            link.write(link.session.data_to_send())
+            link.die("the SMSC unbound")
+
+    async def _inbound_loop(self, link: _Link) -> None:
+        while True:
+            item = await link.inbound.get()
+            if isinstance(item, MobileOriginated):
+                await self._deliver_event(item)
+                continue
+            status = 0
+            try:
+                await self._handle_deliver(item)
+            except CodecError as exc:
+                log.warning("smpp %s: undecodable deliver_sm: %s", self.config.name, exc)
+                status = CommandStatus.ESME_RX_P_APPN
+            except Exception:
+                log.exception("smpp %s: handler failed; asking for redelivery", self.config.name)
+                status = CommandStatus.ESME_RX_T_APPN
+            session = link.session
+            if session is None or link.dead.is_set():
+                return
+            try:
+                link.write(session.send(DeliverSmResp(status, item.sequence), self._clock()))
+            except LocalProtocolError:
+                return  # the session closed meanwhile; the SMSC will redeliver
+
+    async def _handle_deliver(self, pdu: DeliverSm) -> None:
+        if is_receipt(pdu):
+            receipt = receipt_from_deliver(pdu, self.config.id_convention)
+            if receipt is not None:
+                self._receipts += 1
+                await self._deliver_event(receipt)
+                return
+        mo, evicted = self._reassembler.add(pdu, self._clock())
+        for message in evicted:
+            await self._deliver_event(message)
+        if mo is not None:
+            await self._deliver_event(mo)
+
+    async def _deliver_event(self, event: InboundEvent) -> None:
+        if isinstance(event, MobileOriginated):
+            self._mo += 1
+        if self._handler is not None:
+            await self._handler(event)
+
+    async def _timer_loop(self, link: _Link) -> None:
+        cfg = self.config
+        assert link.session is not None
+        session = link.session
+        loop = asyncio.get_running_loop()
+        probe: asyncio.Future[object] | None = None
+        probe_sent = 0.0
+        while True:
+            now = self._clock()
+            for request in session.expire(now):
+                fut = request.context
+                if isinstance(fut, asyncio.Future) and not fut.done():
+                    fut.set_result(Unknown(f"no response within {cfg.response_timeout}s"))
+            if probe is not None and probe.done():
+                probe = None
+            if probe is not None and now - probe_sent >= cfg.link_timeout:
+                link.die(f"no answer to enquire_link within {cfg.link_timeout}s")
+                return
+            idle = now - link.last_rx
+            if probe is None and idle >= cfg.enquire_link_interval:
+                probe = loop.create_future()
+                probe_sent = now
+                link.write(session.send(HeaderOnly(CommandId.ENQUIRE_LINK), now, probe))
+            for message in self._reassembler.expire(now):
+                await link.inbound.put(message)
+            if probe is None:
+                wake = [now + cfg.enquire_link_interval - idle]
+            else:
+                wake = [probe_sent + cfg.link_timeout]
+            deadline = session.next_deadline()
+            if deadline is not None:
+                wake.append(deadline)
+            mo_deadline = self._reassembler.next_deadline()
+            if mo_deadline is not None:
+                wake.append(mo_deadline)
+            # New submits do not wake this loop, so never sleep past a quarter of a timeout.
+            cap = min(1.0, cfg.response_timeout / 4, cfg.link_timeout / 4)
+            await asyncio.sleep(min(cap, max(0.001, min(wake) - now)))
+
+    # --- submitting ----------------------------------------------------------------------------
+
+    async def _transmitter(self) -> _Link:
+        link = self._tx
+        if link is None:
+            raise NotBound(f"smpp {self.config.name} is a receiver-only bind")
+        while not link.usable:
+            if self._closing:
+                raise NotBound(f"smpp {self.config.name} is closing")
+            await link.bound.wait()
+            if not link.usable:
+                await asyncio.sleep(0)  # bound flag not cleared yet by the dying link
+        return link
+
+    async def submit(self, request: SubmitRequest) -> SubmitOutcome:
+        """Submit one part. Waits for a bound link, a window slot and the rate limit."""
+        pdu = request.to_pdu()
+        loop = asyncio.get_running_loop()
+        throttled = 0
+        link_errors = 0
+        while True:
+            link = await self._transmitter()
+            generation, window = link.generation, link.window
+            async with window:
+                if not link.usable or link.generation != generation:
+                    continue
+                wait = self._rate.wait(self._clock())
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if not link.usable or link.generation != generation:
+                        continue
+                session = link.session
+                assert session is not None
+                fut: asyncio.Future[Pdu | Unknown] = loop.create_future()
+                link.write(session.send(pdu, self._clock(), fut))
+                self._submitted += 1
+                writer = link.writer
+                if writer is not None and writer.transport.get_write_buffer_size() > _HIGH:
+                    await writer.drain()
+                result = await fut
+            if isinstance(result, Unknown):
+                self._unknown += 1
+                return result
+            status = result.status
+            now = self._clock()
+            if status == 0 and isinstance(result, SubmitSmResp):
+                self._accepted += 1
+                self._meter.add(now)
+                raw = result.message_id
+                return Accepted(self.config.id_convention.from_submit_resp(raw), raw, throttled)
+            self._errors[status_name(status)] += 1
+            kind = classify(status) if status else StatusClass.PERMANENT
+            if kind is StatusClass.THROTTLE:
+                throttled += 1
+                self._rate.on_throttle(now, self._meter.rate(now, 1.0))
+                continue
+            if kind is StatusClass.LINK and link_errors < _LINK_RETRIES:
+                # The SMSC thinks we are not bound: rebind, then resubmit (it took nothing).
+                link_errors += 1
+                link.die(f"submit refused with {status_name(status)}")
+                continue
+            self._rejected += 1
+            return Rejected(status, kind)
+
+    # --- statistics ----------------------------------------------------------------------------
+
+    def statistics(self) -> ClientStatistics:
+        now = self._clock()
+        states = [lk.session.state.value if lk.session else "closed" for lk in self._links]
+        tx_session = self._tx.session if self._tx is not None else None
+        rate = self._rate.statistics(now)
+        return ClientStatistics(
+            name=self.config.name,
+            state="+".join(states),
+            window=self.config.window,
+            window_in_use=tx_session.window_in_use if tx_session else 0,
+            submits_per_second=self._meter.rate(now),
+            submitted=self._submitted,
+            accepted=self._accepted,
+            rejected=self._rejected,
+            unknown=self._unknown,
+            throttles=rate.throttles,
+            rate_limit=rate.limit,
+            reconnects=self._reconnects,
+            errors_by_status=MappingProxyType(dict(self._errors)),
+            receipts=self._receipts,
+            mo_messages=self._mo,
+            violations=self._violations,
+            last_error=self._last_error,
+        )
