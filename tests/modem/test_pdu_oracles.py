@@ -193,12 +193,16 @@ def test_delivers_decode_with_both_oracles(
             assert (ours.concat.reference, ours.concat.total, ours.concat.seq) == expected_concat
 
 
-@given(st.integers(0, 255), numbers, moments, moments, st.integers(0, 255), st.booleans())
+@given(
+    st.integers(0, 255), numbers, moments, moments, st.integers(0, 255), st.booleans(),
+    st.booleans(), st.one_of(st.none(), numbers),
+)
 def test_status_reports_decode_with_python_messaging(
-    mr: int, recipient: str, scts: datetime, dt: datetime, status: int, more: bool
+    mr: int, recipient: str, scts: datetime, dt: datetime, status: int, more: bool, srq: bool,
+    smsc: str | None,
 ) -> None:
     raw = encode_status_report(mr, recipient, scts=scts, discharge_time=dt, status=status,
-                               more_messages=more)
+                               more_messages=more, status_report_qualifier=srq, smsc=smsc)
     oracle = SmsDeliver(raw.hex())
     assert oracle.sr["recipient"] == recipient
     assert oracle.sr["status"] == status
@@ -211,6 +215,7 @@ def test_status_reports_decode_with_python_messaging(
     assert (ours.message_reference, ours.recipient, ours.status) == (mr, recipient, status)
     assert (ours.scts, ours.discharge_time) == (scts, dt)
     assert ours.more_messages == more and ours.category is status_category(status)
+    assert ours.status_report_qualifier == srq and ours.smsc == smsc
 
 
 def test_smspdudecoder_deviation_on_esc_with_undefined_code() -> None:
