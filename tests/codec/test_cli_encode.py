@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from smspdudecoder.fields import SMSSubmit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,3 +103,47 @@ def test_bad_input_exits_2_with_a_message(args: tuple[str, ...], message: str) -
 def test_invalid_utf8_on_stdin() -> None:
     r = smsgate("-", stdin=b"\xff\xfe")
     assert r.returncode == 2 and "not UTF-8" in r.stderr
+
+
+def _submit(hex_pdu: str) -> dict[str, Any]:
+    """Decode an SMS-SUBMIT (SCA first) with smspdudecoder, which shares no code with ours."""
+    decoded: dict[str, Any] = SMSSubmit.decode(io.StringIO(hex_pdu))
+    return decoded
+
+
+def test_pdus_for_a_modem_match_the_tutorial_vector() -> None:
+    # protocols.md §3.3 "hellohello" to +46708251358, without the tutorial's validity period
+    r = smsgate("--json", "--to", "+46708251358", "hellohello")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert list(out)[:5] == ["encoding", "data_coding", "segments", "parts", "pdus"]
+    assert out["parts"] == ["68656C6C6F68656C6C6F"]
+    assert out["pdus"] == ["0001000B916407281553F800000AE8329BFD4697D9EC37"]
+
+
+@pytest.mark.parametrize("concat", ["udh8", "udh16", "sar", "payload"])
+def test_multipart_pdus_decode_independently(concat: str) -> None:
+    text = "Grüße aus Zürich " * 12 + "€"  # 205 characters, GSM-7, two parts
+    r = smsgate("--json", "--to", "+41791234567", "--concat", concat, text)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["segments"] == 2 and len(out["pdus"]) == 2
+    texts, refs = [], set()
+    for seq, pdu in enumerate(out["pdus"], start=1):
+        d = _submit(pdu)
+        assert d["recipient"]["number"] == "41791234567"
+        assert d["header"]["udhi"] is True
+        (element,) = d["user_data"]["header"]["elements"]
+        assert element["iei"] == (8 if concat in ("udh16", "sar") else 0)
+        concat_info = element["data"]
+        assert concat_info["part_number"] == seq and concat_info["parts_count"] == 2
+        refs.add(concat_info["reference"])
+        texts.append(d["user_data"]["data"])
+    assert "".join(texts) == text and len(refs) == 1
+
+
+def test_ucs2_pdu_decodes_independently() -> None:
+    r = smsgate("--json", "--to", "447700900123", "Привет 😀")
+    d = _submit(json.loads(r.stdout)["pdus"][0])
+    assert d["dcs"]["encoding"] == "ucs2" and d["user_data"]["data"] == "Привет 😀"
+    assert d["recipient"]["toa"]["ton"] != "international"
