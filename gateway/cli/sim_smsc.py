@@ -1,0 +1,163 @@
+"""``smsgate sim smsc --port N ...``: the SMSC simulator as its own process.
+
+Prints the bound port on the first line of stdout (``--port 0`` picks a free one), then serves
+until SIGTERM or SIGINT. Used by the benchmark, the demo and by hand against other clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+OUTCOME_NAMES = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD")
+
+
+def _outcomes(text: str) -> dict[str, float]:
+    """``DELIVRD=0.9,UNDELIV=0.1`` -> weights."""
+    mix: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, weight = item.strip().partition("=")
+        name = name.strip().upper()
+        if name not in OUTCOME_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown outcome {name!r}; use {', '.join(OUTCOME_NAMES)}"
+            )
+        try:
+            value = float(weight) if sep else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"weight for {name} is not a number: {weight!r}"
+            ) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"weight for {name} must be >= 0")
+        mix[name] = value
+    if not any(mix.values()):
+        raise argparse.ArgumentTypeError("at least one outcome needs a weight above 0")
+    return mix
+
+
+def _credential(text: str) -> tuple[str, str]:
+    system_id, sep, password = text.partition(":")
+    if not sep or not system_id:
+        raise argparse.ArgumentTypeError(f"expected SYSTEM_ID:PASSWORD, got {text!r}")
+    return system_id, password
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
+
+
+def register(sims: Any) -> None:
+    p: argparse.ArgumentParser = sims.add_parser(
+        "smsc",
+        help="SMPP 3.4 SMSC simulator",
+        description="An SMPP 3.4 server: accepts binds, answers submit_sm with message ids, "
+        "sends delivery receipts, and misbehaves on request. Prints the bound port, then runs "
+        "until SIGTERM.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=2775, help="TCP port; 0 picks a free one")
+    p.add_argument(
+        "--credentials",
+        type=_credential,
+        action="append",
+        metavar="SYSTEM_ID:PASSWORD",
+        help="accept only these binds (repeatable); default: accept any",
+    )
+    p.add_argument("--id-format", choices=("hex", "decimal"), default="hex")
+    p.add_argument(
+        "--receipt-id-format",
+        choices=("hex", "decimal"),
+        default=None,
+        help="id format in the receipt text (default: as --id-format)",
+    )
+    p.add_argument("--no-receipt-tlvs", action="store_true", help="receipt text only")
+    p.add_argument("--receipt-delay", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument(
+        "--outcomes",
+        type=_outcomes,
+        default={"DELIVRD": 1.0},
+        metavar="STAT=W,...",
+        help="receipt outcome mix, e.g. DELIVRD=0.9,UNDELIV=0.05,EXPIRED=0.03,REJECTD=0.02",
+    )
+    p.add_argument("--throttle-rate", type=float, default=None, metavar="PER_SECOND")
+    p.add_argument("--stall-submits", action="store_true", help="never answer submit_sm")
+    p.add_argument("--drop-after", type=int, default=None, metavar="N", help="drop after N PDUs")
+    p.add_argument("--reject-binds", type=int, default=0, metavar="N", help="-1 refuses all")
+    p.add_argument("--max-binds", type=int, default=None, metavar="N", help="per system_id")
+    p.add_argument("--window", type=int, default=64, help="outstanding deliver_sm")
+    p.add_argument("--record", action="store_true", help="keep received submits in memory")
+    p.add_argument("--tls-cert", default=None, metavar="PEM")
+    p.add_argument("--tls-key", default=None, metavar="PEM")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+    import ssl
+    import sys
+    from types import MappingProxyType
+
+    from drivers.sim.smsc import SmscOptions, SmscSimulator
+
+    ctx: ssl.SSLContext | None = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("smsgate sim smsc: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"smsgate sim smsc: cannot load the TLS certificate: {exc}", file=sys.stderr)
+            return 2
+    options = SmscOptions(
+        host=args.host,
+        port=args.port,
+        credentials=dict(args.credentials) if args.credentials else None,
+        id_format=args.id_format,
+        receipt_id_format=args.receipt_id_format,
+        receipt_tlvs=not args.no_receipt_tlvs,
+        receipt_delay=args.receipt_delay,
+        outcomes=MappingProxyType(args.outcomes),
+        throttle_rate=args.throttle_rate,
+        stall_submits=args.stall_submits,
+        drop_after=args.drop_after,
+        reject_binds=args.reject_binds,
+        max_binds_per_system_id=args.max_binds,
+        window=args.window,
+        record=args.record,
+        seed=args.seed,
+        ssl=ctx,
+    )
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            sim = SmscSimulator(options)
+            await sim.start()
+        except OSError as exc:
+            print(
+                f"smsgate sim smsc: cannot listen on {args.host}:{args.port}: {exc}",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            print(sim.port, flush=True)
+            await stop.wait()
+        finally:
+            await sim.close()
+        return 0
+
+    return asyncio.run(serve())
