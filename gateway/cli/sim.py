@@ -10,7 +10,7 @@ import argparse
 import importlib
 from typing import Any
 
-SIM_MODULES: tuple[str, ...] = ("gateway.cli.sim_smsc",)
+SIM_MODULES: tuple[str, ...] = ("gateway.cli.sim_modem", "gateway.cli.sim_smsc")
 
 
 def register(sub: Any) -> None:
