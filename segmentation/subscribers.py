@@ -234,6 +234,11 @@ def upsert_subscriber(
             # Every subscriber has a trait row (zeros and NULLs until events arrive), so rule
             # SQL can join it without LEFT JOIN NULL handling for "orders = 0".
             store.conn.execute("INSERT INTO trait(subscriber_id) VALUES (?)", (sub_id,))
+            # Consent recorded before the subscriber existed (e.g. a STOP) is linked now.
+            store.conn.execute(
+                "UPDATE consent SET subscriber_id = ? WHERE phone_e164 = ? "
+                "AND subscriber_id IS NULL", (sub_id, e164),
+            )
             store.note_change(subscriber_ids={sub_id},
                               attributes={f"profile.{k}" for k in ("created", *given)})
             return sub_id
