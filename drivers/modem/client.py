@@ -185,6 +185,8 @@ class ModemClient:
         self.cnmi: tuple[int, ...] | None = None
         self.needs_cnma = False
         self.cmms_supported = True
+        self.cmms_on = False  # AT+CMMS=2 is sent once per connection, not once per part
+        self.packet_registration = Registration.UNKNOWN
         self.sent = 0
         self.errors = 0
         self.inbound = 0
@@ -390,14 +392,16 @@ class ModemClient:
         if urc.name in ("+CMTI", "+CDSI"):
             where = parse_index(urc.value)
             if where is not None:
-                self._queue.put_nowait(("stored", where[1]))
+                self._queue.put_nowait(("stored", where))
         elif urc.name in ("+CMT", "+CDS") and urc.pdu is not None:
             try:
                 self._queue.put_nowait(("routed", bytes.fromhex(urc.pdu)))
             except ValueError:
                 log.warning("modem %s: %s with a malformed PDU line", self.name, urc.name)
-        elif urc.name in ("+CREG", "+CGREG"):
+        elif urc.name == "+CREG":
             self.registration = parse_creg(urc.value, urc=True)
+        elif urc.name == "+CGREG":
+            self.packet_registration = parse_creg(urc.value, urc=True)
         elif urc.name == "^RSSI":
             self.signal = parse_csq(urc.value)
 
@@ -501,9 +505,11 @@ class ModemClient:
                 acquired = True
                 if self.state is not ModemState.READY:
                     raise ModemDown(f"{self.name} is {self.state}")
-                if more and self.config.use_cmms and self.cmms_supported:
+                if more and self.config.use_cmms and self.cmms_supported and not self.cmms_on:
+                    # TS 27.005 §3.5.6 mode 2: keep the relay link open between parts; the
+                    # modem closes it by itself after a few idle seconds, the mode stays.
                     resp = await self._guarded(self.command_for("AT+CMMS=2"))
-                    self.cmms_supported = resp.ok
+                    self.cmms_supported = self.cmms_on = resp.ok
                 cmd = Command(
                     f"AT+CMGS={pdu.tpdu_length}",
                     timeout=self.config.send_timeout,
@@ -540,20 +546,34 @@ class ModemClient:
                     await self._hand_over(message)
                 continue
             if kind == "stored":
-                assert isinstance(value, int)
-                await self._read_stored(value)
+                assert isinstance(value, tuple)
+                await self._read_stored(*value)
             else:
                 assert isinstance(value, bytes)
                 await self._routed(value)
 
-    async def _read_stored(self, index: int) -> None:
+    async def _read_stored(self, mem: str, index: int) -> None:
+        # A status report may sit in another storage ("SR") than the messages we read: switch
+        # +CPMS <mem1> for the read and the delete, then back (TS 27.005 §3.2.2). Such reports
+        # are deleted as soon as they are read (before hand-over) to keep the switch short.
+        other = bool(self.storages) and mem != self.storages[0]
         async with self._lock:
-            resp = await self._guarded(self.command_for(f"AT+CMGR={index}"))
-        pdu = parse_cmgr(resp.lines) if resp.ok else None
+            if other:
+                await self._guarded(self.command_for(f'AT+CPMS="{mem}"'))
+            try:
+                resp = await self._guarded(self.command_for(f"AT+CMGR={index}"))
+                pdu = parse_cmgr(resp.lines) if resp.ok else None
+                if other and pdu is not None:
+                    await self._guarded(self.command_for(f"AT+CMGD={index}"))
+            finally:
+                if other:
+                    back = ",".join(f'"{s}"' for s in self.storages)
+                    await self._guarded(self.command_for(f"AT+CPMS={back}"))
         if pdu is None:
-            log.warning("modem %s: could not read message %d (%s)", self.name, index, resp.result)
+            log.warning("modem %s: could not read message %s/%d (%s)", self.name, mem, index,
+                        resp.result)
             return
-        await self.process_pdu(pdu, index)
+        await self.process_pdu(pdu, None if other else index)
 
     async def _routed(self, pdu: bytes) -> None:
         await self.process_pdu(pdu, None)
@@ -647,7 +667,7 @@ class ModemClient:
         """AT+CSQ, AT+CREG?, AT+COPS? -- each only when no send is waiting for the modem."""
         from drivers.modem.responses import parse_cops
 
-        for text in ("AT+CSQ", "AT+CREG?", "AT+COPS?"):
+        for text in ("AT+CSQ", "AT+CREG?", "AT+CGREG?", "AT+COPS?"):
             if self._sends_waiting or self._lock.locked():
                 return
             async with self._lock:
@@ -658,5 +678,7 @@ class ModemClient:
                 self.signal = parse_csq(resp.info("+CSQ")[0])
             elif text == "AT+CREG?" and resp.info("+CREG"):
                 self.registration = parse_creg(resp.info("+CREG")[0], urc=False)
+            elif text == "AT+CGREG?" and resp.info("+CGREG"):
+                self.packet_registration = parse_creg(resp.info("+CGREG")[0], urc=False)
             elif text == "AT+COPS?" and resp.info("+COPS"):
                 self.operator = parse_cops(resp.info("+COPS")[0])

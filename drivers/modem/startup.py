@@ -132,6 +132,7 @@ async def _indications(m: ModemClient) -> None:
 
 
 async def start_up(m: ModemClient) -> None:
+    m.cmms_on = False
     await _wake(m)
     await m.run(m.command_for("ATE0"))  # echo off; the channel copes if it stays on
     await m.run(m.command_for("AT+CMEE=1"))  # numeric +CME/+CMS codes
@@ -159,6 +160,7 @@ async def start_up(m: ModemClient) -> None:
 
 async def reinitialise(m: ModemClient) -> None:
     """After ATZ (lock held): the volatile settings again, no identification or PIN."""
+    m.cmms_on = False
     for text in ("ATE0", "AT+CMEE=1", "AT+CMGF=0"):
         await m.execute(m.command_for(text))
     if m.storages:

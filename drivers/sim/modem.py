@@ -222,8 +222,11 @@ class SimModem:
             self._route("+CDS: ", pdu)
             return None
         if ds == 2:
-            index = self.store.put(self.mems[2], 0, pdu)
-            self._write(self._line(f'+CDSI: "{self.mems[2]}",{index}'))
+            # Modems that offer an "SR" storage keep reports there (Wavecom), others with the
+            # messages.
+            mem = "SR" if "SR" in self.profile.storages[0] else self.mems[2]
+            index = self.store.put(mem, 0, pdu)
+            self._write(self._line(f'+CDSI: "{mem}",{index}'))
             return index
         return None
 

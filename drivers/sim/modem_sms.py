@@ -24,9 +24,9 @@ class SmsStore:
         self._mems: dict[str, dict[int, tuple[int, bytes]]] = {}
 
     def _mem(self, mem: str) -> dict[int, tuple[int, bytes]]:
-        # "MT" is ME+SM combined; the simulator keeps one pool for all names, like modems that
-        # map every storage name onto the SIM.
-        return self._mems.setdefault("all", {})
+        # "MT" is ME+SM combined; the simulator keeps one pool for all message storages, like
+        # modems that map every name onto the SIM, and a separate one for status reports (SR).
+        return self._mems.setdefault("SR" if mem == "SR" else "all", {})
 
     def put(self, mem: str, stat: int, pdu: bytes) -> int:
         slots = self._mem(mem)
@@ -87,14 +87,11 @@ def deliver_pdus(
     text: str,
     *,
     reference: int = 1,
-    ucs2: bool = False,
     scts: datetime | None = None,
 ) -> list[bytes]:
     """SMS-DELIVER TPDUs (SCA first) carrying ``text`` from ``originator``, one per part; a
-    long text becomes a concatenated message (8-bit reference ``reference``)."""
+    long text becomes a concatenated message (8-bit reference ``reference``). The codec picks
+    GSM-7 or UCS-2 (any character outside GSM-7 makes it UCS-2)."""
     message = encode(text, EncodeOptions(concat=Concat.UDH8, reference=reference))
-    if ucs2 and str(message.encoding) != "ucs2":
-        # Force UCS-2 for tests of that path: one character outside GSM-7 decides it.
-        raise ValueError("text is GSM-7; include a non-GSM-7 character to get UCS-2")
     when = scts or datetime.now(UTC).replace(microsecond=0)
     return [encode_deliver(message, part, originator, scts=when) for part in message.parts]

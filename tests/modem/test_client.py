@@ -101,8 +101,8 @@ async def test_inbound_cmt_routed_and_acknowledged() -> None:
 
 
 async def test_status_reports_stored_and_routed() -> None:
-    for name, ds in (("generic", 2), ("sim800", 1)):
-        async with running(name, sim_kw={"status_report_delay": 0.01}) as (_, modem, inbox):
+    for name, ds in (("generic", 2), ("sim800", 1), ("wavecom", 2)):
+        async with running(name, sim_kw={"status_report_delay": 0.01}) as (sim, modem, inbox):
             assert modem.cnmi is not None and modem.cnmi[3] == ds
             (p,) = pdus("report me", status_report=True)
             mr = await modem.send(p)
@@ -111,6 +111,9 @@ async def test_status_reports_stored_and_routed() -> None:
             assert (r.message_reference, r.recipient, r.category) == (
                 mr, "+447700900123", "delivered"
             )
+            if name == "wavecom":  # its reports sit in "SR": read there, then back to "SM"
+                assert 'AT+CPMS="SR"' in sim.commands and sim.store.used("SR") == 0
+                assert sim.mems[0] == "SM"
 
 
 async def test_messages_stored_before_start_are_read_and_deleted() -> None:
