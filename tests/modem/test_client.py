@@ -147,3 +147,27 @@ async def test_polling_modem_finds_inbound_without_indications() -> None:
         sim.deliver(p)
         await inbox.wait_for(lambda: len(inbox.messages) == 1)
         assert inbox.messages[0].text == "polled"
+
+
+async def test_partial_inbound_is_handed_over_after_the_reassembly_timeout() -> None:
+    async with running("generic", reassembly_timeout=0.1) as (sim, _, inbox):
+        parts = deliver_pdus("+447700900007", "lost part " * 40, reference=5)
+        assert len(parts) == 3
+        sim.deliver(parts[0])
+        sim.deliver(parts[2])
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+        (m,) = inbox.messages
+        assert not m.complete and (m.parts, m.total) == (2, len(parts))
+        await wait_sim(sim, lambda: sim.store.used("SM") == 0)
+
+
+async def test_health_is_polled_on_its_schedule() -> None:
+    async with running("generic", health_interval=0.02) as (sim, modem, _):
+        sim.signal, sim.registration, sim.operator = 9, 5, "Roamer"
+        await wait_sim(sim, lambda: sim.commands.count("AT+COPS?") >= 3)
+        assert modem.signal.dbm == -95 and modem.registration is Registration.ROAMING
+        assert modem.operator == "Roamer"
+        stats = modem.statistics()
+        assert (stats.signal_dbm, stats.registration, stats.state) == (
+            -95, Registration.ROAMING, ModemState.READY
+        )
