@@ -27,17 +27,13 @@ segment store). Other processes (CLI, TUI) open their own :class:`Outbox` on the
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from gateway.codec.gsm7 import encode_septets, is_gsm7
-from gateway.errors import SmsgateError
 from gateway.outbox_schema import COMPONENT, MIGRATIONS, VERSION_TABLE
 from gateway.outbox_states import (
     FINAL,
@@ -53,6 +49,24 @@ from gateway.outbox_states import (
     decide_retry,
     part_after_report,
 )
+from gateway.outbox_types import (
+    Accepted,
+    Claimed,
+    HistoryEntry,
+    Message,
+    NewMessage,
+    OutboxError,
+    OutboxStatistics,
+    Outcome,
+    Part,
+    PermanentFailure,
+    Report,
+    ReportResult,
+    Requeue,
+    Submitted,
+    TemporaryFailure,
+    estimate_parts,
+)
 
 Clock = Callable[[], int]
 """UTC epoch milliseconds."""
@@ -60,178 +74,6 @@ Clock = Callable[[], int]
 
 def system_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class OutboxError(SmsgateError):
-    """The outbox was used wrongly: schema newer than this code, bad input."""
-
-
-def estimate_parts(text: str) -> int:
-    """How many parts ``text`` takes with 8-bit concatenation references.
-
-    3GPP TS 23.038 §6.1.2 / TS 23.040 §9.2.3.24.1: 160 GSM-7 septets (140 octets) in one part,
-    153 per part with the 6-octet concatenation UDH; UCS-2 70 / 67 UTF-16 code units. The codec
-    never splits an escape pair, which can add a part the exact count would show; a dispatcher
-    that splits differently (16-bit references, SAR, payload) fixes the count with
-    :meth:`Outbox.reshape` before the first part goes out.
-    """
-    if is_gsm7(text):
-        units, single, multi = len(encode_septets(text)), 160, 153
-    else:
-        units, single, multi = len(text.encode("utf-16-be")) // 2, 70, 67
-    return 1 if units <= single else math.ceil(units / multi)
-
-
-# -- inputs and results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    """A message to accept. ``to`` is E.164 (the CLI and API normalise with phonenumbers)."""
-
-    to: str
-    text: str
-    sender: str = ""
-    ref: str | None = None
-    lane: Lane = Lane.TRANSACTIONAL
-    not_before_ms: int | None = None
-    expires_ms: int | None = None
-    parts: int | None = None
-    max_retries: int | None = None
-    campaign_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    id: int
-    created: bool  # False: the (sender, ref) was already accepted; ``id`` is the first one
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A message handed to the dispatcher: send ``parts`` (0-based) of ``total_parts``."""
-
-    id: int
-    lane: Lane
-    to: str
-    sender: str
-    text: str
-    total_parts: int
-    parts: tuple[int, ...]
-    retries: int
-    expires_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    """The carrier or modem accepted part ``seq``; ``carrier_id`` already normalised."""
-
-    message_id: int
-    seq: int
-    route: str
-    carrier_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TemporaryFailure:
-    """Message-level temporary error: retry with backoff (``code`` kept for operators)."""
-
-    message_id: int
-    code: int | None = None
-    text: str = ""
-    route: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PermanentFailure:
-    """Message-level permanent error: fail now, keep the carrier or modem code."""
-
-    message_id: int
-    code: int | None = None
-    text: str = ""
-    route: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Requeue:
-    """Not the message's fault (link down, route refused): back in line, no retry counted."""
-
-    message_id: int
-
-
-Outcome = Submitted | TemporaryFailure | PermanentFailure | Requeue
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A delivery report for one part, from ``route``; ``carrier_id`` already normalised."""
-
-    route: str
-    carrier_id: str
-    outcome: ReportOutcome
-    code: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReportResult:
-    matched: int
-    pending: int  # stored to be matched when their id arrives
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    seq: int
-    state: PartState
-    route: str | None
-    carrier_id: str | None
-    error_code: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    id: int
-    lane: Lane
-    state: State
-    to: str
-    sender: str
-    text: str
-    ref: str | None
-    total_parts: int
-    created_ms: int
-    not_before_ms: int
-    expires_ms: int | None
-    retries: int
-    max_retries: int
-    route: str | None
-    error_code: int | None
-    error_text: str | None
-    updated_ms: int
-    parts: tuple[Part, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    ts_ms: int
-    state: State
-    detail: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStatistics:
-    """Message counts per (lane, state), and reports waiting for their id."""
-
-    counts: tuple[tuple[Lane, State, int], ...]
-    pending_reports: int
-
-    def count(self, *, lane: Lane | None = None, state: State | None = None) -> int:
-        return sum(
-            n for ln, st, n in self.counts
-            if (lane is None or ln == lane) and (state is None or st == state)
-        )
-
-    def depth(self, lane: Lane) -> int:
-        """Messages of ``lane`` waiting to be sent (queued or scheduled)."""
-        return sum(n for ln, st, n in self.counts if ln == lane and st in WAITING)
 
 
 _MESSAGE_COLUMNS = (
@@ -242,6 +84,8 @@ _MESSAGE_COLUMNS = (
 _WAITING_SQL = "('queued', 'scheduled')"
 
 DEFAULT_RETRY = RetryPolicy()
+
+_ID_CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
 
 
 class Outbox:
@@ -267,6 +111,8 @@ class Outbox:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=10000")
+        self.conn.execute("PRAGMA cache_size=-32768")
+        self._history_rows: list[tuple[int, int, str, str | None]] = []
         self.migrate()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -285,12 +131,23 @@ class Outbox:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; history rows collected by ``_history`` go in just before
+        COMMIT, in one statement."""
         self.conn.execute("BEGIN IMMEDIATE")
+        self._history_rows.clear()
         try:
             yield self.conn
+            if self._history_rows:
+                self.conn.executemany(
+                    "INSERT INTO outbox_history (message_id, ts_ms, state, detail) "
+                    "VALUES (?, ?, ?, ?)",
+                    self._history_rows,
+                )
         except BaseException:
+            self._history_rows.clear()
             self.conn.execute("ROLLBACK")
             raise
+        self._history_rows.clear()
         self.conn.execute("COMMIT")
 
     @property
@@ -408,13 +265,11 @@ class Outbox:
                     "ORDER BY not_before_ms, id LIMIT ?",
                     (int(lane), now, room),
                 ).fetchall()
+                unsent = self._queued_parts(conn, [r[0] for r in rows])
                 for mid, dest, sender, body, total, retries, expires in rows:
-                    seqs = tuple(r[0] for r in conn.execute(
-                        "SELECT seq FROM outbox_part WHERE message_id = ? AND state = 'queued' "
-                        "ORDER BY seq", (mid,)
-                    ))
                     claimed.append(Claimed(
-                        mid, lane, dest, sender, body, total, seqs, retries, expires
+                        mid, lane, dest, sender, body, total, tuple(unsent.get(mid, ())),
+                        retries, expires,
                     ))
             ids = [(now, c.id) for c in claimed]
             conn.executemany(
@@ -427,6 +282,20 @@ class Outbox:
             )
             self._history([(c.id, now, State.SENDING.value, None) for c in claimed])
         return claimed
+
+    @staticmethod
+    def _queued_parts(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start:start + _ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for mid, seq in conn.execute(
+                f"SELECT message_id, seq FROM outbox_part WHERE message_id IN ({marks}) "
+                "AND state = 'queued' ORDER BY message_id, seq",
+                chunk,
+            ):
+                out.setdefault(mid, []).append(seq)
+        return out
 
     def reshape(self, message_id: int, total_parts: int) -> None:
         """Set the part count the route really splits into, before any part was submitted."""
@@ -457,59 +326,75 @@ class Outbox:
         """Store submit results and failures in one transaction, in order."""
         now = self.clock()
         with self._tx() as conn:
-            touched: dict[int, None] = {}
-            history: list[tuple[int, int, str, str | None]] = []
+            touched: dict[int, str] = {}
+            history = self._history_rows
+            # Reports overtaking their submit response are rare: look them up only if any wait.
+            any_pending = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM outbox_report_pending)"
+            ).fetchone()[0]
+            run: list[Submitted] = []
             for outcome in outcomes:
                 if isinstance(outcome, Submitted):
-                    self._submitted(conn, outcome, now)
-                    touched[outcome.message_id] = None
-                elif isinstance(outcome, Requeue):
+                    run.append(outcome)
+                    touched[outcome.message_id] = outcome.route
+                    continue
+                # keep the order: submits before this failure are stored before it
+                self._submitted_many(conn, run, now, bool(any_pending))
+                run.clear()
+                if isinstance(outcome, Requeue):
                     self._back_to_queue(conn, outcome.message_id, now, None, "requeued", history)
                 elif isinstance(outcome, TemporaryFailure):
                     self._temporary(conn, outcome, now, history)
                 else:
                     self._permanent(conn, outcome, now, history)
-            self._history(history)
-            for mid in touched:
-                self._settle(conn, mid, now)
+            self._submitted_many(conn, run, now, bool(any_pending))
+            self._settle_many(conn, touched, now)
 
-    def _submitted(self, conn: sqlite3.Connection, s: Submitted, now: int) -> None:
-        cur = conn.execute(
+    def _submitted_many(
+        self, conn: sqlite3.Connection, run: Sequence[Submitted], now: int, any_pending: bool
+    ) -> None:
+        if not run:
+            return
+        cur = conn.executemany(
             "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = ?, "
             "submitted_ms = ? WHERE message_id = ? AND seq = ? AND state IN ('sending', 'queued')",
-            (s.route, s.carrier_id, now, s.message_id, s.seq),
+            [(s.route, s.carrier_id, now, s.message_id, s.seq) for s in run],
         )
-        if cur.rowcount == 0:
-            # Already final (e.g. cancelled) or unknown part: keep the id for late reports only.
-            conn.execute(
-                "UPDATE outbox_part SET route = coalesce(route, ?), "
-                "carrier_id = coalesce(carrier_id, ?) WHERE message_id = ? AND seq = ?",
-                (s.route, s.carrier_id, s.message_id, s.seq),
+        if cur.rowcount < len(run):
+            # Some parts were already final (e.g. cancelled): keep their ids for late reports.
+            conn.executemany(
+                "UPDATE outbox_part SET route = ?, carrier_id = ? "
+                "WHERE message_id = ? AND seq = ? AND carrier_id IS NULL",
+                [(s.route, s.carrier_id, s.message_id, s.seq) for s in run],
             )
-        conn.execute(
-            "UPDATE outbox_message SET route = ?, updated_ms = ? WHERE id = ?",
-            (s.route, now, s.message_id),
-        )
-        waiting = conn.execute(
-            "SELECT id, outcome, error_code FROM outbox_report_pending "
-            "WHERE route = ? AND carrier_id = ? ORDER BY id",
-            (s.route, s.carrier_id),
-        ).fetchall()
-        for pid, outcome, code in waiting:
-            self._apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now)
-            conn.execute("DELETE FROM outbox_report_pending WHERE id = ?", (pid,))
+        if not any_pending:
+            return
+        for s in run:
+            waiting = conn.execute(
+                "SELECT id, outcome, error_code FROM outbox_report_pending "
+                "WHERE route = ? AND carrier_id = ? ORDER BY id",
+                (s.route, s.carrier_id),
+            ).fetchall()
+            for pid, outcome, code in waiting:
+                self._apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now)
+                conn.execute("DELETE FROM outbox_report_pending WHERE id = ?", (pid,))
 
     def _back_to_queue(
         self, conn: sqlite3.Connection, mid: int, now: int, not_before: int | None,
         detail: str, history: list[tuple[int, int, str, str | None]],
     ) -> None:
-        state = self._state(conn, mid)
-        if state is None or not can_move(state, State.QUEUED) or state == State.QUEUED:
+        if self._state(conn, mid) != State.SENDING:
             return
-        conn.execute(
+        moved = conn.execute(
             "UPDATE outbox_part SET state = 'queued' WHERE message_id = ? AND state = 'sending'",
             (mid,),
-        )
+        ).rowcount
+        if moved == 0:
+            # Every part already went out (their submits came earlier in this batch): there is
+            # nothing to send again, and a queued message with no queued part would never
+            # leave the queue. Its parts' states settle it instead.
+            self._settle(conn, mid, now)
+            return
         conn.execute(
             "UPDATE outbox_message SET state = 'queued', updated_ms = ?, "
             "not_before_ms = coalesce(?, not_before_ms) WHERE id = ?",
@@ -625,26 +510,46 @@ class Outbox:
                 )
         self._settle(conn, mid, now)
 
-    def _settle(self, conn: sqlite3.Connection, mid: int, now: int) -> None:
-        """Derive a sent message's state from its parts (rules in ``outbox_states.aggregate``)."""
-        current = self._state(conn, mid)
-        if current is None:
-            return
-        parts = [PartState(r[0]) for r in conn.execute(
-            "SELECT state FROM outbox_part WHERE message_id = ?", (mid,)
-        )]
-        new = aggregate(parts)
-        if new is None and current == State.SENDING and all(
-            p in (PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN) for p in parts
-        ):
-            new = State.SUBMITTED
-        if new is None or new == current or not can_move(current, new):
-            return
-        conn.execute(
-            "UPDATE outbox_message SET state = ?, updated_ms = ? WHERE id = ?",
-            (new.value, now, mid),
+    def _settle(
+        self, conn: sqlite3.Connection, mid: int, now: int, route: str | None = None
+    ) -> None:
+        self._settle_many(conn, {mid: route}, now)
+
+    def _settle_many(
+        self, conn: sqlite3.Connection, messages: dict[int, str | None] | dict[int, str],
+        now: int,
+    ) -> None:
+        """Derive sent messages' states from their parts (``outbox_states.aggregate``);
+        a route given for a message is recorded as its route."""
+        ids = list(messages)
+        changes: list[tuple[str, str | None, int, int]] = []
+        routes: list[tuple[str, int, int]] = []
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start:start + _ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found: dict[int, tuple[State, list[PartState]]] = {}
+            for mid, mstate, pstate in conn.execute(
+                "SELECT m.id, m.state, p.state FROM outbox_message m JOIN outbox_part p "
+                f"ON p.message_id = m.id WHERE m.id IN ({marks})",
+                chunk,
+            ):
+                found.setdefault(mid, (State(mstate), []))[1].append(PartState(pstate))
+            for mid, (current, parts) in found.items():
+                route = messages[mid]
+                new = settled_state(current, parts)
+                if new is not None:
+                    changes.append((new.value, route, now, mid))
+                    self._history_rows.append((mid, now, new.value, None))
+                elif route is not None:
+                    routes.append((route, now, mid))
+        conn.executemany(
+            "UPDATE outbox_message SET state = ?, route = coalesce(?, route), updated_ms = ? "
+            "WHERE id = ?",
+            changes,
         )
-        self._history([(mid, now, new.value, None)])
+        conn.executemany(
+            "UPDATE outbox_message SET route = ?, updated_ms = ? WHERE id = ?", routes
+        )
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -692,12 +597,13 @@ class Outbox:
         history: list[tuple[int, int, str, str | None]] = []
         with self._tx() as conn:
             ids = [r[0] for r in conn.execute(
-                "SELECT id FROM outbox_message INDEXED BY outbox_message_sending "
+                "SELECT id FROM outbox_message INDEXED BY outbox_message_state "
                 "WHERE state = 'sending'"
             )]
             for mid in ids:
                 self._back_to_queue(conn, mid, now, None, "recovered after restart", history)
             # A part can be `sending` under a message that moved on (a report settled it).
+            # One scan at start-up instead of an index every claim would have to maintain.
             conn.execute("UPDATE outbox_part SET state = 'queued' WHERE state = 'sending'")
             self._history(history)
         return len(ids)
@@ -749,11 +655,13 @@ class Outbox:
         with self._tx() as conn:
             if self._state(conn, message_id) != State.FAILED:
                 return False
-            conn.execute(
+            moved = conn.execute(
                 "UPDATE outbox_part SET state = 'queued', error_code = NULL "
                 "WHERE message_id = ? AND state = 'failed'",
                 (message_id,),
-            )
+            ).rowcount
+            if moved == 0:
+                return False  # every part went out before the failure: nothing to resend
             conn.execute(
                 "UPDATE outbox_message SET state = 'queued', retries = 0, not_before_ms = ?, "
                 "error_code = NULL, error_text = NULL, updated_ms = ? WHERE id = ?",
@@ -830,13 +738,21 @@ class Outbox:
         row = conn.execute("SELECT state FROM outbox_message WHERE id = ?", (mid,)).fetchone()
         return State(row[0]) if row else None
 
-    def _history(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
-        if rows:
-            self.conn.executemany(
-                "INSERT INTO outbox_history (message_id, ts_ms, state, detail) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
+    def _history(self, rows: Iterable[tuple[int, int, str, str | None]]) -> None:
+        """Queue history rows for the transaction in progress (written at its COMMIT)."""
+        self._history_rows.extend(rows)
+
+
+def settled_state(current: State, parts: Sequence[PartState]) -> State | None:
+    """The state a message moves to given its parts, or None to stay as it is."""
+    new = aggregate(parts)
+    if new is None and current == State.SENDING and all(
+        p in (PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN) for p in parts
+    ):
+        new = State.SUBMITTED
+    if new is None or new == current or not can_move(current, new):
+        return None
+    return new
 
 
 def _code_detail(code: int | None, text: str) -> str:
@@ -881,4 +797,5 @@ __all__ = [
     "State",
     "Submitted",
     "TemporaryFailure",
+    "estimate_parts",
 ]

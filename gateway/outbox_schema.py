@@ -68,8 +68,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         CREATE INDEX outbox_message_deadline ON outbox_message(expires_ms)
             WHERE state IN ('queued', 'scheduled') AND expires_ms IS NOT NULL
         """,
-        "CREATE INDEX outbox_message_sending ON outbox_message(id) WHERE state = 'sending'",
-        "CREATE INDEX outbox_message_dest ON outbox_message(dest, state)",
+        # Not (dest, state): an index holding `state` is rewritten on every state change.
+        "CREATE INDEX outbox_message_dest ON outbox_message(dest)",
         "CREATE INDEX outbox_message_state ON outbox_message(state, lane)",
         f"""
         CREATE TABLE outbox_part (
@@ -92,7 +92,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         CREATE INDEX outbox_part_awaiting ON outbox_part(submitted_ms)
             WHERE state = 'submitted'
         """,
-        "CREATE INDEX outbox_part_sending ON outbox_part(message_id) WHERE state = 'sending'",
         """
         CREATE TABLE outbox_history (
             id          INTEGER PRIMARY KEY,

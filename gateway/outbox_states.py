@@ -9,7 +9,8 @@ Message states (DESIGN.md "Durability and delivery semantics")::
     scheduled┘     │     │              ├─> undeliverable
                    │     │              ├─> expired      (the carrier gave up: report EXPIRED)
                    │     │              └─> unknown      (no report in dlr_unknown_after_s)
-                   │     ├─> queued      (temporary error: backoff; link error; crash recovery)
+                   │     ├─> queued      (temporary error: backoff; link error; crash recovery;
+                   │     │                only while a part is still unsent)
                    │     ├─> failed      (permanent error, or retries used up)
                    │     └─> expired     (retry would fall past the validity deadline)
     queued/scheduled ─> expired (deadline passed before sending), cancelled
@@ -82,8 +83,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     }),
     State.SUBMITTED: frozenset({
         State.DELIVERED, State.UNDELIVERABLE, State.EXPIRED, State.UNKNOWN,
-        # a part resubmitted after a partial failure re-enters sending via queued
-        State.QUEUED,
     }),
     State.UNKNOWN: frozenset({State.DELIVERED, State.UNDELIVERABLE, State.EXPIRED}),
     State.FAILED: frozenset({State.QUEUED}),
