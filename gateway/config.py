@@ -45,7 +45,7 @@ class ConfigError(SmsgateError, ValueError):
         self.line = line
         self.key = key
         self.message = message
-        where = f"{file}:{line}"
+        where = f"{file}:{line}" if line > 0 else str(file)
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
 
