@@ -786,6 +786,7 @@ __all__ = [
     "Outbox",
     "OutboxError",
     "OutboxStatistics",
+    "Outcome",
     "Part",
     "PartState",
     "PermanentFailure",
