@@ -258,6 +258,8 @@ _MAX = {
 
 
 def _cstr(value: str, field: str) -> bytes:
+    if not value:
+        return b"\x00"
     raw = value.encode("latin-1")
     if len(raw) >= _MAX[field] or b"\x00" in raw:
         raise LocalProtocolError(
@@ -340,8 +342,14 @@ def _smpplib_generate(name: str, sequence: int, status: int, **fields: object) -
     return raw
 
 
-def encode(pdu: Pdu) -> bytes:
-    """Serialise one PDU. ``LocalProtocolError`` when a field does not fit its wire type."""
+def encode(pdu: Pdu, sequence: int | None = None) -> bytes:
+    """Serialise one PDU (with ``sequence`` instead of ``pdu.sequence`` when given).
+    ``LocalProtocolError`` when a field does not fit its wire type."""
+    if sequence is not None and sequence != pdu.sequence:
+        if isinstance(pdu, SubmitSm | DeliverSm):
+            return _header(pdu.command_id, _short_message_body(pdu), pdu.status, sequence)
+        raw = encode(pdu)
+        return raw[:12] + sequence.to_bytes(4, "big") + raw[16:]
     if isinstance(pdu, SubmitSm | DeliverSm):
         return _header(pdu.command_id, _short_message_body(pdu), pdu.status, pdu.sequence)
     if isinstance(pdu, SubmitSmResp):
