@@ -316,8 +316,9 @@ def main() -> None:
         )
         print()
         print(
-            f"smsgate w64 / smpp34 w64:            {ours64['msgs_per_s'] / rust['msgs_per_s']:.2f}x "
-            f"msgs/s, {ours64['cpu_us'] / rust['cpu_us']:.2f}x CPU per message"
+            f"smsgate w64 / smpp34 w64:            "
+            f"{ours64['msgs_per_s'] / rust['msgs_per_s']:.2f}x msgs/s, "
+            f"{ours64['cpu_us'] / rust['cpu_us']:.2f}x CPU per message"
         )
         print(
             f"smsgate w64 / smpplib pipelined:     "
