@@ -16,6 +16,7 @@ from drivers.smpp.pdu import (
     CommandId,
     DeliverSm,
     DeliverSmResp,
+    FrameReader,
     HeaderOnly,
     SubmitSm,
     SubmitSmResp,
@@ -270,3 +271,39 @@ def test_window_accounting_never_drifts(ops: list[str]) -> None:
             pump(esme, smsc, esme.send(HeaderOnly(CommandId.ENQUIRE_LINK), now), now)
         in_window = [o for o in esme.outstanding() if o.command_id == CommandId.SUBMIT_SM]
         assert esme.window_in_use == len(in_window) == len(pending) <= 3
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(list(Role)), st.lists(st.binary(max_size=80), max_size=6))
+def test_session_never_raises_on_arbitrary_peer_bytes(role: Role, chunks: list[bytes]) -> None:
+    esme, smsc = bound_pair()
+    session = esme if role is Role.ESME else smsc
+    for chunk in chunks:
+        for event in session.receive_data(chunk, 0.0):
+            assert isinstance(event, Request | Response | Violation | PeerUnbound)
+        session.data_to_send()
+    assert session.state in State
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_session_survives_mutated_valid_traffic(data: st.DataObject) -> None:
+    _esme, smsc = bound_pair()
+    frames = [
+        encode(SubmitSm(destination_addr="447700900123", short_message=b"x" * 20, sequence=5)),
+        encode(HeaderOnly(CommandId.ENQUIRE_LINK, 0, 6)),
+        encode(Bind(BindType.RECEIVER, "again", sequence=7)),
+        encode(HeaderOnly(CommandId.UNBIND, 0, 8)),
+    ]
+    stream = bytearray(b"".join(data.draw(st.permutations(frames))))
+    for _ in range(data.draw(st.integers(0, 6))):
+        stream[data.draw(st.integers(0, len(stream) - 1))] = data.draw(st.integers(0, 255))
+    events = smsc.receive_data(bytes(stream), 0.0)
+    out = smsc.data_to_send()
+    for event in events:
+        assert isinstance(event, Request | Response | Violation | PeerUnbound)
+    # whatever the SMSC wrote back decodes as valid PDUs
+    frames_out, error = FrameReader().feed(out)
+    assert error is None
+    for frame in frames_out:
+        decode(frame)
