@@ -15,11 +15,21 @@ make.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from codecs import utf_16_be_decode, utf_16_be_encode
+from typing import NamedTuple
 
 from gateway.codec.errors import CodecError
 from gateway.codec.gsm7 import DEFAULT_SEPTETS, GSM7_CHARSET, header_septets
-from gateway.codec.model import Concat, EncodedMessage, EncodeOptions, Encoding, Part
+from gateway.codec.model import (
+    Concat,
+    EncodedMessage,
+    EncodeOptions,
+    Encoding,
+    Part,
+    make_message,
+    make_part,
+)
 from gateway.codec.nls import COMBINATIONS, ShiftTables, candidates
 from gateway.codec.references import REFERENCES, ReferenceCounter
 from gateway.codec.split import ESC, split_septets, split_utf16
@@ -44,6 +54,7 @@ _USER_DATA_OCTETS = 140
 _CONCAT_IE_OCTETS = {Concat.UDH8: 5, Concat.UDH16: 6, Concat.SAR: 6, Concat.PAYLOAD: 5}
 _NLS_IE_OCTETS = 3  # TS 23.040 §9.2.3.24.15/16: IEI + IEDL + language id
 
+_GSM7_RUN = re.compile("[" + "".join(sorted(map(re.escape, GSM7_CHARSET))) + "]+")
 _SEQ = tuple(bytes((i,)) for i in range(256))
 _DEFAULT_OPTIONS = EncodeOptions()
 _DEFAULT_TABLES = COMBINATIONS[(0, 0)]
@@ -57,8 +68,7 @@ def _ucs2_caps(header_octets: int) -> int:
     return (_USER_DATA_OCTETS - header_octets) // 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
+class _Plan(NamedTuple):
     """One way to send the text: its units, where the parts end, and what it costs."""
 
     text: str
@@ -69,10 +79,6 @@ class _Plan:
     single: int  # capacity of a lone part
     multi: int  # capacity of each part of a multipart message
     substitutions: tuple[tuple[str, str], ...]
-
-    @property
-    def segments(self) -> int:
-        return len(self.ends)
 
 
 def _gsm_plan(
@@ -95,7 +101,7 @@ def _gsm_plan(
 
 def _ucs2_plan(text: str, concat_octets: int) -> _Plan:
     try:
-        data = text.encode("utf-16-be")
+        data = utf_16_be_encode(text)[0]  # the C codec directly: str.encode adds a lookup
     except UnicodeEncodeError as exc:
         raise CodecError(
             f"text has a lone surrogate U+{ord(text[exc.start]):04X} at index {exc.start}"
@@ -109,7 +115,7 @@ def _ucs2_plan(text: str, concat_octets: int) -> _Plan:
 
 def _nls_cost(plan: _Plan) -> tuple[int, int, int]:
     assert plan.tables is not None
-    return plan.segments, plan.tables.ie_count, len(plan.units)
+    return len(plan.ends), plan.tables.ie_count, len(plan.units)
 
 
 def _choose(text: str, options: EncodeOptions, septets: bytes | None) -> _Plan:
@@ -124,7 +130,7 @@ def _choose(text: str, options: EncodeOptions, septets: bytes | None) -> _Plan:
         if subs:
             texts.append((replaced, subs))
             base = _gsm_plan(replaced, _DEFAULT_TABLES, concat_octets, subs)
-    if options.national_languages and (base is None or base.segments > 1):
+    if options.national_languages and (base is None or len(base.ends) > 1):
         best: _Plan | None = None
         for candidate, subs in texts:
             for tables in candidates(options.national_languages):
@@ -135,7 +141,7 @@ def _choose(text: str, options: EncodeOptions, septets: bytes | None) -> _Plan:
             # Shift tables only when they save parts: against default GSM-7 when that fits,
             # else against UCS-2 (TS 23.038 Annex C: receivers without NLS support degrade).
             rival = base if base is not None else _ucs2_plan(text, concat_octets)
-            if best.segments < rival.segments:
+            if len(best.ends) < len(rival.ends):
                 return best
             if base is None:
                 return rival
@@ -145,11 +151,13 @@ def _choose(text: str, options: EncodeOptions, septets: bytes | None) -> _Plan:
 
 
 def _forcing_ucs2(text: str, options: EncodeOptions) -> tuple[str, ...]:
-    """The distinct characters outside GSM-7 (not counting those a substitution would fix)."""
-    bad = set(text).difference(GSM7_CHARSET)
+    """The distinct characters outside GSM-7 (not counting those a substitution would fix), in
+    order of first appearance. Deleting the GSM-7 runs with a regex and de-duplicating with
+    ``dict.fromkeys`` keeps it C-level (CJK text is nothing but such characters)."""
+    bad = dict.fromkeys(_GSM7_RUN.sub("", text))
     if options.substitutions:
-        bad.difference_update(SUBSTITUTABLE)
-    return tuple(sorted(bad, key=text.index))
+        return tuple(ch for ch in bad if ch not in SUBSTITUTABLE)
+    return tuple(bad)
 
 
 def encode(
@@ -171,25 +179,28 @@ def encode(
         n = len(septets)
         if n <= SINGLE_SEPTETS:
             # The common case: one GSM-7 part (no shift table can save a part here).
-            part = Part(1, 1, b"", septets, n, text, None)
-            return EncodedMessage(
+            part = make_part(1, 1, b"", septets, n, text, None)
+            return make_message(
                 text, Encoding.GSM7, DCS_GSM7, 0, options.concat, None, (part,), None, (), (),
                 1, SINGLE_SEPTETS - n,
             )
     elif len(text) <= SINGLE_UNITS and not options.substitutions:
         try:
-            data = text.encode("utf-16-be")
+            data = utf_16_be_encode(text)[0]
         except UnicodeEncodeError:  # a lone surrogate: _choose() reports it
             data = b"\xff" * (2 * SINGLE_UNITS + 2)
         n = len(data) >> 1
         if n <= SINGLE_UNITS:
             # One UCS-2 part: no shift table can beat one part.
-            part = Part(1, 1, b"", data, n, text, None)
-            return EncodedMessage(
+            part = make_part(1, 1, b"", data, n, text, None)
+            return make_message(
                 text, Encoding.UCS2, DCS_UCS2, 0, options.concat, None, (part,), None, (),
                 _forcing_ucs2(text, options), 1, SINGLE_UNITS - n,
             )
-    plan = _choose(text, options, septets)
+    if septets is None and not options.substitutions and not options.national_languages:
+        plan = _ucs2_plan(text, _CONCAT_IE_OCTETS[options.concat])
+    else:
+        plan = _choose(text, options, septets)
     return _build(plan, options, destination, references)
 
 
@@ -199,7 +210,7 @@ def _build(
     destination: str | None,
     references: ReferenceCounter | None,
 ) -> EncodedMessage:
-    total = plan.segments
+    total = len(plan.ends)
     if total > options.max_parts:
         raise CodecError(f"{total} parts needed, at most {options.max_parts}")
     concat = options.concat
@@ -226,7 +237,7 @@ def _build(
     parts: list[Part] = []
     if total == 1 or concat is Concat.PAYLOAD:
         count = len(units) if gsm else len(units) >> 1
-        parts.append(Part(1, 1, build_udh(*nls_ies), units, count, text, None))
+        parts.append(make_part(1, 1, build_udh(*nls_ies), units, count, text, None))
     else:
         assert reference is not None
         pos = 0  # unit offset
@@ -250,26 +261,25 @@ def _build(
                 nchars = (end - pos) - payload.count(ESC)
                 part_text = text[char : char + nchars]
                 char += nchars
-                parts.append(Part(seq, total, udh, payload, end - pos, part_text, sar))
+                parts.append(make_part(seq, total, udh, payload, end - pos, part_text, sar))
             else:
                 payload = units[2 * pos : 2 * end]
-                parts.append(
-                    Part(seq, total, udh, payload, end - pos, payload.decode("utf-16-be"), sar)
-                )
+                part_text = utf_16_be_decode(payload, None, True)[0]
+                parts.append(make_part(seq, total, udh, payload, end - pos, part_text, sar))
             pos = end
     last_units = plan.ends[-1] - (plan.ends[-2] if total > 1 else 0)
     capacity = plan.single if total == 1 else plan.multi
-    return EncodedMessage(
-        text=text,
-        encoding=plan.encoding,
-        data_coding=DCS_GSM7 if gsm else DCS_UCS2,
-        esm_class=ESM_UDHI if parts[0].udh else 0,
-        concat=concat,
-        reference=reference,
-        parts=tuple(parts),
-        national_language=national,
-        substitutions=plan.substitutions,
-        ucs2_chars=() if gsm else _forcing_ucs2(plan.text, options),
-        segments=total,
-        units_left=capacity - last_units,
+    return make_message(
+        text,
+        plan.encoding,
+        DCS_GSM7 if gsm else DCS_UCS2,
+        ESM_UDHI if parts[0].udh else 0,
+        concat,
+        reference,
+        tuple(parts),
+        national,
+        plan.substitutions,
+        () if gsm else _forcing_ucs2(plan.text, options),
+        total,
+        capacity - last_units,
     )

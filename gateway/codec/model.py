@@ -96,3 +96,78 @@ class EncodedMessage:
     ucs2_chars: tuple[str, ...]  # the characters that forced UCS-2
     segments: int  # SMS segments the handset receives (PAYLOAD: as if UDH8)
     units_left: int  # units still free in the last segment
+
+
+# --- hot-path constructors ---------------------------------------------------------------------
+# A frozen dataclass's __init__ stores each field with object.__setattr__, which costs more than
+# the rest of encoding a short message. These build the same objects (equal, same type, still
+# frozen) by writing the slots through their member descriptors. Tests check they stay in step
+# with the field lists.
+
+_new = object.__new__
+(_p_seq, _p_total, _p_udh, _p_payload, _p_units, _p_text, _p_sar) = (
+    getattr(Part, name).__set__
+    for name in ("seq", "total", "udh", "payload", "units", "text", "sar")
+)
+(
+    _m_text, _m_encoding, _m_data_coding, _m_esm_class, _m_concat, _m_reference, _m_parts,
+    _m_national_language, _m_substitutions, _m_ucs2_chars, _m_segments, _m_units_left,
+) = (
+    getattr(EncodedMessage, name).__set__
+    for name in (
+        "text", "encoding", "data_coding", "esm_class", "concat", "reference", "parts",
+        "national_language", "substitutions", "ucs2_chars", "segments", "units_left",
+    )
+)
+
+
+def make_part(
+    seq: int,
+    total: int,
+    udh: bytes,
+    payload: bytes,
+    units: int,
+    text: str,
+    sar: tuple[int, int, int] | None,
+) -> Part:
+    """``Part(...)`` for the hot path (same arguments, same result)."""
+    part: Part = _new(Part)
+    _p_seq(part, seq)
+    _p_total(part, total)
+    _p_udh(part, udh)
+    _p_payload(part, payload)
+    _p_units(part, units)
+    _p_text(part, text)
+    _p_sar(part, sar)
+    return part
+
+
+def make_message(
+    text: str,
+    encoding: Encoding,
+    data_coding: int,
+    esm_class: int,
+    concat: Concat,
+    reference: int | None,
+    parts: tuple[Part, ...],
+    national_language: tuple[int, int] | None,
+    substitutions: tuple[tuple[str, str], ...],
+    ucs2_chars: tuple[str, ...],
+    segments: int,
+    units_left: int,
+) -> EncodedMessage:
+    """``EncodedMessage(...)`` for the hot path (same arguments, same result)."""
+    m: EncodedMessage = _new(EncodedMessage)
+    _m_text(m, text)
+    _m_encoding(m, encoding)
+    _m_data_coding(m, data_coding)
+    _m_esm_class(m, esm_class)
+    _m_concat(m, concat)
+    _m_reference(m, reference)
+    _m_parts(m, parts)
+    _m_national_language(m, national_language)
+    _m_substitutions(m, substitutions)
+    _m_ucs2_chars(m, ucs2_chars)
+    _m_segments(m, segments)
+    _m_units_left(m, units_left)
+    return m

@@ -282,3 +282,25 @@ def test_options_accept_strings() -> None:
 def test_lone_surrogate_is_a_clear_error() -> None:
     with pytest.raises(CodecError, match=re.escape("lone surrogate U+D83D")):
         encode("x\ud83d")
+
+
+def test_hot_path_constructors_equal_the_dataclasses() -> None:
+    from dataclasses import fields
+
+    from gateway.codec.model import EncodedMessage as M
+    from gateway.codec.model import Part, make_message, make_part
+
+    part_args = (2, 3, b"\x05", b"ab", 2, "ab", (1, 3, 2))
+    assert make_part(*part_args) == Part(*part_args)
+    assert [f.name for f in fields(Part)] == [
+        "seq", "total", "udh", "payload", "units", "text", "sar"
+    ]
+    msg_args = ("ab", Encoding.GSM7, 0, 0x40, Concat.SAR, 5, (Part(*part_args),), (1, 0),
+                (("’", "'"),), (), 3, 10)
+    assert make_message(*msg_args) == M(*msg_args)  # type: ignore[arg-type]
+    assert [f.name for f in fields(M)] == [
+        "text", "encoding", "data_coding", "esm_class", "concat", "reference", "parts",
+        "national_language", "substitutions", "ucs2_chars", "segments", "units_left",
+    ]
+    with pytest.raises(AttributeError):
+        make_part(*part_args).seq = 9  # type: ignore[misc]
