@@ -27,6 +27,7 @@ from types import MappingProxyType, TracebackType
 from drivers.ratelimit import TokenBucket
 from drivers.sim.smsc_messages import malformed_frame, mo_parts, receipt_pdu
 from drivers.smpp.errors import CommandStatus
+from drivers.smpp.mo import MobileOriginated, Reassembler
 from drivers.smpp.pdu import (
     Bind,
     BindResp,
@@ -223,6 +224,8 @@ class SmscSimulator:
     def __init__(self, options: SmscOptions | None = None) -> None:
         self.options = options or SmscOptions()
         self.received: list[ReceivedSubmit] = []
+        self.binds: list[Bind] = []  # every bind request, accepted or not
+        self.unbinds = 0  # unbind requests from ESMEs
         self._connections: set[SmscConnection] = set()
         self._server: asyncio.Server | None = None
         self._rng = random.Random(self.options.seed)
@@ -301,6 +304,7 @@ class SmscSimulator:
 
     def _on_bind(self, conn: SmscConnection, pdu: Bind, now: float) -> bytes:
         opts = self.options
+        self.binds.append(pdu)
         status = 0
         creds = opts.credentials
         if opts.reject_binds and (opts.reject_binds < 0 or self._rejected < opts.reject_binds):
@@ -413,6 +417,7 @@ class SmscSimulator:
         return None
 
     def _unbound(self, conn: SmscConnection) -> None:
+        self.unbinds += 1
         # The automatic unbind_resp is written by the caller's flush; close after it.
         self.loop.call_soon(conn.close)
 
@@ -479,6 +484,18 @@ class SmscSimulator:
     def drop_all(self) -> None:
         for conn in list(self._connections):
             conn.abort()
+
+    def assembled(self) -> list[MobileOriginated]:
+        """The accepted submits put back together (UDH or SAR concatenation, any order), so a
+        test can check what a handset would show. Incomplete messages come last, marked."""
+        reassembler = Reassembler(timeout=0.0)
+        done: list[MobileOriginated] = []
+        for r in self.received:
+            if r.status == 0:
+                message, _ = reassembler.add(r.pdu, 0.0)
+                if message is not None:
+                    done.append(message)
+        return done + reassembler.expire(float("inf"))
 
     def statistics(self) -> SmscStatistics:
         return SmscStatistics(

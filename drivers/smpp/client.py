@@ -20,8 +20,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from types import MappingProxyType, TracebackType
 
 from drivers.smpp.config import SmppConfig
@@ -45,7 +44,6 @@ from drivers.smpp.pdu import (
     DeliverSmResp,
     HeaderOnly,
     Pdu,
-    SubmitSm,
     SubmitSmResp,
 )
 from drivers.smpp.receipts import DeliveryReceipt, is_receipt, receipt_from_deliver
@@ -59,8 +57,30 @@ from drivers.smpp.session import (
     State,
     Violation,
 )
+from drivers.smpp.submit import (
+    Accepted,
+    ClientStatistics,
+    Rejected,
+    SubmitOutcome,
+    SubmitRequest,
+    Unknown,
+    submit_requests,
+)
 from drivers.smpp.throttle import AdaptiveRate, reconnect_delay
 from gateway.codec.errors import CodecError
+
+__all__ = [
+    "Accepted",
+    "ClientStatistics",
+    "Handler",
+    "InboundEvent",
+    "Rejected",
+    "SmppClient",
+    "SubmitOutcome",
+    "SubmitRequest",
+    "Unknown",
+    "submit_requests",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,101 +92,6 @@ _LINK_RETRIES = 3  # resubmits after ESME_RINVBNDSTS (the SMSC did not take the 
 _BIND_COMMANDS = frozenset(
     {CommandId.BIND_TRANSMITTER, CommandId.BIND_RECEIVER, CommandId.BIND_TRANSCEIVER}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitRequest:
-    """One part to submit: the fields of submit_sm the daemon chooses (SMPP 3.4 §4.4.1)."""
-
-    destination_addr: str
-    short_message: bytes = b""
-    message_payload: bytes | None = None
-    data_coding: int = 0
-    esm_class: int = 0
-    source_addr: str = ""
-    source_addr_ton: int = 0
-    source_addr_npi: int = 0
-    dest_addr_ton: int = 1
-    dest_addr_npi: int = 1
-    registered_delivery: int = 1
-    validity_period: str = ""
-    schedule_delivery_time: str = ""
-    sar: tuple[int, int, int] | None = None  # (sar_msg_ref_num, total, seqnum)
-    service_type: str = ""
-    protocol_id: int = 0
-    priority_flag: int = 0
-
-    def to_pdu(self) -> SubmitSm:
-        sar = self.sar or (None, None, None)
-        return SubmitSm(
-            destination_addr=self.destination_addr,
-            short_message=self.short_message,
-            source_addr=self.source_addr,
-            source_addr_ton=self.source_addr_ton,
-            source_addr_npi=self.source_addr_npi,
-            dest_addr_ton=self.dest_addr_ton,
-            dest_addr_npi=self.dest_addr_npi,
-            service_type=self.service_type,
-            esm_class=self.esm_class,
-            protocol_id=self.protocol_id,
-            priority_flag=self.priority_flag,
-            schedule_delivery_time=self.schedule_delivery_time,
-            validity_period=self.validity_period,
-            registered_delivery=self.registered_delivery,
-            data_coding=self.data_coding,
-            message_payload=self.message_payload,
-            sar_msg_ref_num=sar[0],
-            sar_total_segments=sar[1],
-            sar_segment_seqnum=sar[2],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    message_id: str  # normalised per the bind's IdConvention
-    raw_id: str
-    throttled: int = 0  # how many times the driver resubmitted after a throttle
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    status: int
-    classification: StatusClass  # TEMPORARY or PERMANENT (or LINK after repeated rebinds)
-
-    @property
-    def status_name(self) -> str:
-        return status_name(self.status)
-
-
-@dataclass(frozen=True, slots=True)
-class Unknown:
-    """The request may or may not have reached the SMSC: resending risks a duplicate."""
-
-    reason: str
-
-
-SubmitOutcome = Accepted | Rejected | Unknown
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStatistics:
-    name: str
-    state: str
-    window: int
-    window_in_use: int
-    submits_per_second: float
-    submitted: int
-    accepted: int
-    rejected: int
-    unknown: int
-    throttles: int
-    rate_limit: float | None
-    reconnects: int
-    errors_by_status: Mapping[str, int]
-    receipts: int
-    mo_messages: int
-    violations: int
-    last_error: str | None
 
 
 class _RateMeter:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from drivers.smpp.pdu import DeliverSm
+from drivers.smpp.pdu import ShortMessage
 from gateway.codec.errors import CodecError
 from gateway.codec.udh import UserDataHeader, decode_payload, parse_udh
 
@@ -49,8 +49,9 @@ class MobileOriginated:
     reference: int | None = None
 
 
-def split_part(pdu: DeliverSm) -> MoPart:
-    """One deliver_sm -> its payload and concatenation info. CodecError for a malformed UDH."""
+def split_part(pdu: ShortMessage) -> MoPart:
+    """One deliver_sm (or submit_sm, for the simulator) -> its payload and concatenation info.
+    CodecError for a malformed UDH."""
     body = pdu.message_payload if pdu.message_payload else pdu.short_message
     udh: UserDataHeader | None = None
     if pdu.esm_class & UDHI and body:
@@ -97,7 +98,9 @@ def _text(parts: list[MoPart]) -> str | None:
         return None
 
 
-def _assemble(parts: list[MoPart], pdu: DeliverSm, total: int, complete: bool) -> MobileOriginated:
+def _assemble(
+    parts: list[MoPart], pdu: ShortMessage, total: int, complete: bool
+) -> MobileOriginated:
     parts = sorted(parts, key=lambda p: p.seq)
     have = {p.seq for p in parts}
     return MobileOriginated(
@@ -120,7 +123,7 @@ def _assemble(parts: list[MoPart], pdu: DeliverSm, total: int, complete: bool) -
 class _Pending:
     first_seen: float
     total: int
-    pdu: DeliverSm  # the first part's PDU, for the sender's TON/NPI
+    pdu: ShortMessage  # the first part's PDU, for the sender's TON/NPI
     parts: dict[int, MoPart]
 
 
@@ -150,7 +153,7 @@ class Reassembler:
         self._duplicates = 0
 
     def add(
-        self, pdu: DeliverSm, now: float
+        self, pdu: ShortMessage, now: float
     ) -> tuple[MobileOriginated | None, list[MobileOriginated]]:
         """(the message this part completes or None, messages released to make room)."""
         part = split_part(pdu)

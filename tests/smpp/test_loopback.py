@@ -52,11 +52,15 @@ async def test_every_bind_type(mode: BindMode, collector: Collector) -> None:
             if mode in (BindMode.TRANSCEIVER, BindMode.PAIR):
                 receipts = [e for e in collector.events if isinstance(e, DeliveryReceipt)]
                 assert [r.message_id for r in receipts] == [outcome.message_id]  # type: ignore[union-attr]
-        # unbind before closing: every connection answered our unbind and went away
+        # unbind before closing: the SMSC got an unbind on every connection, then they closed
+        assert sim.unbinds == conns
         async with asyncio.timeout(2):
             while sim.connections:
                 await asyncio.sleep(0.01)
         assert client.statistics().state.count("closed") == conns
+        assert {(b.system_id, b.system_type, b.password) for b in sim.binds} == {
+            ("shop", "VMA", "secret")
+        }
 
 
 async def test_window_fills_and_drains() -> None:
