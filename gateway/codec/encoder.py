@@ -35,6 +35,7 @@ from gateway.codec.references import REFERENCES, ReferenceCounter
 from gateway.codec.split import ESC, split_septets, split_utf16
 from gateway.codec.substitutions import SUBSTITUTABLE, substitute
 from gateway.codec.udh import (
+    IEI_CONCAT_8,
     IEI_NLI_LOCKING,
     IEI_NLI_SINGLE,
     InformationElement,
@@ -66,6 +67,10 @@ def _gsm_caps(header_octets: int) -> int:
 
 def _ucs2_caps(header_octets: int) -> int:
     return (_USER_DATA_OCTETS - header_octets) // 2
+
+
+# (single, multi) septets without shift tables, per method: (160, 153) / (160, 152).
+_GSM_CAPS = {c: (SINGLE_SEPTETS, _gsm_caps(1 + n)) for c, n in _CONCAT_IE_OCTETS.items()}
 
 
 class _Plan(NamedTuple):
@@ -197,10 +202,14 @@ def encode(
                 text, Encoding.UCS2, DCS_UCS2, 0, options.concat, None, (part,), None, (),
                 _forcing_ucs2(text, options), 1, SINGLE_UNITS - n,
             )
-    if septets is None and not options.substitutions and not options.national_languages:
-        plan = _ucs2_plan(text, _CONCAT_IE_OCTETS[options.concat])
-    else:
+    if options.substitutions or options.national_languages:
         plan = _choose(text, options, septets)
+    elif septets is not None:
+        single, multi = _GSM_CAPS[options.concat]
+        plan = _Plan(text, Encoding.GSM7, _DEFAULT_TABLES, septets,
+                     split_septets(septets, single, multi), single, multi, ())
+    else:
+        plan = _ucs2_plan(text, _CONCAT_IE_OCTETS[options.concat])
     return _build(plan, options, destination, references)
 
 
@@ -242,8 +251,10 @@ def _build(
         assert reference is not None
         pos = 0  # unit offset
         char = 0  # index into text (GSM-7 only)
-        plain_udh = build_udh(*nls_ies)
-        if concat is not Concat.SAR:
+        plain_udh = build_udh(*nls_ies) if nls_ies else b""
+        if concat is Concat.UDH8 and not nls_ies:  # the common case: 05 00 03 ref total seq
+            head, tail = bytes((5, IEI_CONCAT_8, 3, reference, total)), b""
+        elif concat is not Concat.SAR:
             # UDHL, the concat IE up to its sequence octet; then seq; then the NLS IEs. Built
             # once (concat_ie validates the values), only the sequence octet changes per part.
             ie = concat_ie(reference, total, 1, 8 if concat is Concat.UDH8 else 16)

@@ -18,7 +18,7 @@ Rules (../shared/reference/protocols.md §2.2, docs/codec.md):
 
 from __future__ import annotations
 
-from gateway.codec.graphemes import cluster_bounds
+from gateway.codec.graphemes import ZWJ, cluster_bounds
 
 ESC = 0x1B  # TS 23.038 §6.2.1
 
@@ -58,9 +58,15 @@ def split_utf16(data: bytes, single: int, multi: int) -> list[int]:
         end = pos + multi
         if 0xD8 <= data[2 * end - 2] <= 0xDB:  # high surrogate last: keep the pair together
             end -= 1
-        start, stop = cluster_bounds(data, end, pos, multi)
-        if start != end and stop - start <= multi and start > pos:
-            end = start
+        cur = (data[2 * end] << 8) | data[2 * end + 1]
+        prev = (data[2 * end - 2] << 8) | data[2 * end - 1]
+        # Quick accept: nothing below U+0300 or in the CJK / Hangul syllable blocks attaches to
+        # the character before it, and only ZWJ glues what follows it.
+        plain = cur < 0x300 or 0x3400 <= cur <= 0x9FFF or 0xAC00 <= cur <= 0xD7A3
+        if not plain or prev == ZWJ:
+            start, stop = cluster_bounds(data, end, pos, multi)
+            if start != end and stop - start <= multi and start > pos:
+                end = start
         ends.append(end)
         pos = end
     ends.append(n)

@@ -304,3 +304,11 @@ def test_hot_path_constructors_equal_the_dataclasses() -> None:
     ]
     with pytest.raises(AttributeError):
         make_part(*part_args).seq = 9  # type: ignore[misc]
+
+
+def test_splitter_quick_accept_ranges_hold_no_extending_characters() -> None:
+    # split_utf16 accepts a cut before these code points without the cluster walk
+    from gateway.codec.graphemes import is_extend
+
+    ranges = (range(0x300), range(0x3400, 0xA000), range(0xAC00, 0xD7A4))
+    assert not [cp for r in ranges for cp in r if is_extend(cp)]
