@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.encode",
     "gateway.cli.send",
     "gateway.cli.messages",
+    "gateway.cli.run",
+    "gateway.cli.status",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")

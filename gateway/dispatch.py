@@ -1,0 +1,360 @@
+"""The dispatcher: ready outbox rows -> route -> codec -> driver -> results back in the outbox.
+
+One claim loop takes ready messages from the outbox, lane by lane (transactional > automation >
+campaign, :meth:`gateway.outbox.Outbox.claim`), only as many as the routes that are up can keep
+in flight (each route's ``capacity``: about two windows of an SMPP bind, two messages per modem).
+Every claimed message gets its own task; the driver's window and rate limiter decide when each
+part goes out, so many messages are in flight at once and a transactional message claimed now
+waits behind at most the in-flight bulk, never behind the queued bulk (issue 5 "Dispatch").
+
+Results flow through one ordered write queue to one writer task, which stores them in batches
+(one outbox transaction for the results of a batch, one for its reports). A part's carrier id is put
+on the queue the moment the driver hands it over, before our receive loop can hand us the
+report that names it; a report that still overtakes it waits in the outbox's pending table and
+is matched when the id is stored (field-failures.md §3.4).
+
+What happens to a message (DESIGN.md "Durability and delivery semantics"):
+
+* every part accepted                   -> stays ``submitted`` until its reports arrive;
+* a permanent refusal (or no route rule, or text the codec cannot encode) -> ``failed``,
+  carrier/modem code kept;
+* a route-level refusal (not bound, every modem unusable) before any part was accepted -> the
+  next route in the rule's failover list; none left -> back in the queue, no retry counted;
+* a temporary error -> the outbox's retry policy (capped exponential backoff, attempt limit,
+  validity);
+* unknown (sent, no answer: timeout or dropped link) -> sent again at once, up to
+  ``unknown_resends`` times per run, then treated as temporary. A resend may duplicate what was in
+  flight when the link dropped; that is the bounded duplicate the issue allows.
+
+Opt-outs: numbers in the opted-out set never get automation or campaign messages (the consent
+ledger's ``marketing`` programme); transactional messages (OTPs, HELP/STOP replies) still go.
+The set is updated by the inbound path before it cancels the number's queued messages, so a
+message claimed just before the STOP is stopped here, at the last moment before the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from gateway.codec import CodecError, EncodedMessage, EncodeOptions, encode
+from gateway.codec.model import Concat
+from gateway.dispatch_db import AsyncOutbox
+from gateway.outbox import Outbox
+from gateway.outbox_states import Lane
+from gateway.outbox_types import (
+    Claimed,
+    OutboxError,
+    Outcome,
+    PermanentFailure,
+    Report,
+    Requeue,
+    Submitted,
+    TemporaryFailure,
+)
+from gateway.routes import PartResult, PartStatus, Route
+from gateway.routing import NoRouteError, Router
+
+log = logging.getLogger("smsgate.dispatch")
+
+WriteItem = Outcome | Report
+
+_WRITE_BATCH = 2000  # results per outbox transaction at most
+_MARKETING_LANES = frozenset({Lane.AUTOMATION, Lane.CAMPAIGN})
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchStatistics:
+    claimed: int
+    in_flight: int
+    parts_accepted: int
+    messages_failed: int
+    messages_requeued: int
+    messages_retried: int
+    reports: int
+    opt_out_blocked: int
+    write_batches: int
+    write_queue: int
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    claim_batch: int = 256
+    idle_poll_s: float = 0.1  # how often to look for new rows when nothing is in flight
+    unknown_resends: int = 3
+
+
+def concat_reference(message_id: int, concat: Concat) -> int:
+    """The concatenation reference of a message: derived from its id, so parts resent after a
+    crash or a partial failure carry the same reference as their siblings (TS 23.040
+    §9.2.3.24.1 8-bit, §9.2.3.24.8 16-bit; SMPP 3.4 §5.3.2.22 sar_msg_ref_num is 16-bit)."""
+    return message_id & (0xFF if concat is Concat.UDH8 else 0xFFFF)
+
+
+def encode_for(message: Claimed, concat: Concat) -> EncodedMessage:
+    options = EncodeOptions(concat=concat, reference=concat_reference(message.id, concat))
+    return encode(message.text, options, destination=message.to)
+
+
+def verdict(
+    message: Claimed, route: str, results: Iterable[PartResult], unknown_count: int,
+    unknown_resends: int,
+) -> Outcome | None:
+    """What the outbox should record for a message after one route tried its parts.
+
+    None: every part was accepted (the Submitted outcomes were recorded as they came), or the
+    route refused before accepting anything (the caller tries the next route).
+    """
+    rs = list(results)
+    failed = [r for r in rs if r.status is not PartStatus.ACCEPTED]
+    if not failed:
+        return None
+    for r in failed:
+        if r.status is PartStatus.PERMANENT:
+            return PermanentFailure(message.id, r.code, r.text, route)
+    accepted_any = len(failed) < len(rs)
+    if all(r.status is PartStatus.REFUSED for r in failed) and not accepted_any:
+        return None
+    first = failed[0]
+    temporary = [r for r in failed if r.status in (PartStatus.TEMPORARY, PartStatus.REFUSED)]
+    if temporary:
+        t = temporary[0]
+        return TemporaryFailure(message.id, t.code, t.text, route)
+    if unknown_count < unknown_resends:
+        return Requeue(message.id)
+    return TemporaryFailure(message.id, first.code, f"no answer: {first.text}", route)
+
+
+class Dispatcher:
+    """Owns the claim loop, the per-message send tasks and the result writer."""
+
+    def __init__(
+        self,
+        box: AsyncOutbox,
+        router: Router,
+        routes: Mapping[str, Route],
+        *,
+        settings: DispatchSettings = DispatchSettings(),
+        opted_out: set[str] | None = None,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
+        self._box = box
+        self._router = router
+        self._routes = dict(routes)
+        self.settings = settings
+        self.opted_out: set[str] = opted_out if opted_out is not None else set()
+        self._on_written = on_written
+        self._writes: asyncio.Queue[WriteItem] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._unknowns: dict[int, int] = {}
+        self._claimed = 0
+        self._accepted = 0
+        self._failed = 0
+        self._requeued = 0
+        self._retried = 0
+        self._reports = 0
+        self._blocked = 0
+        self._batches = 0
+        self.submit_times: dict[int, float] = {}  # message id -> monotonic time of its first part
+        self.track_submit_times = False
+
+    # -- public --------------------------------------------------------------------------------
+
+    def set_routes(self, routes: Mapping[str, Route]) -> None:
+        self._routes = dict(routes)
+
+    def wake(self) -> None:
+        """New work may be ready (an enqueue, a route came up)."""
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def report(self, report: Report) -> None:
+        """A delivery report from a route: stored in arrival order with the submit results."""
+        self._reports += 1
+        self._writes.put_nowait(report)
+
+    async def wait_idle(self) -> None:
+        """Until no message is in flight (every send task finished)."""
+        await self._idle.wait()
+
+    async def wait_progress(self) -> None:
+        """Until the writer commits its next batch (results or reports)."""
+        self._progress.clear()
+        await self._progress.wait()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def statistics(self) -> DispatchStatistics:
+        return DispatchStatistics(
+            self._claimed, self._in_flight, self._accepted, self._failed, self._requeued,
+            self._retried, self._reports, self._blocked, self._batches, self._writes.qsize(),
+        )
+
+    # -- loops -----------------------------------------------------------------------------------
+
+    async def run_claims(self) -> None:
+        """Claim and hand out until :meth:`stop_claiming`; send tasks live in this TaskGroup."""
+        async with asyncio.TaskGroup() as tg:
+            while not self._stopping.is_set():
+                room = self._room()
+                if room <= 0:
+                    await self._sleep(self.settings.idle_poll_s)
+                    continue
+                batch = await self._box.run(Outbox.claim, min(room, self.settings.claim_batch))
+                if not batch:
+                    await self._sleep(self.settings.idle_poll_s)
+                    continue
+                self._claimed += len(batch)
+                for message in batch:
+                    self._started()
+                    tg.create_task(self._send(message), name=f"send-{message.id}")
+
+    async def run_writer(self) -> None:
+        """Store results and reports in batches as they come (see :meth:`_write`)."""
+        while True:
+            first = await self._writes.get()
+            items = [first]
+            while len(items) < _WRITE_BATCH and not self._writes.empty():
+                items.append(self._writes.get_nowait())
+            await self._write(items)
+
+    async def flush(self) -> None:
+        """Write what is queued now (used at shutdown, after the writer task stopped)."""
+        items: list[WriteItem] = []
+        while not self._writes.empty():
+            items.append(self._writes.get_nowait())
+        if items:
+            await self._write(items)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        capacity = sum(r.capacity for r in self._routes.values() if r.is_up())
+        return capacity - self._in_flight
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()
+
+    def _started(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _finished(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+        self._wake.set()
+
+    def _put(self, item: WriteItem) -> None:
+        self._writes.put_nowait(item)
+
+    async def _write(self, items: list[WriteItem]) -> None:
+        # Outcomes first, then reports: moving a carrier id ahead of a report that arrived
+        # before it only lets the report match at once instead of via the pending table, and
+        # two transactions per batch keep the writer ahead of a fast SMSC.
+        outcomes = [i for i in items if not isinstance(i, Report)]
+        reports = [i for i in items if isinstance(i, Report)]
+        if outcomes:
+            await self._box.run(Outbox.mark_many, outcomes)
+            self._batches += 1
+        if reports:
+            await self._box.run(Outbox.record_reports, reports)
+            self._batches += 1
+        self._progress.set()
+        if self._on_written is not None:
+            self._on_written()
+
+    async def _send(self, message: Claimed) -> None:
+        try:
+            outcome = await self._try_routes(message)
+        except Exception:  # one bad message must not stop the daemon: log it, send it again
+            log.exception("dispatch: message %d failed unexpectedly; requeued", message.id)
+            outcome = Requeue(message.id)
+        finally:
+            self._finished()
+        if outcome is not None:
+            self._record(outcome)
+            self._put(outcome)
+
+    def _record(self, outcome: Outcome) -> None:
+        if isinstance(outcome, PermanentFailure):
+            self._failed += 1
+            self._unknowns.pop(outcome.message_id, None)
+        elif isinstance(outcome, Requeue):
+            self._requeued += 1
+        elif isinstance(outcome, TemporaryFailure):
+            self._retried += 1
+
+    async def _try_routes(self, message: Claimed) -> Outcome | None:
+        if message.lane in _MARKETING_LANES and message.to in self.opted_out:
+            self._blocked += 1
+            return PermanentFailure(message.id, None, "opted out")
+        refused: set[str] = set()
+        while True:
+            try:
+                choice = self._router.choose(message.to, message.sender or None, refused=refused)
+            except NoRouteError as exc:
+                return PermanentFailure(message.id, None, str(exc))
+            if choice is None:
+                return Requeue(message.id)
+            route = self._routes.get(choice.name)
+            if route is None or not route.is_up():
+                refused.add(choice.name)
+                continue
+            outcome, tried = await self._on_route(message, route)
+            if tried:
+                return outcome
+            refused.add(route.name)
+
+    async def _on_route(self, message: Claimed, route: Route) -> tuple[Outcome | None, bool]:
+        """Send on one route. Returns (outcome, tried); tried False: refused, try the next."""
+        try:
+            encoded = encode_for(message, route.concat)
+        except CodecError as exc:
+            return PermanentFailure(message.id, None, f"cannot encode: {exc}"), True
+        seqs = message.parts
+        if len(encoded.parts) != message.total_parts:
+            try:
+                await self._box.run(Outbox.reshape, message.id, len(encoded.parts))
+            except OutboxError:
+                # Some parts already went out split another way: this route cannot continue.
+                return None, False
+            seqs = tuple(range(len(encoded.parts)))
+        results: list[PartResult] = []
+
+        def on_part(result: PartResult) -> None:
+            results.append(result)
+            if result.status is PartStatus.ACCEPTED and result.carrier_id is not None:
+                self._accepted += 1
+                if self.track_submit_times and message.id not in self.submit_times:
+                    self.submit_times[message.id] = time.monotonic()
+                self._put(Submitted(message.id, result.seq, route.name, result.carrier_id))
+
+        await route.send(message.id, message.to, message.sender, encoded, seqs, on_part)
+        unknown = sum(1 for r in results if r.status is PartStatus.UNKNOWN)
+        count = self._unknowns.get(message.id, 0)
+        outcome = verdict(message, route.name, results, count, self.settings.unknown_resends)
+        if outcome is None and any(r.status is not PartStatus.ACCEPTED for r in results):
+            return None, False  # refused before any part was accepted: next route
+        if unknown:
+            self._unknowns[message.id] = count + 1
+        elif outcome is None:
+            self._unknowns.pop(message.id, None)
+        return outcome, True

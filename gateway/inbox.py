@@ -1,0 +1,184 @@
+"""Inbound texts: stored, then keywords applied (STOP/START/HELP), other replies -> events.
+
+The outbox has no inbox table, so this module keeps ``inbox_message`` in the same database file
+(one row per received text: sender, receiving route, recipient, text, what we made of it).
+
+Order of effects for one inbound text (issue 5 "Inbound and keywords";
+segmentation-compliance.md §6):
+
+1. the row is committed (before the driver acknowledges the deliver_sm / deletes the modem's
+   copy: a crash after this point replays nothing, a crash before it gets the text again);
+2. the keyword decision (:func:`gateway.inbound.keywords.decide`) from the number's current
+   consent and when we last confirmed an opt-out to it;
+3. opt-out: the number joins the dispatcher's opted-out set at once (in memory, so the very next
+   send decision sees it), a ``revoke`` row goes into the consent ledger, every queued message to
+   the number is cancelled, and at most one confirmation is enqueued (transactional lane);
+   re-opt-in (START/UNSTOP/YES after an opt-out): a ``grant`` row and the confirmation;
+   HELP/INFO: the configured reply; anything else (and flagged phrases, which an operator
+   reads) becomes a ``reply`` event in the segment store.
+
+Replies are enqueued with the client reference ``mo:<inbox id>`` so a replay after a crash
+never sends a second one (the outbox's (sender, ref) idempotency).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from gateway.inbound.keywords import Action, ConsentState, ConsentView, Replies, decide
+from gateway.outbox import Outbox
+from gateway.outbox_states import Lane
+from gateway.outbox_types import NewMessage
+from segmentation.ingest import Event, ingest_event
+from segmentation.store import Store
+
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS inbox_message (
+        id          INTEGER PRIMARY KEY,
+        received_ms INTEGER NOT NULL,
+        route       TEXT    NOT NULL,
+        sender      TEXT    NOT NULL,    -- E.164 when it looked like a number
+        recipient   TEXT    NOT NULL,
+        body        TEXT    NOT NULL,
+        action      TEXT,                -- opt_out / opt_in / help / flagged / other
+        keyword     TEXT,
+        flagged     TEXT,                -- why an operator should read it
+        reply_id    INTEGER              -- outbox id of our reply, if any
+    ) STRICT
+    """,
+    "CREATE INDEX IF NOT EXISTS inbox_message_sender ON inbox_message(sender, id)",
+)
+
+PROGRAM = "marketing"
+"""The consent programme STOP revokes (segmentation schema: 'marketing' | 'transactional')."""
+
+
+def e164(address: str) -> str:
+    """SMPP source_addr (TON 1, no '+') and modem originators as E.164 when they are numbers."""
+    digits = address.strip()
+    if digits.startswith("+"):
+        return digits
+    if digits.isdigit() and len(digits) >= 7:
+        return "+" + digits
+    return digits
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    inbox_id: int
+    action: Action
+    keyword: str | None
+    reply_id: int | None
+    cancelled: int
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA:
+        conn.execute(statement)
+
+
+def store_inbound(
+    conn: sqlite3.Connection, now_ms: int, route: str, sender: str, recipient: str, text: str
+) -> int:
+    """Commit one received text; returns its inbox id."""
+    cur = conn.execute(
+        "INSERT INTO inbox_message (received_ms, route, sender, recipient, body) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (now_ms, route, sender, recipient, text),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def last_confirmation_ms(conn: sqlite3.Connection, sender: str) -> int | None:
+    row = conn.execute(
+        "SELECT max(received_ms) FROM inbox_message WHERE sender = ? AND action = 'opt_out' "
+        "AND reply_id IS NOT NULL",
+        (sender,),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def note_decision(
+    conn: sqlite3.Connection, inbox_id: int, action: Action, keyword: str | None,
+    flagged: str | None, reply_id: int | None,
+) -> None:
+    conn.execute(
+        "UPDATE inbox_message SET action = ?, keyword = ?, flagged = ?, reply_id = ? WHERE id = ?",
+        (action.value, keyword, flagged, reply_id, inbox_id),
+    )
+
+
+# -- consent ledger (segment store) ------------------------------------------------------------
+
+
+def consent_of(store: Store, phone: str) -> tuple[ConsentState, int | None]:
+    """Latest ledger row for ``phone`` in the marketing programme: state and when it began."""
+    row = store.conn.execute(
+        "SELECT action, ts_ms FROM consent WHERE phone_e164 = ? AND program = ? "
+        "ORDER BY ts_ms DESC, id DESC LIMIT 1",
+        (phone, PROGRAM),
+    ).fetchone()
+    if row is None:
+        return ConsentState.UNKNOWN, None
+    state = ConsentState.OPTED_OUT if row[0] == "revoke" else ConsentState.SUBSCRIBED
+    return state, int(row[1])
+
+
+def opted_out_numbers(store: Store) -> set[str]:
+    """Every number whose latest marketing consent row is a revoke (loaded at start-up)."""
+    rows = store.conn.execute(
+        "SELECT phone_e164, action FROM consent c WHERE program = ? AND id = ("
+        "  SELECT id FROM consent d WHERE d.phone_e164 = c.phone_e164 AND d.program = c.program"
+        "  ORDER BY ts_ms DESC, id DESC LIMIT 1)",
+        (PROGRAM,),
+    ).fetchall()
+    return {phone for phone, action in rows if action == "revoke"}
+
+
+def record_consent(
+    store: Store, phone: str, action: str, keyword_text: str, inbox_id: int, ts_ms: int
+) -> None:
+    """Append one keyword row to the consent ledger (append-only, latest row wins, §6.4)."""
+    with store.atomic() as conn:
+        sub = conn.execute(
+            "SELECT id FROM subscriber WHERE phone_e164 = ?", (phone,)
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO consent (subscriber_id, phone_e164, program, action, ts_ms, method, "
+            "keyword_text, evidence, actor, dedupe_key) VALUES (?, ?, ?, ?, ?, 'keyword', ?, ?, "
+            "'inbound', ?) ON CONFLICT(dedupe_key) DO NOTHING",
+            (sub[0] if sub else None, phone, PROGRAM, action, ts_ms, keyword_text,
+             f'{{"inbox_id": {inbox_id}}}', f"inbox:{inbox_id}"),
+        )
+        store.note_change(subscriber_ids={sub[0]} if sub else set(),
+                          attributes={f"consent.{PROGRAM}"})
+
+
+def reply_event(store: Store, phone: str, inbox_id: int, ts_ms: int, route: str) -> None:
+    """A reply that is no keyword becomes a ``reply`` event for segmentation."""
+    ingest_event(store, Event(
+        "reply", ts_ms, number=phone, source=f"inbound:{route}", dedupe_key=f"inbox:{inbox_id}",
+    ))
+
+
+def enqueue_reply(outbox: Outbox, to: str, text: str, inbox_id: int) -> int:
+    accepted = outbox.enqueue(NewMessage(to, text, ref=f"mo:{inbox_id}", lane=Lane.TRANSACTIONAL))
+    return accepted.id
+
+
+def consent_view(state: ConsentState, since_ms: int | None, confirmed_ms: int | None
+                 ) -> ConsentView:
+    return ConsentView(
+        state,
+        since_ms / 1000 if state is ConsentState.OPTED_OUT and since_ms is not None else None,
+        confirmed_ms / 1000 if confirmed_ms is not None else None,
+    )
+
+
+def decide_for(text: str, view: ConsentView, replies: Replies, received_ms: int, now_ms: int
+               ) -> tuple[Action, str | None, str | None, str | None]:
+    d = decide(text, view, replies, received_at=received_ms / 1000, now=now_ms / 1000)
+    return d.action, d.keyword, d.reply, d.flagged

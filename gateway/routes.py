@@ -1,0 +1,403 @@
+"""Ways out behind one small interface: an SMPP bind, or a pool of modems (one modem or a group).
+
+The dispatcher (:mod:`gateway.dispatch`) only sees :class:`Route`: is it up, how many messages it
+can usefully hold in flight, how it concatenates long texts, and ``send()`` -- which hands over
+some parts of one encoded message and reports each part's fate through a callback *as soon as
+it is known*, so a carrier id reaches the outbox before the delivery report that names it
+(field-failures.md §3.4).
+
+Outcomes are classified once, here, from the drivers' own classes (DESIGN.md "Durability and
+delivery semantics"):
+
+* ``ACCEPTED``   -- the SMSC or modem took the part; ``carrier_id`` is normalised for matching.
+* ``TEMPORARY``  -- message-level, retry later with backoff (SMPP TEMPORARY statuses, a modem's
+  temporary +CMS codes after the pool tried its modems).
+* ``PERMANENT``  -- message-level, fail now and keep the code (SMPP 3.4 §5.1.3 command_status,
+  3GPP TS 27.005 §3.2.5 +CMS ERROR).
+* ``REFUSED``    -- route-level: this route cannot take it now (not bound, link refused it after
+  rebinds, every modem unusable). The dispatcher offers the message to the next route.
+* ``UNKNOWN``    -- the request went out and no answer came (timeout, link dropped). Resending
+  risks one duplicate; the dispatcher decides (it resends, so duplicates stay bounded by what was
+  in flight).
+
+Delivery reports and inbound texts come out of the routes as :class:`RouteReport` and
+:class:`RouteInbound` through callbacks given at construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from drivers.modem.client import DeliveryReport, InboundMessage, ModemState
+from drivers.modem.config import ModemConfig as DriverModemConfig
+from drivers.modem.errors import ModemError
+from drivers.modem.pool import ModemPool, OutboundMessage
+from drivers.smpp.client import Accepted, Rejected, SmppClient, SubmitRequest, Unknown
+from drivers.smpp.config import BindMode
+from drivers.smpp.config import SmppConfig as DriverSmppConfig
+from drivers.smpp.errors import NotBound, StatusClass
+from drivers.smpp.mo import MobileOriginated
+from drivers.smpp.receipts import DeliveryReceipt, IdConvention, IdFormat, MessageState
+from gateway.codec import Concat, EncodedMessage
+from gateway.config import ModemConfig, SmppConfig
+from gateway.outbox_states import ReportOutcome
+from gateway.outbox_types import Report
+
+log = logging.getLogger("smsgate.routes")
+
+
+class PartStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    """The fate of part ``seq`` (0-based, as the outbox counts) on one route."""
+
+    seq: int
+    status: PartStatus
+    carrier_id: str | None = None
+    code: int | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInbound:
+    """A complete (or timed-out partial) inbound text received on ``route``."""
+
+    route: str
+    sender: str
+    recipient: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStatistics:
+    name: str
+    kind: str  # "smpp" | "modems"
+    up: bool
+    state: str
+    in_flight: int
+    capacity: int
+    rate: float  # parts per second accepted recently (SMPP) or total parts sent (modems: 0.0)
+    detail: tuple[tuple[str, str], ...]  # per modem / bind facts for `smsgate status`
+
+
+OnPart = Callable[[PartResult], None]
+OnReports = Callable[[Report], Awaitable[None]]
+OnInbound = Callable[[RouteInbound], Awaitable[None]]
+OnHealth = Callable[[str, bool], None]
+
+
+class Route(Protocol):
+    """What the dispatcher needs of a way out."""
+
+    name: str
+    concat: Concat
+    capacity: int  # messages worth keeping in flight to keep it busy
+
+    def is_up(self) -> bool: ...
+
+    async def send(
+        self, message_id: int, to: str, sender: str, encoded: EncodedMessage,
+        seqs: Sequence[int], on_part: OnPart,
+    ) -> None: ...
+
+    def statistics(self) -> RouteStatistics: ...
+
+
+# -- SMPP ----------------------------------------------------------------------------------------
+
+_ID_FORMATS: dict[str, IdFormat] = {"hex": IdFormat.HEX, "dec": IdFormat.DECIMAL,
+                                    "text": IdFormat.OPAQUE}
+
+# SMPP 3.4 §5.2.28 message_state -> what the outbox makes of one part.
+_RECEIPT_OUTCOMES: dict[MessageState, ReportOutcome] = {
+    MessageState.DELIVERED: ReportOutcome.DELIVERED,
+    MessageState.EXPIRED: ReportOutcome.EXPIRED,
+    MessageState.DELETED: ReportOutcome.UNDELIVERABLE,
+    MessageState.UNDELIVERABLE: ReportOutcome.UNDELIVERABLE,
+    MessageState.REJECTED: ReportOutcome.UNDELIVERABLE,
+    MessageState.UNKNOWN: ReportOutcome.UNKNOWN,
+    MessageState.ENROUTE: ReportOutcome.ENROUTE,
+    MessageState.ACCEPTED: ReportOutcome.ENROUTE,
+}
+
+
+def driver_smpp_config(cfg: SmppConfig) -> DriverSmppConfig:
+    """The daemon's ``[[smpp]]`` table as the driver's own config object."""
+    return DriverSmppConfig(
+        name=cfg.name, host=cfg.host, port=cfg.port, system_id=cfg.system_id,
+        password=cfg.password, system_type=cfg.system_type, bind=BindMode(cfg.bind),
+        window=cfg.window, throughput=cfg.throughput,
+        id_convention=IdConvention(
+            _ID_FORMATS[cfg.id_format.submit], _ID_FORMATS[cfg.id_format.report]
+        ),
+        enquire_link_interval=cfg.enquire_link_s, response_timeout=cfg.response_timeout_s,
+        tls=cfg.tls, ca_file=str(cfg.ca_file) if cfg.ca_file else None,
+    )
+
+
+def report_from_receipt(route: str, receipt: DeliveryReceipt) -> Report:
+    """A delivery receipt as the outbox's per-part report (SMPP 3.4 Appendix B ``err:``)."""
+    state = receipt.state
+    outcome = ReportOutcome.UNKNOWN if state is None else _RECEIPT_OUTCOMES[state]
+    code: int | None = None
+    if receipt.err and receipt.err.strip().isdigit():
+        code = int(receipt.err.strip())
+    if outcome is ReportOutcome.DELIVERED:
+        code = None
+    return Report(route, receipt.message_id, outcome, code)
+
+
+class SmppRoute:
+    """One carrier bind. Parts of a message go out concurrently; the bind's window is the limit.
+
+    ``capacity`` is twice the window: enough queued behind the window that it never runs dry
+    between two claims, small enough that a transactional message arriving now is at most one
+    window's worth of bulk behind.
+    """
+
+    def __init__(
+        self, cfg: SmppConfig, *, on_report: OnReports, on_inbound: OnInbound,
+        on_health: OnHealth,
+    ) -> None:
+        self.name = cfg.name
+        self.concat = Concat(cfg.concat)
+        self.capacity = max(2, cfg.window * 2)
+        self._cfg = cfg
+        self._on_report = on_report
+        self._on_inbound = on_inbound
+        self._on_health = on_health
+        self._in_flight = 0
+        self.client = SmppClient(driver_smpp_config(cfg), handler=self._handle)
+        self._was_up = False
+
+    async def __aenter__(self) -> SmppRoute:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(None, None, None)
+
+    def is_up(self) -> bool:
+        up = self.client.bound
+        if up != self._was_up:
+            self._was_up = up
+            self._on_health(self.name, up)
+        return up
+
+    async def _handle(self, event: DeliveryReceipt | MobileOriginated) -> None:
+        if isinstance(event, DeliveryReceipt):
+            await self._on_report(report_from_receipt(self.name, event))
+            return
+        text = event.text if event.text is not None else event.user_data.hex()
+        await self._on_inbound(
+            RouteInbound(self.name, event.source_addr, event.destination_addr, text)
+        )
+
+    async def send(
+        self, message_id: int, to: str, sender: str, encoded: EncodedMessage,
+        seqs: Sequence[int], on_part: OnPart,
+    ) -> None:
+        self._in_flight += 1
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for seq in seqs:
+                    request = self._request(to, sender, encoded, seq)
+                    tg.create_task(self._submit(seq, request, on_part))
+        finally:
+            self._in_flight -= 1
+
+    def _request(self, to: str, sender: str, encoded: EncodedMessage, seq: int) -> SubmitRequest:
+        part = encoded.parts[seq]
+        payload = encoded.concat is Concat.PAYLOAD
+        # SMPP 3.4 §5.2.5 addr_ton 1 = international (E.164 without '+'), 5 = alphanumeric.
+        src_ton = 5 if sender and not sender.lstrip("+").isdigit() else (1 if sender else 0)
+        return SubmitRequest(
+            destination_addr=to.removeprefix("+"),
+            short_message=b"" if payload else part.short_message,
+            message_payload=part.payload if payload else None,
+            data_coding=encoded.data_coding,
+            esm_class=encoded.esm_class,
+            source_addr=sender.removeprefix("+"),
+            source_addr_ton=src_ton,
+            source_addr_npi=1 if src_ton == 1 else 0,
+            sar=part.sar if encoded.concat is Concat.SAR else None,
+        )
+
+    async def _submit(self, seq: int, request: SubmitRequest, on_part: OnPart) -> None:
+        try:
+            outcome = await self.client.submit(request)
+        except NotBound as exc:
+            on_part(PartResult(seq, PartStatus.REFUSED, text=str(exc)))
+            return
+        on_part(smpp_part_result(seq, outcome))
+
+    def statistics(self) -> RouteStatistics:
+        s = self.client.statistics()
+        return RouteStatistics(
+            self.name, "smpp", self.client.bound, s.state, self._in_flight, self.capacity,
+            s.submits_per_second,
+            (("window", f"{s.window_in_use}/{s.window}"), ("accepted", str(s.accepted)),
+             ("rejected", str(s.rejected)), ("unknown", str(s.unknown)),
+             ("throttles", str(s.throttles)), ("reconnects", str(s.reconnects)),
+             ("receipts", str(s.receipts)), ("mo", str(s.mo_messages)),
+             ("last_error", s.last_error or "")),
+        )
+
+
+def smpp_part_result(seq: int, outcome: Accepted | Rejected | Unknown) -> PartResult:
+    if isinstance(outcome, Accepted):
+        return PartResult(seq, PartStatus.ACCEPTED, carrier_id=outcome.message_id)
+    if isinstance(outcome, Unknown):
+        return PartResult(seq, PartStatus.UNKNOWN, text=outcome.reason)
+    kind = {
+        StatusClass.TEMPORARY: PartStatus.TEMPORARY,
+        StatusClass.PERMANENT: PartStatus.PERMANENT,
+        StatusClass.LINK: PartStatus.REFUSED,
+    }.get(outcome.classification, PartStatus.TEMPORARY)
+    return PartResult(seq, kind, code=outcome.status, text=outcome.status_name)
+
+
+# -- modems --------------------------------------------------------------------------------------
+
+
+def driver_modem_config(cfg: ModemConfig) -> DriverModemConfig:
+    gap = (0.0, cfg.jitter_s)
+    return DriverModemConfig(
+        name=cfg.name, port=cfg.port, imei=cfg.imei, baudrate=cfg.baudrate, pin=cfg.pin,
+        groups=cfg.groups, rate_per_minute=cfg.rate_per_minute, parts_per_day=cfg.per_day,
+        day_reset=cfg.day_reset, random_gap=gap,
+    )
+
+
+def modem_carrier_id(modem: str, reference: int) -> str:
+    """Modems have no message ids: TP-MR (TS 23.040 §9.2.3.6) is unique per modem for a while."""
+    return f"{modem}/{reference}"
+
+
+def report_from_modem(route: str, report: DeliveryReport) -> Report:
+    """TP-ST (TS 23.040 §9.2.3.15): 0x00-0x1F delivered, 0x20-0x3F still trying, 0x40-0x7F
+    permanent, 0x60-0x7F temporary given up; 0x46 validity period expired."""
+    st = report.status
+    if st <= 0x1F:
+        outcome = ReportOutcome.DELIVERED
+    elif st <= 0x3F:
+        outcome = ReportOutcome.ENROUTE
+    elif st == 0x46:
+        outcome = ReportOutcome.EXPIRED
+    else:
+        outcome = ReportOutcome.UNDELIVERABLE
+    code = None if outcome in (ReportOutcome.DELIVERED, ReportOutcome.ENROUTE) else st
+    return Report(route, modem_carrier_id(report.modem, report.message_reference), outcome, code)
+
+
+class ModemRoute:
+    """A pool of modems (one modem, or a ``groups`` name) as one route.
+
+    The pool keeps each modem busy within its own rate limit and moves a message off a modem
+    that fails (drivers/modem/pool.py); whole messages go to one modem, so every part of a text
+    comes from one SIM. A message's result arrives when all its parts were sent or it failed.
+    """
+
+    def __init__(
+        self, name: str, modems: Sequence[ModemConfig], *, on_report: OnReports,
+        on_inbound: OnInbound, on_health: OnHealth,
+    ) -> None:
+        self.name = name
+        self.concat = Concat.UDH8  # TS 23.040 §9.2.3.24.1 in the TPDU: modems have no SAR
+        self.capacity = max(2, 2 * len(modems))
+        self._on_report = on_report
+        self._on_inbound = on_inbound
+        self._on_health = on_health
+        self._in_flight = 0
+        self._was_up = False
+        self.pool = ModemPool(
+            [driver_modem_config(m) for m in modems],
+            on_message=self._message, on_report=self._report,
+            discover=lambda: [m.port for m in modems if m.port],
+        )
+
+    async def __aenter__(self) -> ModemRoute:
+        await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.__aexit__(None, None, None)
+
+    def is_up(self) -> bool:
+        up = any(c.state is ModemState.READY for c in self.pool.clients)
+        if up != self._was_up:
+            self._was_up = up
+            self._on_health(self.name, up)
+        return up
+
+    async def _message(self, message: InboundMessage) -> None:
+        await self._on_inbound(RouteInbound(self.name, message.originator, message.modem,
+                                            message.text))
+
+    async def _report(self, report: DeliveryReport) -> None:
+        await self._on_report(report_from_modem(self.name, report))
+
+    async def send(
+        self, message_id: int, to: str, sender: str, encoded: EncodedMessage,
+        seqs: Sequence[int], on_part: OnPart,
+    ) -> None:
+        # The pool numbers parts 1..n of what it is given: give it exactly the parts to send.
+        wanted = dataclasses.replace(encoded, parts=tuple(encoded.parts[s] for s in seqs))
+        self._in_flight += 1
+        try:
+            result = await self.pool.send(OutboundMessage(str(message_id), to, wanted))
+        finally:
+            self._in_flight -= 1
+        if result.ok:
+            for sent in result.parts:
+                on_part(PartResult(seqs[sent.seq - 1], PartStatus.ACCEPTED,
+                                   carrier_id=modem_carrier_id(sent.modem,
+                                                               sent.message_reference)))
+            return
+        status, code, text = modem_failure(result.error)
+        for seq in seqs:
+            on_part(PartResult(seq, status, code=code, text=text))
+
+    def statistics(self) -> RouteStatistics:
+        s = self.pool.statistics()
+        detail = tuple(
+            (m.modem.name, f"{m.modem.state} signal={m.modem.signal_dbm} dBm "
+             f"sent={m.parts_sent} today={m.sent_today} errors={m.modem.errors}")
+            for m in s.modems
+        )
+        return RouteStatistics(
+            self.name, "modems", self.is_up(),
+            ",".join(str(m.modem.state) for m in s.modems), self._in_flight, self.capacity,
+            0.0, (*detail, ("queued", str(s.queued_jobs))),
+        )
+
+
+def modem_failure(error: Exception | None) -> tuple[PartStatus, int | None, str]:
+    """The pool already tried other modems for temporary and device errors: what it gives back
+    is the verdict on the message, except "every modem is unusable", which is the route's."""
+    if isinstance(error, ModemError):
+        code = getattr(error, "code", None)
+        disposition = str(getattr(error, "disposition", ""))
+        if disposition in ("device", "config"):
+            return PartStatus.REFUSED, _int(code), str(error)
+        if disposition == "temporary":
+            return PartStatus.TEMPORARY, _int(code), str(error)
+        return PartStatus.PERMANENT, _int(code), str(error)
+    return PartStatus.PERMANENT, None, str(error) if error else "modem send failed"
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int) else None
