@@ -161,6 +161,8 @@ class _Link:
         if not self.dead.is_set():
             self.dead_reason = reason
             self.dead.set()
+        # Submitters wait on ``bound``: clear it now, not when the loops have wound down.
+        self.bound.clear()
 
 
 class SmppClient:
@@ -536,9 +538,10 @@ class SmppClient:
         while not link.usable:
             if self._closing:
                 raise NotBound(f"smpp {self.config.name} is closing")
+            if link.bound.is_set():
+                # Bound but not transmitting: the session is unbinding because we are closing.
+                raise NotBound(f"smpp {self.config.name} is unbinding")
             await link.bound.wait()
-            if not link.usable:
-                await asyncio.sleep(0)  # bound flag not cleared yet by the dying link
         return link
 
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:

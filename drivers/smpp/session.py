@@ -289,9 +289,9 @@ class Session:
             return self._send_response(pdu, cid)
         if cid in _MESSAGE_REQUESTS and self._messages_outstanding >= self.window:
             raise LocalProtocolError(f"window of {self.window} is full", command_id=cid)
-        self._move(SEND, cid, True)
         seq = self._sequence()
-        raw = encode(pdu, seq)
+        raw = encode(pdu, seq)  # before moving: a PDU that cannot be encoded changes nothing
+        self._move(SEND, cid, True)
         self._outstanding[seq] = Outstanding(
             CommandId(cid), seq, now, now + self.response_timeout, context
         )
