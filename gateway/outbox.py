@@ -16,7 +16,9 @@ Commit protocol (DESIGN.md "Durability and delivery semantics"), what the dispat
    processes a bind's events in arrival order, so the id is stored before any report for it is
    processed; a report that still overtakes it (a fast SMSC answers deliver_sm before our
    submit_sm_resp handling, field-failures.md §3.4) is stored in ``outbox_report_pending`` by
-   :meth:`record_reports` and applied the moment the id is stored. A report is never dropped.
+   :meth:`record_reports` and applied the moment the id is stored. A report is not dropped:
+   it waits until its id arrives, or until it is older than ``dlr_unknown_after_s`` (then its
+   part, if it ever existed, is ``unknown`` anyway and the report can no longer be placed).
 3. Every method is one transaction (``BEGIN IMMEDIATE`` .. ``COMMIT``), batched: a whole claim,
    a whole batch of results or reports, one fsync-free WAL commit, so throughput does not
    depend on one commit per message.
