@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.messages",
     "gateway.cli.run",
     "gateway.cli.status",
+    "gateway.cli.subscribers",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")

@@ -1,0 +1,312 @@
+"""Segment-store commands: ``smsgate import``, ``smsgate event add``, ``smsgate subscriber``.
+
+- ``smsgate import subscribers|events FILE [--map COL=FIELD]...`` — CSV import; one line per bad
+  row on standard error (``row N, column X: why``), a summary on standard output; exit 2 when
+  any row was bad (the good rows are kept).
+- ``smsgate event add NUMBER TYPE [--at TIME] [--value V] [--prop K=V]... [--id ID]``.
+- ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``.
+
+The database, default region and hash key come from the config (``[database] path``,
+``[segments] default_region``, ``[segments] hash_key`` / ``hash_key_env``); ``--db FILE`` uses a
+database file directly instead (then the hash key comes from ``$SMSGATE_HASH_KEY``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.cli import add_config_argument, config_path
+
+if TYPE_CHECKING:
+    from segmentation.store import Store
+
+HASH_KEY_ENV = "SMSGATE_HASH_KEY"
+
+
+class CliInputError(Exception):
+    """Bad input from the person at the terminal; the message says what and where."""
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--db", metavar="FILE", type=Path,
+                        help="use this database file instead of the config's "
+                             f"(hash key from ${HASH_KEY_ENV})")
+    parser.add_argument("--default-region", metavar="CC",
+                        help="ISO country code for national-format numbers "
+                             "(default: [segments] default_region)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    imp = subparsers.add_parser(
+        "import", help="import subscribers or events from a CSV file",
+        description="Import a CSV file (header row required) into the segment store. Bad rows "
+        "are reported one per line on standard error as 'row N, column X: why' and skipped; "
+        "every good row is kept; re-importing the same file adds nothing. Exit status 2 when "
+        "any row was bad. Fields: subscribers: phone, region, postal_code, tz, locale, lat, "
+        "lon, status, attr.KEY, consent_program, consent_action, consent_method, consent_time, "
+        "consent_disclosure, consent_keyword; events: phone, type, ts, value, id, source, props "
+        "(JSON), prop.KEY.")
+    imp.add_argument("kind", choices=("subscribers", "events"), help="what the file holds")
+    imp.add_argument("file", metavar="FILE", type=Path, help="CSV file (UTF-8)")
+    imp.add_argument("--map", dest="mapping", metavar="COL=FIELD", action="append", default=[],
+                     help="map a column to a field; attr.KEY:TYPE defines a new attribute "
+                          "(text, number, bool, date, list, geo); repeatable")
+    imp.add_argument("--batch-size", type=int, default=None, metavar="N",
+                     help="rows per transaction (default 1000 subscribers, 5000 events)")
+    imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    _store_arguments(imp)
+    imp.set_defaults(func=import_command)
+
+    event = subparsers.add_parser("event", help="record events")
+    event_sub = event.add_subparsers(dest="event_command", metavar="COMMAND")
+    event_sub.required = True
+    add = event_sub.add_parser(
+        "add", help="record one event for a number",
+        description="Record one event (the subscriber is created if new). With --id the same "
+        "event recorded twice counts once.")
+    add.add_argument("number", metavar="NUMBER")
+    add.add_argument("type", metavar="TYPE",
+                     help="link_click, product_view, cart_add, purchase, reply, opt_in, opt_out, "
+                          "sent, delivered, failed, or your own (lower case)")
+    add.add_argument("--at", metavar="TIME", help="ISO 8601 time or epoch ms (default: now)")
+    add.add_argument("--value", metavar="V", help="money or quantity")
+    add.add_argument("--prop", metavar="K=V", action="append", default=[],
+                     help="a text property; repeatable")
+    add.add_argument("--source", default="cli", help="where it came from (default: cli)")
+    add.add_argument("--id", metavar="ID", help="dedupe key: the same id counts once")
+    add.add_argument("--json", action="store_true", help="print the result as JSON")
+    _store_arguments(add)
+    add.set_defaults(func=event_add_command)
+
+    sub = subparsers.add_parser("subscriber", help="export or erase one subscriber's data")
+    sub_sub = sub.add_subparsers(dest="subscriber_command", metavar="COMMAND")
+    sub_sub.required = True
+    export = sub_sub.add_parser(
+        "export", help="print everything stored about a number as JSON",
+        description="Print the profile, attributes, traits, events, consent records and "
+        "segment memberships of NUMBER as one JSON object (exit 1 if nothing is stored).")
+    export.add_argument("number", metavar="NUMBER")
+    export.add_argument("--output", "-o", metavar="FILE", type=Path,
+                        help="write to FILE instead of standard output")
+    _store_arguments(export)
+    export.set_defaults(func=subscriber_export_command)
+    erase = sub_sub.add_parser(
+        "erase", help="erase a number's personal data (keeps a suppression hash)",
+        description="Delete the profile, attributes, events, roll-ups, traits and segment "
+        "memberships of NUMBER; keep its consent records with the number replaced by a keyed "
+        "hash; add a marketing suppression for the hash. Irreversible: needs --yes.")
+    erase.add_argument("number", metavar="NUMBER")
+    erase.add_argument("--yes", action="store_true", help="confirm the erasure")
+    erase.add_argument("--json", action="store_true", help="print the report as JSON")
+    _store_arguments(erase)
+    erase.set_defaults(func=subscriber_erase_command)
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    """The segment store named by ``--db`` or the config (raises ConfigError / CliInputError)."""
+    from segmentation.store import Store
+
+    region: str | None = args.default_region
+    db: Path | None = args.db
+    if db is not None:
+        key = os.environ.get(HASH_KEY_ENV)
+    else:
+        from gateway.config import load_config
+
+        path = config_path(args)
+        if not path.exists():
+            raise CliInputError(f"configuration file {path} not found (give --config FILE, "
+                                "set $SMSGATE_CONFIG, or use --db FILE)")
+        config = load_config(path)
+        db = config.database.path
+        key = config.segments.hash_key
+        region = region or config.segments.default_region
+    if region is not None and not (len(region) == 2 and region.isalpha()):
+        raise CliInputError(f"--default-region {region!r}: expected a 2-letter country code")
+    return Store(db, hash_key=key.encode("utf-8") if key else None, default_region=region)
+
+
+def _run(args: argparse.Namespace, body: Callable[[Store], int]) -> int:
+    """Open the store, run ``body``, render every expected error for people."""
+    import sqlite3
+
+    from gateway.config import ConfigError
+    from gateway.errors import SmsgateError
+    from segmentation.privacy import PrivacyError
+
+    try:
+        store = open_store(args)
+    except ConfigError as exc:
+        print(f"smsgate: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except CliInputError as exc:
+        print(f"smsgate: {exc}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, SmsgateError) as exc:
+        print(f"smsgate: cannot open the database: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return body(store)
+    except CliInputError as exc:
+        print(f"smsgate: {exc}", file=sys.stderr)
+        return 2
+    except PrivacyError as exc:
+        print(f"smsgate: {exc.what}: {exc.why}", file=sys.stderr)
+        return 1
+    except SmsgateError as exc:
+        print(f"smsgate: {_describe(exc)}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"smsgate: database error on {store.path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _describe(exc: Exception) -> str:
+    """A sentence for people from our error types (which carry data, not prose)."""
+    from segmentation.ingest import EventError
+    from segmentation.phones import PhoneError
+    from segmentation.store import StoreError
+
+    if isinstance(exc, PhoneError):
+        return f"bad phone number {exc.value!r}: {exc.why}"
+    if isinstance(exc, EventError):
+        return f"bad event {exc.field} {exc.value!r}: {exc.why}"
+    if isinstance(exc, StoreError) and "hash key" in str(exc):
+        return (f"{exc}: set [segments] hash_key_env in the config (or ${HASH_KEY_ENV} "
+                "with --db)")
+    return str(exc)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, sort_keys=True))
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from segmentation.csvio import CsvImportError, RowError, import_events, import_subscribers
+    from segmentation.csvio import parse_mapping as parse
+
+    path: Path = args.file
+    if not path.is_file():
+        print(f"smsgate: {path}: no such file", file=sys.stderr)
+        return 2
+    if args.batch_size is not None and args.batch_size < 1:
+        print("smsgate: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+
+    def show(err: RowError) -> None:
+        print(f"{path.name}: {err}", file=sys.stderr)
+
+    def body(store: Store) -> int:
+        try:
+            mapping = parse(args.mapping)
+            kw: dict[str, Any] = {"mapping": mapping, "on_error": show}
+            if args.batch_size is not None:
+                kw["batch_size"] = args.batch_size
+            if args.kind == "subscribers":
+                report = import_subscribers(store, path, **kw)
+            else:
+                report = import_events(store, path, **kw)
+        except CsvImportError as exc:
+            raise CliInputError(str(exc)) from None
+        if args.json:
+            _print_json({"kind": args.kind, "file": str(path), "sha256": report.file_sha256,
+                         "rows": report.rows, "imported": report.imported,
+                         "unchanged": report.unchanged, "skipped": report.skipped,
+                         "ignored_columns": list(report.ignored_columns)})
+        else:
+            line = (f"{args.kind}: {report.rows} rows: {report.imported} imported, "
+                    f"{report.unchanged} unchanged, {report.skipped} skipped")
+            if report.ignored_columns:
+                line += f"; ignored columns: {', '.join(report.ignored_columns)}"
+            print(line)
+        return 2 if report.skipped else 0
+
+    return _run(args, body)
+
+
+def event_add_command(args: argparse.Namespace) -> int:
+    from segmentation.csvio import parse_number, parse_time_ms
+    from segmentation.ingest import Event, ingest_event
+
+    def body(store: Store) -> int:
+        try:
+            ts = parse_time_ms(args.at) if args.at else store.now_ms()
+        except ValueError as exc:
+            raise CliInputError(f"--at: {exc}") from None
+        try:
+            value = parse_number(args.value) if args.value is not None else None
+        except ValueError as exc:
+            raise CliInputError(f"--value: {exc}") from None
+        props: dict[str, str] = {}
+        for item in args.prop:
+            k, sep, v = item.partition("=")
+            if not sep or not k:
+                raise CliInputError(f"--prop {item!r}: expected KEY=VALUE")
+            props[k] = v
+        result = ingest_event(store, Event(
+            args.type, ts, number=args.number, value=value, props=props or None,
+            source=args.source, dedupe_key=f"cli:{args.id}" if args.id else None))
+        if args.json:
+            _print_json({"inserted": result.inserted, "duplicates": result.duplicates,
+                         "subscriber_ids": sorted(result.subscriber_ids)})
+        else:
+            print("recorded" if result.inserted else "already recorded (same --id)")
+        return 0
+
+    return _run(args, body)
+
+
+def subscriber_export_command(args: argparse.Namespace) -> int:
+    from segmentation.privacy import export_subscriber
+
+    def body(store: Store) -> int:
+        data = export_subscriber(store, args.number)
+        text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True)
+        if args.output is not None:
+            try:
+                args.output.write_text(text + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise CliInputError(f"{args.output}: cannot write ({exc.strerror})") from None
+        else:
+            print(text)
+        return 0
+
+    return _run(args, body)
+
+
+def subscriber_erase_command(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from segmentation.privacy import erase_subscriber
+
+    if not args.yes:
+        print("smsgate: erasure cannot be undone; add --yes to confirm", file=sys.stderr)
+        return 2
+
+    def body(store: Store) -> int:
+        report = erase_subscriber(store, args.number)
+        if args.json:
+            _print_json(asdict(report))
+        else:
+            print(f"erased: {report.events} events, {report.attributes} attributes, "
+                  f"{report.memberships} segment memberships removed; "
+                  f"{report.consent_rows_pseudonymised} consent records kept under the hash; "
+                  f"suppression {'added' if report.suppression_added else 'already present'}")
+        return 0
+
+    return _run(args, body)
