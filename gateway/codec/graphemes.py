@@ -72,8 +72,13 @@ def cp_at(data: bytes, u: int) -> tuple[int, int]:
     return high, u + 1
 
 
-def is_boundary(data: bytes, u: int) -> bool:
-    """Is there a grapheme-cluster boundary at code-unit offset ``u`` (a code-point boundary)?"""
+def is_boundary(data: bytes, u: int, floor: int = 0) -> bool:
+    """Is there a grapheme-cluster boundary at code-unit offset ``u`` (a code-point boundary)?
+
+    Regional indicators pair up from the start of their run; the count looks back no further
+    than ``floor``, a known boundary (the splitter passes the start of the current part, so a
+    message of thousands of flags costs one part's worth of look-back per cut, not the run's).
+    """
     n = len(data) >> 1
     if u <= 0 or u >= n:
         return True
@@ -85,7 +90,7 @@ def is_boundary(data: bytes, u: int) -> bool:
         # GB12/13: break between RIs only after an even number of them (pairs from the left).
         count = 1
         pos = prev_start
-        while pos > 0:
+        while pos > floor:
             cp, pos = cp_before(data, pos)
             if not is_regional_indicator(cp):
                 break
@@ -101,17 +106,17 @@ def cluster_bounds(data: bytes, u: int, floor: int, limit: int) -> tuple[int, in
     stops once the cluster is longer than ``limit`` units (the caller then cuts at ``u``), so the
     work is bounded by the part size whatever the input.
     """
-    if is_boundary(data, u):
+    if is_boundary(data, u, floor):
         return u, u
     start = u
     while start > floor:
         _, start = cp_before(data, start)
-        if is_boundary(data, start):
+        if is_boundary(data, start, floor):
             break
     n = len(data) >> 1
     stop = u
     while stop < n and stop - start <= limit:
         _, stop = cp_at(data, stop)
-        if is_boundary(data, stop):
+        if is_boundary(data, stop, floor):
             break
     return start, stop

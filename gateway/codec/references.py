@@ -14,8 +14,6 @@ a running counter shared by all new destinations, so it does not restart at the 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 _MASK = 0xFFFF  # counters run over 16 bits; 8-bit users take the low octet
 
 
@@ -23,7 +21,9 @@ class ReferenceCounter:
     def __init__(self, start: int = 0, max_destinations: int = 65536) -> None:
         if max_destinations < 1:
             raise ValueError("max_destinations must be at least 1")
-        self._next: OrderedDict[str, int] = OrderedDict()
+        # A plain dict keeps insertion order: popping and re-inserting a key marks it most
+        # recently used, and the first key is the least recently used one.
+        self._next: dict[str, int] = {}
         self._fresh = start & _MASK
         self._max = max_destinations
 
@@ -35,7 +35,7 @@ class ReferenceCounter:
             value = self._fresh
             self._fresh = (self._fresh + 1) & _MASK
             if len(self._next) >= self._max:
-                self._next.popitem(last=False)
+                del self._next[next(iter(self._next))]
         self._next[key] = (value + 1) & _MASK
         return value & 0xFF if bits == 8 else value
 

@@ -312,3 +312,11 @@ def test_splitter_quick_accept_ranges_hold_no_extending_characters() -> None:
 
     ranges = (range(0x300), range(0x3400, 0xA000), range(0xAC00, 0xD7A4))
     assert not [cp for r in ranges for cp in r if is_extend(cp)]
+
+
+def test_thousands_of_flags_stay_whole() -> None:
+    # Regional indicators pair from the start of their run; the look-back stops at the part
+    # start (a known boundary), so this is linear, and every part holds whole flags.
+    m = encode(FLAG * 4000, EncodeOptions(reference=1))
+    assert m.segments == 250
+    assert {p.text for p in m.parts} == {FLAG * 16}
