@@ -1,0 +1,558 @@
+"""Rule tree -> parameterised SQL over the segment-store schema.
+
+Pure functions returning ``(sql, params)``. No value from a rule is ever put into the SQL text:
+attribute keys, event types, property paths, segment names and constants are all bound
+parameters; the only identifiers in the text are our own columns chosen from fixed tables.
+
+Two modes (``../shared/reference/segmentation-compliance.md`` §5.4):
+
+- **full** — every subscriber. Event and attribute conditions become non-correlated
+  ``s.id IN (SELECT ... GROUP BY ... HAVING ...)`` sets that SQLite materialises once, reading
+  the ``(type, ts_ms)`` and ``(key, value)`` indexes instead of probing per subscriber.
+- **incremental** — only the ids in a temp table (``FROM dirty d CROSS JOIN subscriber s``; the
+  CROSS JOIN pins the join order). Conditions are correlated sub-queries on
+  ``(subscriber_id, type, ts_ms)``, cheap for a handful of subscribers.
+
+Windows of two days or more without property filters read ``event_daily`` for the whole UTC
+days inside the window and raw ``event`` rows for the two partial edge days, so results are
+exact at the window edge (§5.4.2). Every leaf yields 0 or 1, never NULL, so ``NOT`` is plain.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from segmentation.rules import geo
+from segmentation.rules.ast import (
+    DAY_MS,
+    PROFILE_TRAITS,
+    And,
+    Attr,
+    Circle,
+    Consent,
+    EventCount,
+    EventSpec,
+    EventSum,
+    Geo,
+    InSegment,
+    LastEvent,
+    Near,
+    Not,
+    Or,
+    PropFilter,
+    Random,
+    Rule,
+    Sequence,
+    Trait,
+    attr_type,
+    walk,
+)
+from segmentation.rules.evaluate import compare
+
+DAILY_MIN_MS: Final = 2 * DAY_MS
+"""Windows at least this long read the whole-day roll-up (shorter ones read raw events)."""
+
+SQL_OPS: Final = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+_TRAIT_SQL: Final = {
+    "orders": "COALESCE(t.orders, 0)",
+    "spend": "COALESCE(t.spend, 0)",
+    "created_ms": "s.created_ms",
+    "last_seen_ms": "s.last_seen_ms",
+}
+_TRAIT_COLUMNS: Final = frozenset({
+    "first_purchase_ms", "last_purchase_ms", "last_click_ms", "last_view_ms", "last_cart_ms",
+    "last_reply_ms", "last_sent_ms", "last_delivered_ms", "last_interaction_ms",
+})
+_GEO_COLUMNS: Final = {
+    "country": "s.country", "region": "s.region", "area_code": "s.area_code",
+    "postal_code": "s.postal_code",
+}
+_TABLE_RE: Final = re.compile(r"(temp\.)?[a-z_][a-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    params: tuple[Any, ...]
+
+
+Frag = tuple[str, list[Any]]
+
+
+def _trait_expr(name: str) -> str:
+    if name in _TRAIT_SQL:
+        return _TRAIT_SQL[name]
+    if name in _TRAIT_COLUMNS:
+        return f"t.{name}"
+    raise ValueError(f"unknown trait {name!r}")  # validated in ast; defensive
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _prop(f: PropFilter, alias: str) -> Frag:
+    path = f"$.{f.prop}"
+    ext = f"json_extract({alias}.props, ?)"
+    if f.op == "in":
+        assert isinstance(f.value, tuple)
+        vals = [int(v) if isinstance(v, bool) else v for v in f.value]
+        return f"{ext} IN ({_placeholders(len(vals))})", [path, *vals]
+    assert not isinstance(f.value, tuple)
+    v = int(f.value) if isinstance(f.value, bool) else f.value
+    if f.op == "ne":
+        return f"NOT COALESCE({ext} = ?, 0)", [path, v]
+    return f"{ext} {SQL_OPS[f.op]} ?", [path, v]
+
+
+def _spec(spec: EventSpec, alias: str) -> Frag:
+    parts = [f"{alias}.type = ?"]
+    params: list[Any] = [spec.type]
+    for f in spec.where:
+        s, p = _prop(f, alias)
+        parts.append(s)
+        params.extend(p)
+    return " AND ".join(parts), params
+
+
+def _window(alias: str, window_ms: int | None, now: int) -> Frag:
+    if window_ms is None:
+        return f"{alias}.ts_ms <= ?", [now]
+    return f"{alias}.ts_ms > ? AND {alias}.ts_ms <= ?", [now - window_ms, now]
+
+
+def _uses_daily(spec: EventSpec, window_ms: int | None) -> bool:
+    return window_ms is not None and window_ms >= DAILY_MIN_MS and not spec.where
+
+
+@dataclass(frozen=True)
+class _DailySplit:
+    """A window ``(now - D, now]`` cut into whole UTC days and two partial edge days."""
+
+    first_day: int  # first whole day (inclusive)
+    last_day: int  # last whole day (inclusive)
+    head: tuple[int, int]  # raw ts range (exclusive, exclusive): start edge day
+    tail: tuple[int, int]  # raw ts range (inclusive, inclusive): today up to now
+
+    @classmethod
+    def of(cls, window_ms: int, now: int) -> _DailySplit:
+        start = now - window_ms
+        sd, nd = start // DAY_MS, now // DAY_MS
+        return cls(sd + 1, nd - 1, (start, (sd + 1) * DAY_MS), (nd * DAY_MS, now))
+
+
+class _Compiler:
+    def __init__(self, now: int, incremental: bool) -> None:
+        self.now = now
+        self.incremental = incremental
+
+    # -- combinators -----------------------------------------------------------------------
+
+    def cond(self, rule: Rule) -> Frag:
+        match rule:
+            case And(ch) | Or(ch):
+                parts = [self.cond(c) for c in ch]
+                joiner = " AND " if isinstance(rule, And) else " OR "
+                return (
+                    "(" + joiner.join(s for s, _ in parts) + ")",
+                    [x for _, p in parts for x in p],
+                )
+            case Not(child):
+                s, p = self.cond(child)
+                return f"NOT {s}", p
+            case Attr():
+                return self.attr(rule)
+            case EventCount(spec, op, n, window):
+                return self.aggregate(spec, window, op, n, "count")
+            case EventSum(spec, op, value, window):
+                return self.aggregate(spec, window, op, value, "sum")
+            case LastEvent():
+                return self.last_event(rule)
+            case Sequence():
+                return self.sequence(rule)
+            case Trait():
+                return self.trait(rule)
+            case InSegment(name):
+                seg = "(SELECT g.id FROM segment g WHERE g.name = ?)"
+                if self.incremental:
+                    return (f"EXISTS (SELECT 1 FROM segment_member m WHERE m.subscriber_id = s.id"
+                            f" AND m.segment_id = {seg})", [name])
+                return f"s.id IN (SELECT m.subscriber_id FROM segment_member m WHERE " \
+                       f"m.segment_id = {seg})", [name]
+            case Consent(program, state):
+                if state == "none":
+                    return ("NOT EXISTS (SELECT 1 FROM consent c WHERE c.subscriber_id = s.id AND "
+                            "c.program = ?)", [program])
+                return ("COALESCE((SELECT c.action FROM consent c WHERE c.subscriber_id = s.id "
+                        "AND c.program = ? ORDER BY c.ts_ms DESC, c.id DESC LIMIT 1) = ?, 0)",
+                        [program, "grant" if state == "granted" else "revoke"])
+            case Geo(field, values):
+                col = _GEO_COLUMNS[field]
+                return f"COALESCE({col} IN ({_placeholders(len(values))}), 0)", list(values)
+            case Near(lat, lon, km):
+                s, p = _chord2("s.lat", "s.lon", lat, lon)
+                return f"COALESCE({s} <= ?, 0)", [*p, geo.chord2_limit(km)]
+            case Random(salt, lo, hi):
+                a, b, c, e = geo.bucket_coefficients(salt)
+                pr = geo.HASH_PRIME
+                return ("((((s.id % ?) * ? + ?) % ?) * ? + ?) % ? % 100 BETWEEN ? AND ?",
+                        [pr, a, b, pr, c, e, pr, lo, hi - 1])
+        raise TypeError(f"not a rule node: {rule!r}")  # pragma: no cover
+
+    # -- attributes ------------------------------------------------------------------------
+
+    def _attr_rows(self, key: str, cond: Frag) -> Frag:
+        c, p = cond
+        if self.incremental:
+            return (f"EXISTS (SELECT 1 FROM subscriber_attr a WHERE a.subscriber_id = s.id "
+                    f"AND a.key = ? AND {c})", [key, *p])
+        return (f"s.id IN (SELECT a.subscriber_id FROM subscriber_attr a WHERE a.key = ? "
+                f"AND {c})", [key, *p])
+
+    def attr(self, node: Attr) -> Frag:
+        if node.op == "exists":
+            return self._attr_rows(node.key, ("1", []))
+        if node.op == "missing":
+            s, p = self._attr_rows(node.key, ("1", []))
+            return f"NOT {s}", p
+        if node.op == "ne":
+            s, p = self.attr(Attr(node.key, "eq", node.value))
+            return f"NOT {s}", p
+        return self._attr_rows(node.key, self._attr_cond(node))
+
+    def _attr_cond(self, node: Attr) -> Frag:
+        op, v, now = node.op, node.value, self.now
+        t = attr_type(node)
+        if t == "text":
+            if op == "eq":
+                return "a.value_text = ?", [v]
+            if op == "in":
+                assert isinstance(v, tuple)
+                return f"a.value_text IN ({_placeholders(len(v))})", list(v)
+            assert isinstance(v, str)
+            if op == "contains":
+                return "instr(a.value_text, ?) > 0", [v]
+            if op == "starts":
+                return "substr(a.value_text, 1, ?) = ?", [len(v), v]
+            return ("length(a.value_text) >= ? AND "
+                    "substr(a.value_text, length(a.value_text) - ? + 1) = ?", [len(v), len(v), v])
+        if t == "list":
+            wanted = list(v) if isinstance(v, tuple) else [v]
+            # json_each raises on malformed JSON; such a value simply has no items
+            return (f"EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(a.value_text) THEN "
+                    f"a.value_text ELSE '[]' END) j WHERE j.value IN "
+                    f"({_placeholders(len(wanted))}))", wanted)
+        if t == "geo":
+            assert isinstance(v, Circle)
+            s, p = _chord2("a.value_num", "a.value_num2", v.lat, v.lon)
+            return f"{s} <= ?", [*p, geo.chord2_limit(v.km)]
+        if t == "bool":
+            return "a.value_num = ?", [1 if v else 0]
+        if op == "between":
+            assert isinstance(v, tuple)
+            return "a.value_num BETWEEN ? AND ?", list(v)
+        if op in SQL_OPS:
+            return f"a.value_num {SQL_OPS[op]} ?", [v]
+        assert isinstance(v, int)
+        if op == "before":
+            return "a.value_num < ?", [v]
+        if op == "after":
+            return "a.value_num > ?", [v]
+        if op == "within_last":
+            return "a.value_num > ? AND a.value_num <= ?", [now - v, now]
+        if op == "more_than_ago":
+            return "a.value_num <= ?", [now - v]
+        return "a.value_num > ? AND a.value_num <= ?", [now, now + v]  # in_next
+
+    # -- events ----------------------------------------------------------------------------
+
+    def aggregate(
+        self, spec: EventSpec, window: int | None, op: str, rhs: float, kind: str
+    ) -> Frag:
+        """``count`` / ``sum`` over a window compared with ``rhs``."""
+        raw_val = "1" if kind == "count" else "COALESCE(e.value, 0)"
+        daily_val = "ed.n" if kind == "count" else "ed.total"
+        agg = "COUNT(*)" if kind == "count" else "TOTAL(e.value)"
+        sop = SQL_OPS[op]
+        spec_sql, spec_p = _spec(spec, "e")
+        if self.incremental:
+            if not _uses_daily(spec, window):
+                w, wp = _window("e", window, self.now)
+                return (f"(SELECT {agg} FROM event e WHERE e.subscriber_id = s.id AND {spec_sql} "
+                        f"AND {w}) {sop} ?", [*spec_p, *wp, rhs])
+            assert window is not None
+            d = _DailySplit.of(window, self.now)
+            dagg = "TOTAL(ed.n)" if kind == "count" else "TOTAL(ed.total)"
+            return (
+                f"((SELECT {dagg} FROM event_daily ed WHERE ed.subscriber_id = s.id "
+                f"AND ed.type = ? AND ed.day BETWEEN ? AND ?)"
+                f" + (SELECT {agg} FROM event e WHERE e.subscriber_id = s.id AND {spec_sql} "
+                f"AND e.ts_ms > ? AND e.ts_ms < ?)"
+                f" + (SELECT {agg} FROM event e WHERE e.subscriber_id = s.id AND {spec_sql} "
+                f"AND e.ts_ms >= ? AND e.ts_ms <= ?)) {sop} ?",
+                [spec.type, d.first_day, d.last_day, *spec_p, *d.head, *spec_p, *d.tail, rhs],
+            )
+        if _uses_daily(spec, window):
+            assert window is not None
+            d = _DailySplit.of(window, self.now)
+            inner = (
+                f"SELECT ed.subscriber_id AS sid, {daily_val} AS c FROM event_daily ed "
+                f"WHERE ed.type = ? AND ed.day BETWEEN ? AND ?"
+                f" UNION ALL SELECT e.subscriber_id, {raw_val} FROM event e WHERE {spec_sql} "
+                f"AND e.ts_ms > ? AND e.ts_ms < ?"
+                f" UNION ALL SELECT e.subscriber_id, {raw_val} FROM event e WHERE {spec_sql} "
+                f"AND e.ts_ms >= ? AND e.ts_ms <= ?"
+            )
+            inner_p = [spec.type, d.first_day, d.last_day, *spec_p, *d.head, *spec_p, *d.tail]
+        else:
+            w, wp = _window("e", window, self.now)
+            inner = f"SELECT e.subscriber_id AS sid, {raw_val} AS c FROM event e " \
+                    f"WHERE {spec_sql} AND {w}"
+            inner_p = [*spec_p, *wp]
+        total = "TOTAL(c)"
+        # Subscribers with no rows have 0; whether 0 passes decides IN vs NOT IN.
+        if compare(op, 0, rhs):
+            return (f"s.id NOT IN (SELECT sid FROM ({inner}) GROUP BY sid "
+                    f"HAVING NOT ({total} {sop} ?))", [*inner_p, rhs])
+        return (f"s.id IN (SELECT sid FROM ({inner}) GROUP BY sid HAVING {total} {sop} ?)",
+                [*inner_p, rhs])
+
+    def last_event(self, node: LastEvent) -> Frag:
+        spec_sql, spec_p = _spec(node.event, "e")
+        now = self.now
+        if node.op == "within_last":
+            w, wp = _window("e", node.ms, now)
+            if self.incremental:
+                return (f"EXISTS (SELECT 1 FROM event e WHERE e.subscriber_id = s.id AND "
+                        f"{spec_sql} AND {w})", [*spec_p, *wp])
+            return (f"s.id IN (SELECT e.subscriber_id FROM event e WHERE {spec_sql} AND {w})",
+                    [*spec_p, *wp])
+        if self.incremental:
+            return (f"COALESCE((SELECT MAX(e.ts_ms) FROM event e WHERE e.subscriber_id = s.id "
+                    f"AND {spec_sql} AND e.ts_ms <= ?) <= ?, 0)", [*spec_p, now, now - node.ms])
+        return (f"s.id IN (SELECT e.subscriber_id FROM event e WHERE {spec_sql} AND e.ts_ms <= ? "
+                f"GROUP BY e.subscriber_id HAVING MAX(e.ts_ms) <= ?)",
+                [*spec_p, now, now - node.ms])
+
+    def sequence(self, node: Sequence) -> Frag:
+        a_sql, a_p = _spec(node.first, "x")
+        b_sql, b_p = _spec(node.then_not, "y")
+        body = (f"x.ts_ms > ? AND x.ts_ms <= ? AND {a_sql} AND NOT EXISTS (SELECT 1 FROM event y "
+                f"WHERE y.subscriber_id = x.subscriber_id AND {b_sql} AND y.ts_ms >= x.ts_ms "
+                f"AND y.ts_ms <= ? AND y.id <> x.id)")
+        params = [self.now - node.within_ms, self.now - node.min_age_ms, *a_p, *b_p, self.now]
+        if self.incremental:
+            return f"EXISTS (SELECT 1 FROM event x WHERE x.subscriber_id = s.id AND {body})", params
+        return f"s.id IN (SELECT x.subscriber_id FROM event x WHERE {body})", params
+
+    def trait(self, node: Trait) -> Frag:
+        e = _trait_expr(node.name)
+        if node.op == "exists":
+            return f"{e} IS NOT NULL", []
+        if node.op == "missing":
+            return f"{e} IS NULL", []
+        if node.op == "ne":
+            return f"NOT COALESCE({e} = ?, 0)", [node.value]
+        if node.op == "within_last":
+            assert node.value is not None
+            return f"COALESCE({e} > ? AND {e} <= ?, 0)", [self.now - node.value, self.now]
+        if node.op == "more_than_ago":
+            assert node.value is not None
+            return f"COALESCE({e} <= ?, 0)", [self.now - node.value]
+        return f"COALESCE({e} {SQL_OPS[node.op]} ?, 0)", [node.value]
+
+
+def _chord2(lat_col: str, lon_col: str, lat: float, lon: float) -> Frag:
+    """Squared unit-sphere chord from a column pair to a point, as geo.chord2 computes it."""
+    cx, cy, cz = geo.unit_vector(lat, lon)
+    k = geo.DEG
+    x = f"(cos({lat_col} * ?) * cos({lon_col} * ?) - ?)"
+    y = f"(cos({lat_col} * ?) * sin({lon_col} * ?) - ?)"
+    z = f"(sin({lat_col} * ?) - ?)"
+    return (f"({x} * {x} + {y} * {y} + {z} * {z})",
+            [k, k, cx, k, k, cx, k, k, cy, k, k, cy, k, cz, k, cz])
+
+
+def _needs_trait_join(rule: Rule) -> bool:
+    return any(isinstance(n, Trait) and n.name not in PROFILE_TRAITS for n in walk(rule))
+
+
+def _check_table(table: str) -> str:
+    if not _TABLE_RE.match(table):
+        raise ValueError(f"not a plain table name: {table!r}")
+    return table
+
+
+def _from(rule: Rule, dirty: str | None) -> str:
+    join = " LEFT JOIN trait t ON t.subscriber_id = s.id" if _needs_trait_join(rule) else ""
+    if dirty is None:
+        return f"FROM subscriber s{join}"
+    return f"FROM {_check_table(dirty)} d CROSS JOIN subscriber s ON s.id = d.id{join}"
+
+
+def compile_select(rule: Rule, now: int, *, dirty: str | None = None) -> Query:
+    """``SELECT s.id`` of the subscribers matching at ``now``.
+
+    ``dirty`` names a table with an ``id`` column (e.g. ``temp.dirty``): incremental mode, only
+    those subscribers are evaluated. Without it: full mode, every subscriber.
+    """
+    c, p = _Compiler(now, dirty is not None).cond(rule)
+    return Query(f"SELECT s.id {_from(rule, dirty)} WHERE {c}", tuple(p))
+
+
+def compile_count(rule: Rule, now: int) -> Query:
+    """``SELECT COUNT(*)`` of the subscribers matching at ``now`` (draft segment preview)."""
+    c, p = _Compiler(now, False).cond(rule)
+    return Query(f"SELECT COUNT(*) {_from(rule, None)} WHERE {c}", tuple(p))
+
+
+# -- next change (segment_recheck) -----------------------------------------------------------------
+
+
+def _restrict(alias: str, dirty: str | None) -> str:
+    if dirty is None:
+        return f"FROM {{table}} {alias}"
+    return (f"FROM {_check_table(dirty)} d CROSS JOIN {{table}} {alias} "
+            f"ON {alias}.subscriber_id = d.id")
+
+
+def _event_instants(spec: EventSpec, horizon: int | None, now: int, dirty: str | None) -> Frag:
+    """Instants an event enters (its ts, if future) or leaves a ``horizon`` window."""
+    spec_sql, spec_p = _spec(spec, "e")
+    src = _restrict("e", dirty).format(table="event")
+    if horizon is None:
+        return (f"SELECT e.subscriber_id AS sid, e.ts_ms AS t {src} WHERE {spec_sql} "
+                f"AND e.ts_ms > ?", [*spec_p, now])
+    return (f"SELECT e.subscriber_id AS sid, CASE WHEN e.ts_ms > ? THEN e.ts_ms "
+            f"ELSE e.ts_ms + ? END AS t {src} WHERE {spec_sql} AND e.ts_ms > ?",
+            [now, horizon, *spec_p, now - horizon])
+
+
+def _leaf_instants(rule: Rule, now: int, dirty: str | None) -> list[Frag]:
+    match rule:
+        case EventCount(spec, _, _, window) | EventSum(spec, _, _, window):
+            return [_event_instants(spec, window, now, dirty)]
+        case LastEvent(spec, _, ms):
+            return [_event_instants(spec, ms, now, dirty)]
+        case Sequence(first, then_not, within, min_age):
+            a_sql, a_p = _spec(first, "e")
+            src = _restrict("e", dirty).format(table="event")
+            opened = (f"SELECT e.subscriber_id AS sid, CASE WHEN e.ts_ms > ? THEN e.ts_ms "
+                      f"WHEN e.ts_ms + ? > ? THEN e.ts_ms + ? ELSE e.ts_ms + ? END AS t "
+                      f"{src} WHERE {a_sql} AND e.ts_ms > ?",
+                      [now, min_age, now, min_age, within, *a_p, now - within])
+            return [opened, _event_instants(then_not, None, now, dirty)]
+        case Attr(key, op, value) if op in ("within_last", "more_than_ago", "in_next"):
+            src = _restrict("a", dirty).format(table="subscriber_attr")
+            return [(f"SELECT a.subscriber_id AS sid, CASE WHEN a.value_num - ? > ? THEN "
+                     f"a.value_num - ? WHEN a.value_num > ? THEN a.value_num "
+                     f"ELSE a.value_num + ? END AS t {src} WHERE a.key = ? "
+                     f"AND a.value_num + ? > ?",
+                     [value, now, value, now, value, key, value, now])]
+        case Trait(name, op, value) if op in ("within_last", "more_than_ago"):
+            if name in PROFILE_TRAITS:
+                col = f"s.{name}"
+                src = ("FROM subscriber s" if dirty is None else
+                       f"FROM {_check_table(dirty)} d CROSS JOIN subscriber s ON s.id = d.id")
+                sid = "s.id"
+            else:
+                col = f"t.{name}"
+                src = _restrict("t", dirty).format(table="trait")
+                sid = "t.subscriber_id"
+            return [(f"SELECT {sid} AS sid, CASE WHEN {col} > ? THEN {col} ELSE {col} + ? END "
+                     f"AS t {src} WHERE {col} + ? > ?", [now, value, value, now])]
+        case And(ch) | Or(ch):
+            return [f for c in ch for f in _leaf_instants(c, now, dirty)]
+        case Not(child):
+            return _leaf_instants(child, now, dirty)
+    return []
+
+
+def compile_next_check(rule: Rule, now: int, *, dirty: str | None = None) -> Query | None:
+    """``SELECT sid, due_ms``: per subscriber, the earliest instant after ``now`` at which a
+    time-sensitive condition of ``rule`` may flip (evaluate.next_change, in SQL). None when the
+    rule has no time-sensitive condition."""
+    parts = _leaf_instants(rule, now, dirty)
+    if not parts:
+        return None
+    union = " UNION ALL ".join(s for s, _ in parts)
+    params = [x for _, p in parts for x in p]
+    return Query(
+        f"SELECT sid, CAST(ceil(MIN(t)) AS INTEGER) FROM ({union}) GROUP BY sid",
+        tuple(params),
+    )
+
+
+# -- dependencies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What a segment reads, so a change re-evaluates only the segments it can affect.
+
+    ``keys`` uses the store's change vocabulary: attribute keys, ``profile.<column>`` and
+    ``consent.<program>``.
+    """
+
+    events: frozenset[str] = frozenset()
+    keys: frozenset[str] = frozenset()
+    traits: frozenset[str] = frozenset()
+    segments: frozenset[str] = frozenset()
+    time_sensitive: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": sorted(self.events), "keys": sorted(self.keys),
+            "traits": sorted(self.traits), "segments": sorted(self.segments),
+            "time_sensitive": self.time_sensitive,
+        }
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any]) -> Deps:
+        return cls(
+            frozenset(o.get("events", ())), frozenset(o.get("keys", ())),
+            frozenset(o.get("traits", ())), frozenset(o.get("segments", ())),
+            bool(o.get("time_sensitive", False)),
+        )
+
+
+def _leaf_deps(n: Rule) -> Deps:
+    match n:
+        case Attr(key, op):
+            return Deps(keys=frozenset({key}),
+                        time_sensitive=op in ("within_last", "more_than_ago", "in_next"))
+        case EventCount(spec) | EventSum(spec):
+            # an all-time count still depends on time: an event stamped in the future enters
+            return Deps(events=frozenset({spec.type}), time_sensitive=True)
+        case LastEvent(spec):
+            return Deps(events=frozenset({spec.type}), time_sensitive=True)
+        case Sequence(first, then_not):
+            return Deps(events=frozenset({first.type, then_not.type}), time_sensitive=True)
+        case Trait(name, op):
+            ts = op in ("within_last", "more_than_ago")
+            if name in PROFILE_TRAITS:
+                return Deps(keys=frozenset({f"profile.{name}"}), time_sensitive=ts)
+            return Deps(traits=frozenset({name}), time_sensitive=ts)
+        case InSegment(name):
+            return Deps(segments=frozenset({name}))
+        case Consent(program):
+            return Deps(keys=frozenset({f"consent.{program}"}))
+        case Geo(field):
+            return Deps(keys=frozenset({f"profile.{field}"}))
+        case Near():
+            return Deps(keys=frozenset({"profile.lat", "profile.lon"}))
+    return Deps()
+
+
+def dependencies(rule: Rule) -> Deps:
+    """Union of what every leaf reads."""
+    out = Deps()
+    for n in walk(rule):
+        d = _leaf_deps(n)
+        out = Deps(out.events | d.events, out.keys | d.keys, out.traits | d.traits,
+                   out.segments | d.segments, out.time_sensitive or d.time_sensitive)
+    return out
+
