@@ -240,6 +240,9 @@ _U8 = struct.Struct(">B")
 _TLV_U8 = struct.Struct(">HHB")
 _TLV_U16 = struct.Struct(">HHH")
 _TLV_HEAD = struct.Struct(">HH")
+_BB = struct.Struct(">BB")
+_BBB = struct.Struct(">BBB")
+_BBBBB = struct.Struct(">BBBBB")
 
 # SMPP 3.4 §4.4.1 / §4.7: C-Octet String maxima, terminating NULL included.
 _MAX = {
@@ -285,26 +288,27 @@ def _short_message_body(p: ShortMessage) -> bytes:
             "short_message and message_payload are mutually exclusive (SMPP 3.4 §5.3.2.32)",
             status=CommandStatus.ESME_RINVMSGLEN,
         )
-    parts = [
-        _cstr(p.service_type, "service_type"),
-        bytes((p.source_addr_ton, p.source_addr_npi)),
-        _cstr(p.source_addr, "source_addr"),
-        bytes((p.dest_addr_ton, p.dest_addr_npi)),
-        _cstr(p.destination_addr, "destination_addr"),
-        bytes((p.esm_class, p.protocol_id, p.priority_flag)),
-        _cstr(p.schedule_delivery_time, "schedule_delivery_time"),
-        _cstr(p.validity_period, "validity_period"),
-        bytes(
-            (
+    try:
+        parts = [
+            _cstr(p.service_type, "service_type"),
+            _BB.pack(p.source_addr_ton, p.source_addr_npi),
+            _cstr(p.source_addr, "source_addr"),
+            _BB.pack(p.dest_addr_ton, p.dest_addr_npi),
+            _cstr(p.destination_addr, "destination_addr"),
+            _BBB.pack(p.esm_class, p.protocol_id, p.priority_flag),
+            _cstr(p.schedule_delivery_time, "schedule_delivery_time"),
+            _cstr(p.validity_period, "validity_period"),
+            _BBBBB.pack(
                 p.registered_delivery,
                 p.replace_if_present_flag,
                 p.data_coding,
                 p.sm_default_msg_id,
                 len(sm),
-            )
-        ),
-        sm,
-    ]
+            ),
+            sm,
+        ]
+    except struct.error as exc:
+        raise LocalProtocolError(f"an integer field does not fit one octet: {exc}") from None
     # TLV order follows smpplib's params_order so the bytes are identical to its output.
     if p.user_message_reference is not None:
         parts.append(_TLV_U16.pack(Tag.USER_MESSAGE_REFERENCE, 2, p.user_message_reference))

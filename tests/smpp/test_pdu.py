@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smpplib import smpp
 
-from drivers.smpp.errors import CommandStatus, MalformedPdu
+from drivers.smpp.errors import CommandStatus, LocalProtocolError, MalformedPdu
 from drivers.smpp.pdu import (
     Bind,
     BindResp,
@@ -263,3 +263,8 @@ def test_frame_reader_bad_length_is_fatal_after_good_frames() -> None:
     frames, error = FrameReader().feed(good + bad)
     assert frames == [good]
     assert error is not None and error.fatal
+
+
+def test_out_of_range_integer_is_our_protocol_error() -> None:
+    with pytest.raises(LocalProtocolError, match="one octet"):
+        encode(SubmitSm(destination_addr="1", data_coding=256))
