@@ -140,11 +140,7 @@ class Outbox:
         try:
             yield self.conn
             if self._history_rows:
-                self.conn.executemany(
-                    "INSERT INTO outbox_history (message_id, ts_ms, state, detail) "
-                    "VALUES (?, ?, ?, ?)",
-                    self._history_rows,
-                )
+                self._write_history(self._history_rows)
         except BaseException:
             self._history_rows.clear()
             self.conn.execute("ROLLBACK")
@@ -529,13 +525,15 @@ class Outbox:
         for start in range(0, len(ids), _ID_CHUNK):
             chunk = ids[start:start + _ID_CHUNK]
             marks = ",".join("?" * len(chunk))
-            found: dict[int, tuple[State, list[PartState]]] = {}
+            # Raw strings, not enums: PartState and State are StrEnums, so the rules compare
+            # them directly, and this runs for every message of every batch.
+            found: dict[int, tuple[str, list[str]]] = {}
             for mid, mstate, pstate in conn.execute(
                 "SELECT m.id, m.state, p.state FROM outbox_message m JOIN outbox_part p "
                 f"ON p.message_id = m.id WHERE m.id IN ({marks})",
                 chunk,
             ):
-                found.setdefault(mid, (State(mstate), []))[1].append(PartState(pstate))
+                found.setdefault(mid, (mstate, []))[1].append(pstate)
             for mid, (current, parts) in found.items():
                 route = messages[mid]
                 new = settled_state(current, parts)
@@ -740,19 +738,35 @@ class Outbox:
         row = conn.execute("SELECT state FROM outbox_message WHERE id = ?", (mid,)).fetchone()
         return State(row[0]) if row else None
 
+    def _write_history(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
+        last = int(self.conn.execute(
+            "SELECT value FROM outbox_sequence WHERE name = 'history'"
+        ).fetchone()[0])
+        self.conn.executemany(
+            "INSERT INTO outbox_history (message_id, id, ts_ms, state, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(mid, last + n, ts, state, detail)
+             for n, (mid, ts, state, detail) in enumerate(rows, start=1)],
+        )
+        self.conn.execute(
+            "UPDATE outbox_sequence SET value = ? WHERE name = 'history'", (last + len(rows),)
+        )
+
     def _history(self, rows: Iterable[tuple[int, int, str, str | None]]) -> None:
         """Queue history rows for the transaction in progress (written at its COMMIT)."""
         self._history_rows.extend(rows)
 
 
-def settled_state(current: State, parts: Sequence[PartState]) -> State | None:
-    """The state a message moves to given its parts, or None to stay as it is."""
+_SENT = frozenset({PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN})
+
+
+def settled_state(current: str, parts: Sequence[str]) -> State | None:
+    """The state a message (``current``, a State value) moves to given its parts' states, or
+    None to stay as it is."""
     new = aggregate(parts)
-    if new is None and current == State.SENDING and all(
-        p in (PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN) for p in parts
-    ):
+    if new is None and current == State.SENDING and _SENT.issuperset(parts):
         new = State.SUBMITTED
-    if new is None or new == current or not can_move(current, new):
+    if new is None or new == current or not can_move(State(current), new):
         return None
     return new
 

@@ -136,7 +136,7 @@ def part_after_report(current: PartState, outcome: ReportOutcome) -> PartState:
     return new
 
 
-def aggregate(parts: Iterable[PartState]) -> State | None:
+def aggregate(parts: Iterable[str]) -> State | None:
     """A sent message's state from its parts' states; None while reports are still due.
 
     Rules, in order:
@@ -147,18 +147,23 @@ def aggregate(parts: Iterable[PartState]) -> State | None:
          said UNKNOWN)                      -> unknown (never "delivered" without proof)
       5. otherwise                           -> None: keep waiting for reports
     """
-    states = list(parts)
+    # ``parts`` may be PartState members or their raw values (PartState is a StrEnum).
+    states = set(parts)
     if not states:
         return None
     if PartState.UNDELIVERABLE in states:
         return State.UNDELIVERABLE
     if PartState.EXPIRED in states:
         return State.EXPIRED
-    if all(s == PartState.DELIVERED for s in states):
+    if states == _DELIVERED_ONLY:
         return State.DELIVERED
-    if all(s in (PartState.DELIVERED, PartState.UNKNOWN) for s in states):
+    if states <= _ANSWERED:
         return State.UNKNOWN
     return None
+
+
+_DELIVERED_ONLY = frozenset({PartState.DELIVERED})
+_ANSWERED = frozenset({PartState.DELIVERED, PartState.UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)
