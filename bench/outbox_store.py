@@ -142,7 +142,8 @@ def main() -> None:
         folder = Path(tmp)
         our_enqueue, our_claim = ours(folder, n)
         peer_enqueue, peer_claim = peer(folder, n)
-    print(f"outbox store, {n} single-part messages, WAL + synchronous=NORMAL, file on disk")
+    place = f"a file under {where}" if where else "a file on disk"
+    print(f"outbox store, {n} single-part messages, WAL + synchronous=NORMAL, {place}")
     print(f"{'phase':<12} {'clock':<5} {'ours msgs/s':>12} {'peer msgs/s':>12} {'ratio':>7}")
     for phase, mine, theirs in (("enqueue", our_enqueue, peer_enqueue),
                                 ("claim+mark", our_claim, peer_claim)):
