@@ -147,11 +147,11 @@ class _Reopen(ModemError):
     """Escalation decided to reopen the port."""
 
 
-async def _ignore_message(message: InboundMessage) -> None:
+async def ignore_message(message: InboundMessage) -> None:
     log.info("inbound message from %s dropped: no handler", message.originator)
 
 
-async def _ignore_report(report: DeliveryReport) -> None:
+async def ignore_report(report: DeliveryReport) -> None:
     return None
 
 
@@ -160,8 +160,8 @@ class ModemClient:
         self,
         config: ModemConfig,
         *,
-        on_message: OnMessage = _ignore_message,
-        on_report: OnReport = _ignore_report,
+        on_message: OnMessage = ignore_message,
+        on_report: OnReport = ignore_report,
         discover: Callable[[], Iterable[str]] = default_ports,
         registry: PortRegistry | None = None,
         on_state: Callable[[ModemClient], None] | None = None,
@@ -591,12 +591,15 @@ class ModemClient:
             return
         loop = asyncio.get_running_loop()
         if isinstance(decoded, StatusReport):
-            await self._on_report(
-                DeliveryReport(
-                    self.name, decoded.message_reference, decoded.recipient, decoded.status,
-                    str(decoded.category), decoded.discharge_time,
-                )
+            report = DeliveryReport(
+                self.name, decoded.message_reference, decoded.recipient, decoded.status,
+                str(decoded.category), decoded.discharge_time,
             )
+            try:
+                await self._on_report(report)
+            except Exception:
+                log.exception("modem %s: report hand-over failed; kept on the modem", self.name)
+                return
             await self._delete([index])
             return
         if not isinstance(decoded, Deliver):
@@ -620,13 +623,19 @@ class ModemClient:
             await self._hand_over(done)
 
     async def _hand_over(self, message: Reassembled) -> None:
-        self.inbound += 1
-        await self._on_message(
-            InboundMessage(
-                self.name, message.originator, message.text, message.scts, message.parts,
-                message.total,
-            )
+        inbound = InboundMessage(
+            self.name, message.originator, message.text, message.scts, message.parts,
+            message.total,
         )
+        try:
+            await self._on_message(inbound)
+        except Exception:
+            # The receiver could not keep it (database busy...): leave it stored on the modem;
+            # start-up or polling reads it again. Never delete what was not handed over.
+            log.exception("modem %s: inbound hand-over failed; kept on the modem", self.name)
+            self._held.difference_update(t for t in message.tokens if isinstance(t, int))
+            return
+        self.inbound += 1
         await self._delete(list(message.tokens))
 
     async def _delete(self, tokens: list[object]) -> None:

@@ -30,9 +30,9 @@ from drivers.modem.client import (
     OnMessage,
     OnReport,
     PortRegistry,
-    _ignore_message,
-    _ignore_report,
     default_ports,
+    ignore_message,
+    ignore_report,
 )
 from drivers.modem.config import ModemConfig
 from drivers.modem.errors import CmsError, Disposition, ModemError
@@ -128,8 +128,8 @@ class ModemPool:
         *,
         allow_split: bool = False,
         max_attempts: int = 3,
-        on_message: OnMessage = _ignore_message,
-        on_report: OnReport = _ignore_report,
+        on_message: OnMessage = ignore_message,
+        on_report: OnReport = ignore_report,
         discover: Callable[[], Iterable[str]] = default_ports,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),

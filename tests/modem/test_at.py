@@ -219,7 +219,7 @@ def sessions(draw: st.DrawFn) -> tuple[list[tuple[str, list[bytes]]], list[Respo
     return script, responses, urcs
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(sessions())
 def test_interleaved_urcs_and_chunking_give_the_same_events(
     session: tuple[list[tuple[str, list[bytes]]], list[Response], list[Urc]],
@@ -256,3 +256,26 @@ def test_cmgs_prompt_under_any_chunking(
     tail = (pdu + b"\x1a" if echo else b"") + b"\r\n" + urc[0] + b"\r\n+CMGS: %d\r\n\r\nOK\r\n" % mr
     events = [e for i in range(len(tail)) for e in ch.feed(tail[i : i + 1], 1)]
     assert events == [urc[1], Response(cmd.text, (f"+CMGS: {mr}",), ResultKind.OK, "OK")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stage=st.sampled_from(["idle", "command", "prompt", "result"]),
+    noise=st.lists(st.binary(max_size=20), max_size=10),
+)
+def test_any_bytes_in_any_state_give_events_never_exceptions(
+    stage: str, noise: list[bytes]
+) -> None:
+    """h2-style: every (state, input) pair leads to a legal state, never a crash."""
+    ch = AtChannel()
+    if stage != "idle":
+        ch.send(Command("AT+CMGS=1", prompt_timeout=1, pdu=b"00") if stage != "command"
+                else Command("AT+CSQ"), 0)
+    if stage == "result":
+        assert ch.feed(b"\r\n> ", 0)
+    for chunk in noise:
+        for event in ch.feed(chunk, 0):
+            assert isinstance(event, Response | Prompt | Urc | Unexpected)
+    ch.tick(1e9)
+    assert not ch.busy  # every deadline has passed: the channel is free again
+    ch.send(Command("AT"), 1e9)

@@ -171,3 +171,28 @@ async def test_health_is_polled_on_its_schedule() -> None:
         assert (stats.signal_dbm, stats.registration, stats.state) == (
             -95, Registration.ROAMING, ModemState.READY
         )
+
+
+async def test_a_failed_hand_over_leaves_the_message_on_the_modem() -> None:
+    from drivers.modem.client import InboundMessage, ModemClient
+    from drivers.sim.modem import SimModem
+    from drivers.sim.modem_profiles import profile
+    from tests.modem.modemkit import Inbox, config_for
+
+    inbox = Inbox()
+    refuse = [True]
+
+    async def on_message(m: InboundMessage) -> None:
+        if refuse[0]:
+            raise OSError("database is locked")
+        await inbox.on_message(m)
+
+    async with SimModem(profile("polling")) as sim:
+        (p,) = deliver_pdus("+447700900008", "keep me")
+        sim.deliver(p)
+        async with ModemClient(config_for(sim), on_message=on_message) as modem:
+            await wait_sim(sim, lambda: sim.commands.count("AT+CMGL=4") >= 2)
+            assert sim.store.used("SM") == 1 and modem.state is ModemState.READY
+            refuse[0] = False  # the receiver recovers: the next poll hands it over
+            await inbox.wait_for(lambda: len(inbox.messages) == 1)
+            await wait_sim(sim, lambda: sim.store.used("SM") == 0)

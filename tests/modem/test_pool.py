@@ -7,13 +7,16 @@ import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.modem.client import ModemState
 from drivers.modem.config import ModemConfig
 from drivers.modem.errors import CmsError
-from drivers.modem.limits import DailyCap
+from drivers.modem.limits import DailyCap, ModemLimits
 from drivers.modem.pdu import decode_submit
 from drivers.modem.pool import ModemPool, OutboundMessage
 from drivers.sim.modem import SimModem
@@ -164,3 +167,29 @@ def test_daily_cap_resets_at_the_configured_time() -> None:
     assert cap.seconds_blocked(t) == 3600
     later = datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
     assert cap.seconds_blocked(later) == 0 and cap.sent_today(later) == 0
+
+
+@given(
+    rate=st.integers(1, 120),
+    per_day=st.one_of(st.none(), st.integers(1, 50)),
+    idle=st.lists(st.floats(0, 400), min_size=1, max_size=60),
+)
+def test_limits_never_exceed_the_caps(rate: int, per_day: int | None, idle: list[float]) -> None:
+    """Whatever the idle times between jobs, following wait_before/take never puts more than
+    ``rate`` parts in any 60 s nor more than ``per_day`` in a day."""
+    config = ModemConfig("x", port="/dev/null", rate_per_minute=rate, parts_per_day=per_day)
+    limits = ModemLimits.from_config(config, 0.0, random.Random(1))
+    start = datetime(2026, 1, 1, 23, 0, tzinfo=UTC)
+    now, sent = 0.0, []
+    for pause in idle:
+        now += pause
+        now += limits.wait_before(now, start + timedelta(seconds=now))
+        now += limits.take(now, start + timedelta(seconds=now))
+        sent.append(now)
+    assert all(b - a >= 60.0 - 1e-6 for a, b in zip(sent, sent[rate:], strict=False))
+    if per_day is not None:
+        days: dict[object, int] = {}
+        for t in sent:
+            day = (start + timedelta(seconds=t)).date()
+            days[day] = days.get(day, 0) + 1
+        assert max(days.values()) <= per_day
