@@ -74,7 +74,7 @@ class SmscOptions:
     submit_status: int = 0  # answer every submit_sm with this status (0 = accept)
     stall_submits: bool = False  # never answer submit_sm
     stall_all: bool = False  # answer nothing at all (enquire_link neither): a dead link
-    drop_after: int | None = None  # close a connection after it sent this many PDUs
+    drop_after: int | None = None  # drop a connection on its N-th PDU, leaving it unanswered
     reject_binds: int = 0  # refuse this many binds (then accept); -1 refuses all
     reject_status: int = CommandStatus.ESME_RBINDFAIL
     max_binds_per_system_id: int | None = None  # more binds get ESME_RALYBND
@@ -144,6 +144,11 @@ class SmscConnection(asyncio.Protocol):
         out: list[bytes] = []
         for event in events:
             self.pdus_received += 1
+            if opts.drop_after is not None and self.pdus_received >= opts.drop_after:
+                # The N-th PDU is never answered: the connection dies with it in flight.
+                self._flush(out)
+                self.abort()
+                return
             if isinstance(event, Request):
                 pdu = event.pdu
                 if isinstance(pdu, SubmitSm):
@@ -163,10 +168,6 @@ class SmscConnection(asyncio.Protocol):
                     return
             elif isinstance(event, PeerUnbound):
                 sim._unbound(self)
-            if opts.drop_after is not None and self.pdus_received >= opts.drop_after:
-                self._flush(out)
-                self.abort()
-                return
         self._flush(out)
         if self.queued:
             self.pump()

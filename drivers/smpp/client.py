@@ -44,6 +44,7 @@ from drivers.smpp.pdu import (
     DeliverSmResp,
     HeaderOnly,
     Pdu,
+    SubmitSm,
     SubmitSmResp,
 )
 from drivers.smpp.receipts import DeliveryReceipt, is_receipt, receipt_from_deliver
@@ -544,32 +545,48 @@ class SmppClient:
             await link.bound.wait()
         return link
 
+    async def _send_once(self, link: _Link, pdu: SubmitSm) -> Pdu | Unknown | None:
+        """Write one submit_sm in a window slot and wait for its fate; None if not written.
+
+        The slot is released when the response (or its timeout, or the link's loss) resolves
+        the request, not when this coroutine stops waiting: a caller that gives up early must
+        not let a new submit overfill the session's window.
+        """
+        generation, window = link.generation, link.window
+        await window.acquire()
+        fut: asyncio.Future[Pdu | Unknown] | None = None
+        try:
+            if not link.usable or link.generation != generation:
+                return None
+            wait = self._rate.wait(self._clock())
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if not link.usable or link.generation != generation:
+                    return None
+            session = link.session
+            assert session is not None
+            fut = asyncio.get_running_loop().create_future()
+            link.write(session.send(pdu, self._clock(), fut))
+            fut.add_done_callback(lambda _: window.release())
+        finally:
+            if fut is None:
+                window.release()
+        self._submitted += 1
+        writer = link.writer
+        if writer is not None and writer.transport.get_write_buffer_size() > _HIGH:
+            await writer.drain()
+        return await asyncio.shield(fut)
+
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:
         """Submit one part. Waits for a bound link, a window slot and the rate limit."""
         pdu = request.to_pdu()
-        loop = asyncio.get_running_loop()
         throttled = 0
         link_errors = 0
         while True:
             link = await self._transmitter()
-            generation, window = link.generation, link.window
-            async with window:
-                if not link.usable or link.generation != generation:
-                    continue
-                wait = self._rate.wait(self._clock())
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    if not link.usable or link.generation != generation:
-                        continue
-                session = link.session
-                assert session is not None
-                fut: asyncio.Future[Pdu | Unknown] = loop.create_future()
-                link.write(session.send(pdu, self._clock(), fut))
-                self._submitted += 1
-                writer = link.writer
-                if writer is not None and writer.transport.get_write_buffer_size() > _HIGH:
-                    await writer.drain()
-                result = await fut
+            result = await self._send_once(link, pdu)
+            if result is None:
+                continue  # the link went away before the PDU was written: nothing was sent
             if isinstance(result, Unknown):
                 self._unknown += 1
                 return result
