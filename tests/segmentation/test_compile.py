@@ -133,7 +133,7 @@ def test_next_check_sql_matches_python(
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@settings(max_examples=1000, deadline=None,
+@settings(max_examples=500, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subs=datasets(), rule=rules(max_leaves=8))
 def test_compiled_sql_matches_python_thoroughly(

@@ -1,0 +1,531 @@
+"""Live segment membership: definitions, incremental re-evaluation, time-driven re-checks.
+
+:class:`Membership` is a synchronous core that runs on the store's owner thread (the daemon
+drives it from :mod:`segmentation.membership_live`). It keeps ``segment_member`` equal to
+what a full evaluation of every segment's rule would give, recording every entry and exit in
+``segment_transition`` with its cause (``../shared/reference/segmentation-compliance.md`` §5.4):
+
+- **definition** — ``define`` stores a new version and recomputes the segment fully (diff
+  applied as transitions), then every segment that depends on it, in dependency order.
+- **event / attribute** — the store announces each committed change; the subscribers it touched
+  become dirty for exactly the segments whose dependencies (event types, attribute keys,
+  traits, profile fields, consent programs) it names. ``drain`` re-evaluates only those pairs
+  with the incremental SQL, segments in topological order, so a change in segment A reaches a
+  segment B = ``in_segment("A")`` in the same batch.
+- **time** — after evaluating a time-sensitive segment, the earliest instant each subscriber's
+  result can flip without new data goes into ``segment_recheck``; ``process_due`` re-evaluates
+  due pairs. "Inactive for 30 days" starts when it becomes true, not at a nightly rebuild.
+- **reconcile** — a full recompute compared with stored membership; drift is reported (and
+  fixed on request, as transitions with cause ``reconcile``).
+
+``segment.member_count`` is maintained with every change, so stored counts are O(1).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gateway.errors import SmsgateError
+from segmentation.membership_data import load_subscriber
+from segmentation.rules.ast import Rule, dumps, loads, validate
+from segmentation.rules.compile import (
+    Deps,
+    compile_count,
+    compile_next_check,
+    compile_select,
+    dependencies,
+)
+from segmentation.rules.dsl import format_rule, parse
+from segmentation.rules.evaluate import Explanation, explain
+from segmentation.store import Change, Store
+
+DIRTY = "temp.membership_dirty"
+FRESH = "temp.membership_fresh"
+CAUSES = ("event", "time", "definition", "manual", "attribute", "reconcile")
+
+Cause = tuple[str, str | None]
+
+
+class SegmentError(SmsgateError, ValueError):
+    """A segment operation that cannot be done (``name``, ``why``)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"segment {name!r}: {why}")
+        self.name = name
+        self.why = why
+
+
+class UnknownSegmentError(SegmentError, LookupError):
+    pass
+
+
+class SegmentCycleError(SegmentError):
+    """A definition whose ``in_segment`` references lead back to itself; ``path`` shows how."""
+
+    def __init__(self, name: str, path: tuple[str, ...]) -> None:
+        super().__init__(name, "membership references form a cycle: " + " -> ".join(path))
+        self.path = path
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    id: int
+    name: str
+    kind: str
+    status: str
+    version: int
+    member_count: int
+    rule: Rule
+    dsl_text: str | None
+    deps: Deps
+    created_ms: int
+    last_full_ms: int | None
+
+    @property
+    def text(self) -> str:
+        """The rule as text: what it was defined with, else the printed tree."""
+        return self.dsl_text or format_rule(self.rule)
+
+
+@dataclass(frozen=True)
+class Diff:
+    """The outcome of evaluating one segment: who entered, who left, how long it took."""
+
+    segment: str
+    entered: int
+    exited: int
+    member_count: int
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    segments: int
+    pairs: int
+    entered: int
+    exited: int
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Reconcile's finding for one segment: ids that should be members and are not, and back."""
+
+    segment: str
+    missing: tuple[int, ...]
+    extra: tuple[int, ...]
+    stored_count: int
+    counted: int
+
+    @property
+    def clean(self) -> bool:
+        return not self.missing and not self.extra and self.stored_count == self.counted
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    subscriber_id: int
+    segment: str
+    stored_member: bool
+    result: bool
+    tree: Explanation
+
+
+@dataclass(frozen=True)
+class MembershipStatistics:
+    batches: int
+    pairs_evaluated: int
+    entered: int
+    exited: int
+    due_processed: int
+    pending_subscribers: int
+    last_batch_ms: float
+
+
+def _affects(deps: Deps, change: Change) -> Cause | None:
+    """Why ``change`` can alter a segment with ``deps`` (cause, ref), or None."""
+    if "profile.created" in change.attributes:
+        return ("attribute", "profile.created")  # a new subscriber: every segment may hold
+    events = change.event_types & deps.events
+    if events:
+        return ("event", ",".join(sorted(events)))
+    if change.event_types and (
+        (change.traits_changed and deps.traits) or "profile.last_seen_ms" in deps.keys
+    ):
+        # traits and last_seen move with events (segmentation.ingest)
+        return ("event", ",".join(sorted(change.event_types)))
+    keys = change.attributes & deps.keys
+    if keys:
+        return ("attribute", ",".join(sorted(keys)))
+    return None
+
+
+class Membership:
+    """The membership engine over one :class:`Store` (see the module docstring)."""
+
+    def __init__(self, store: Store, *, on_dirty: Callable[[int], None] | None = None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.on_dirty = on_dirty
+        for table in (DIRTY, FRESH):
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table}(id INTEGER PRIMARY KEY)")
+        self._catalogue: dict[str, SegmentInfo] = {}
+        self._signature: tuple[object, ...] | None = None
+        self._dirty: dict[int, dict[int, Cause]] = {}
+        self._dirty_subs: set[int] = set()
+        self._remove_listener: Callable[[], None] | None = None
+        self._batches = self._pairs = self._entered = self._exited = self._due = 0
+        self._last_batch_ms = 0.0
+
+    # -- catalogue -----------------------------------------------------------------------------
+
+    def _refresh(self, force: bool = False) -> dict[str, SegmentInfo]:
+        """Re-read segment definitions when another connection changed them."""
+        sig = tuple(self.conn.execute(
+            "SELECT COUNT(*), TOTAL(version), TOTAL(id), MAX(id) FROM segment").fetchone())
+        if force or sig != self._signature:
+            cat = {}
+            for row in self.conn.execute(
+                "SELECT id, name, kind, status, version, member_count, definition, dsl_text, "
+                "deps, created_ms, last_full_ms FROM segment ORDER BY id"
+            ):
+                sid, name, kind, status, version, count, definition, text, deps, created, full = row
+                cat[name] = SegmentInfo(
+                    sid, name, kind, status, version, count, loads(definition), text,
+                    Deps.from_json(json.loads(deps)), created, full,
+                )
+            self._catalogue, self._signature = cat, sig
+        return self._catalogue
+
+    def get(self, name: str) -> SegmentInfo:
+        row = self.conn.execute(
+            "SELECT member_count, status FROM segment WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownSegmentError(name, "no such segment")
+        info = self._refresh()[name]
+        return SegmentInfo(info.id, info.name, info.kind, row[1], info.version, int(row[0]),
+                           info.rule, info.dsl_text, info.deps, info.created_ms,
+                           info.last_full_ms)
+
+    def segments(self) -> list[SegmentInfo]:
+        return [self.get(name) for name in sorted(self._refresh())]
+
+    def count(self, name: str) -> int:
+        """Stored member count: O(1), maintained with every change."""
+        return self.get(name).member_count
+
+    def count_rule(self, rule: Rule | str, now: int | None = None) -> int:
+        """Count a draft rule (not stored) by running its compiled query over every subscriber."""
+        tree = parse(rule) if isinstance(rule, str) else validate(rule)
+        self._check_references("(draft)", tree)
+        q = compile_count(tree, self.store.now_ms() if now is None else now)
+        return int(self.conn.execute(q.sql, q.params).fetchone()[0])
+
+    def members(self, name: str) -> list[int]:
+        seg = self.get(name)
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT subscriber_id FROM segment_member WHERE segment_id = ? ORDER BY 1",
+            (seg.id,))]
+
+    def _order(self) -> list[SegmentInfo]:
+        """Segments in dependency order: a segment after every segment it references."""
+        cat = self._refresh()
+        out: list[SegmentInfo] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen or name not in cat:
+                return
+            seen.add(name)
+            for dep in sorted(cat[name].deps.segments):
+                visit(dep)
+            out.append(cat[name])
+
+        for name in sorted(cat):
+            visit(name)
+        return out
+
+    def _dependents(self, name: str) -> list[SegmentInfo]:
+        """Segments that reference ``name`` directly or transitively, in dependency order."""
+        affected = {name}
+        out = []
+        for seg in self._order():
+            if seg.deps.segments & affected:
+                affected.add(seg.name)
+                out.append(seg)
+        return out
+
+    def _check_references(self, name: str, rule: Rule) -> None:
+        cat = self._refresh()
+        graph = {n: set(s.deps.segments) for n, s in cat.items()}
+        graph[name] = set(dependencies(rule).segments)
+        for ref in sorted(graph[name]):
+            if ref not in cat and ref != name:
+                raise UnknownSegmentError(ref, f"referenced by {name!r} but not defined")
+
+        def walk(node: str, path: tuple[str, ...]) -> None:
+            for nxt in sorted(graph.get(node, ())):
+                if nxt == name:
+                    raise SegmentCycleError(name, (*path, nxt))
+                if nxt not in path:
+                    walk(nxt, (*path, nxt))
+
+        walk(name, (name,))
+
+    # -- definitions -----------------------------------------------------------------------------
+
+    def define(self, name: str, rule: Rule | str, *, kind: str = "dynamic") -> Diff:
+        """Create or redefine a segment and recompute it (and its dependents) fully."""
+        if not name or len(name) > 200 or "\x00" in name:
+            raise SegmentError(name, "a segment name is 1-200 characters")
+        text = rule if isinstance(rule, str) else None
+        tree = parse(rule) if isinstance(rule, str) else validate(rule)
+        self._check_references(name, tree)
+        deps = dependencies(tree)
+        now = self.store.now_ms()
+        with self.store.atomic():
+            row = self.conn.execute("SELECT id, version FROM segment WHERE name = ?",
+                                    (name,)).fetchone()
+            if row is None:
+                self.conn.execute(
+                    "INSERT INTO segment(name, definition, dsl_text, version, kind, status, deps,"
+                    " created_ms) VALUES (?, ?, ?, 1, ?, 'evaluating', ?, ?)",
+                    (name, dumps(tree), text, kind, json.dumps(deps.to_json()), now))
+            else:
+                self.conn.execute(
+                    "UPDATE segment SET definition = ?, dsl_text = ?, version = version + 1, "
+                    "kind = ?, status = 'evaluating', deps = ? WHERE id = ?",
+                    (dumps(tree), text, kind, json.dumps(deps.to_json()), row[0]))
+            seg = self._refresh(force=True)[name]
+            diff = self._recompute(seg, now, ("definition", f"v{seg.version}"))
+            for dep in self._dependents(name):
+                self._recompute(dep, now, ("definition", f"{name} v{seg.version}"))
+        return diff
+
+    def drop(self, name: str) -> None:
+        seg = self.get(name)
+        users = [s.name for s in self._dependents(name)]
+        if users:
+            raise SegmentError(name, f"used by {', '.join(users)}")
+        with self.store.atomic():
+            self.conn.execute("DELETE FROM segment WHERE id = ?", (seg.id,))
+        self._dirty.pop(seg.id, None)
+        self._refresh(force=True)
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def _recompute(self, seg: SegmentInfo, now: int, cause: Cause) -> Diff:
+        """Full evaluation of one segment; the diff becomes transitions (inside atomic())."""
+        started = time.perf_counter()
+        c = self.conn
+        c.execute(f"DELETE FROM {FRESH}")
+        q = compile_select(seg.rule, now)
+        c.execute(f"INSERT INTO {FRESH}(id) {q.sql}", q.params)
+        entered = c.execute(
+            "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, cause,"
+            f" cause_ref) SELECT ?, n.id, ?, 'enter', ?, ? FROM {FRESH} n WHERE NOT EXISTS "
+            "(SELECT 1 FROM segment_member m WHERE m.segment_id = ? AND m.subscriber_id = n.id)",
+            (seg.id, now, *cause, seg.id)).rowcount
+        exited = c.execute(
+            "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, cause,"
+            " cause_ref) SELECT ?, m.subscriber_id, ?, 'exit', ?, ? FROM segment_member m "
+            f"WHERE m.segment_id = ? AND m.subscriber_id NOT IN (SELECT id FROM {FRESH})",
+            (seg.id, now, *cause, seg.id)).rowcount
+        c.execute(f"DELETE FROM segment_member WHERE segment_id = ? AND subscriber_id NOT IN "
+                  f"(SELECT id FROM {FRESH})", (seg.id,))
+        c.execute(f"INSERT INTO segment_member(segment_id, subscriber_id, entered_ms, version) "
+                  f"SELECT ?, id, ?, ? FROM {FRESH} WHERE true "
+                  f"ON CONFLICT(segment_id, subscriber_id) DO NOTHING", (seg.id, now, seg.version))
+        count = int(c.execute(f"SELECT COUNT(*) FROM {FRESH}").fetchone()[0])
+        c.execute("DELETE FROM segment_recheck WHERE segment_id = ?", (seg.id,))
+        nq = compile_next_check(seg.rule, now)
+        if nq is not None:
+            c.execute(f"INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) "
+                      f"SELECT ?, * FROM ({nq.sql})", (seg.id, *nq.params))
+        c.execute("UPDATE segment SET member_count = ?, status = 'ready', last_full_ms = ? "
+                  "WHERE id = ?", (count, now, seg.id))
+        return Diff(seg.name, entered, exited, count, (time.perf_counter() - started) * 1000)
+
+    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int) -> tuple[set[int],
+                                                                                    set[int]]:
+        """Incremental evaluation of ``subs`` for one segment (inside atomic())."""
+        c = self.conn
+        c.execute(f"DELETE FROM {DIRTY}")
+        c.executemany(f"INSERT INTO {DIRTY}(id) VALUES (?)", ((s,) for s in subs))
+        q = compile_select(seg.rule, now, dirty=DIRTY)
+        fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
+        old = {int(r[0]) for r in c.execute(
+            f"SELECT d.id FROM {DIRTY} d CROSS JOIN segment_member m "
+            "ON m.segment_id = ? AND m.subscriber_id = d.id", (seg.id,))}
+        entered, exited = fresh - old, old - fresh
+        if entered:
+            c.executemany("INSERT INTO segment_member(segment_id, subscriber_id, entered_ms, "
+                          "version) VALUES (?, ?, ?, ?)",
+                          [(seg.id, s, now, seg.version) for s in sorted(entered)])
+        if exited:
+            c.executemany("DELETE FROM segment_member WHERE segment_id = ? AND subscriber_id = ?",
+                          [(seg.id, s) for s in sorted(exited)])
+        if entered or exited:
+            c.executemany(
+                "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
+                "cause, cause_ref) VALUES (?, ?, ?, ?, ?, ?)",
+                [(seg.id, s, now, "enter", *subs[s]) for s in sorted(entered)]
+                + [(seg.id, s, now, "exit", *subs[s]) for s in sorted(exited)])
+            c.execute("UPDATE segment SET member_count = member_count + ? WHERE id = ?",
+                      (len(entered) - len(exited), seg.id))
+        if seg.deps.time_sensitive:
+            c.execute(f"DELETE FROM segment_recheck WHERE segment_id = ? AND subscriber_id IN "
+                      f"(SELECT id FROM {DIRTY})", (seg.id,))
+            nq = compile_next_check(seg.rule, now, dirty=DIRTY)
+            if nq is not None:
+                c.execute(f"INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) "
+                          f"SELECT ?, * FROM ({nq.sql})", (seg.id, *nq.params))
+        return entered, exited
+
+    # -- incremental driving ------------------------------------------------------------
+
+    def attach(self) -> Callable[[], None]:
+        """Listen to the store's committed changes; returns a function that stops listening."""
+        if self._remove_listener is None:
+            self._remove_listener = self.store.add_listener(self.on_change)
+
+        def detach() -> None:
+            if self._remove_listener is not None:
+                self._remove_listener()
+                self._remove_listener = None
+
+        return detach
+
+    def on_change(self, change: Change) -> None:
+        """Store listener: mark the touched subscribers dirty for the segments it can affect."""
+        if not change.subscriber_ids:
+            return
+        for seg in self._refresh().values():
+            why = _affects(seg.deps, change)
+            if why is not None:
+                self.mark_dirty(seg.id, change.subscriber_ids, why)
+
+    def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause) -> None:
+        bucket = self._dirty.setdefault(segment_id, {})
+        for s in subscriber_ids:
+            bucket.setdefault(s, cause)
+            self._dirty_subs.add(s)
+        if self.on_dirty is not None:
+            self.on_dirty(len(self._dirty_subs))
+
+    @property
+    def pending(self) -> int:
+        """Distinct subscribers waiting for :meth:`drain`."""
+        return len(self._dirty_subs)
+
+    def drain(self, now: int | None = None) -> BatchResult:
+        """Re-evaluate every dirty (segment, subscriber) pair, in dependency order, in one
+        transaction; entries and exits propagate to dependent segments in the same batch."""
+        if not self._dirty:
+            return BatchResult(0, 0, 0, 0)
+        started = time.perf_counter()
+        now = self.store.now_ms() if now is None else now
+        segments = pairs = entered_n = exited_n = 0
+        order = self._order()
+        with self.store.atomic():
+            for seg in order:
+                subs = self._dirty.pop(seg.id, None)
+                if not subs:
+                    continue
+                entered, exited = self._evaluate(seg, subs, now)
+                segments += 1
+                pairs += len(subs)
+                entered_n += len(entered)
+                exited_n += len(exited)
+                changed = entered | exited
+                if changed:
+                    for dep in order:
+                        if seg.name in dep.deps.segments:
+                            bucket = self._dirty.setdefault(dep.id, {})
+                            for s in changed:
+                                bucket.setdefault(s, subs[s])
+            self._dirty.clear()  # segments dropped meanwhile
+            self._dirty_subs.clear()
+        self._batches += 1
+        self._pairs += pairs
+        self._entered += entered_n
+        self._exited += exited_n
+        self._last_batch_ms = (time.perf_counter() - started) * 1000
+        return BatchResult(segments, pairs, entered_n, exited_n)
+
+    def next_due(self) -> int | None:
+        v = self.conn.execute("SELECT MIN(due_ms) FROM segment_recheck").fetchone()[0]
+        return None if v is None else int(v)
+
+    def process_due(self, now: int | None = None, limit: int = 10_000) -> BatchResult:
+        """Re-evaluate (segment, subscriber) pairs whose re-check time has come (cause time)."""
+        now = self.store.now_ms() if now is None else now
+        rows = self.conn.execute(
+            "SELECT segment_id, subscriber_id, due_ms FROM segment_recheck WHERE due_ms <= ? "
+            "ORDER BY due_ms LIMIT ?", (now, limit)).fetchall()
+        for seg_id, sub_id, due in rows:
+            bucket = self._dirty.setdefault(int(seg_id), {})
+            bucket[int(sub_id)] = ("time", str(due))
+            self._dirty_subs.add(int(sub_id))
+        self._due += len(rows)
+        return self.drain(now)
+
+    def statistics(self) -> MembershipStatistics:
+        return MembershipStatistics(self._batches, self._pairs, self._entered, self._exited,
+                                    self._due, len(self._dirty_subs), self._last_batch_ms)
+
+    # -- reconcile and explain ----------------------------------------------------------
+
+    def reconcile(self, *, fix: bool = False, now: int | None = None,
+                  sample: int = 20) -> list[Drift]:
+        """Compare a full recompute of every segment with stored membership (after applying
+        pending changes and due re-checks); with ``fix``, apply the diff as transitions."""
+        now = self.store.now_ms() if now is None else now
+        self.drain(now)
+        for _ in range(1000):  # bounded: each round moves every due time past now
+            if self.process_due(now).pairs == 0:
+                break
+        out = []
+        with self.store.atomic():
+            for seg in self._order():
+                c = self.conn
+                c.execute(f"DELETE FROM {FRESH}")
+                q = compile_select(seg.rule, now)
+                c.execute(f"INSERT INTO {FRESH}(id) {q.sql}", q.params)
+                missing = tuple(int(r[0]) for r in c.execute(
+                    f"SELECT id FROM {FRESH} WHERE id NOT IN (SELECT subscriber_id FROM "
+                    "segment_member WHERE segment_id = ?) ORDER BY id", (seg.id,)))
+                extra = tuple(int(r[0]) for r in c.execute(
+                    "SELECT subscriber_id FROM segment_member WHERE segment_id = ? AND "
+                    f"subscriber_id NOT IN (SELECT id FROM {FRESH}) ORDER BY 1", (seg.id,)))
+                stored = int(c.execute("SELECT member_count FROM segment WHERE id = ?",
+                                       (seg.id,)).fetchone()[0])
+                counted = int(c.execute(f"SELECT COUNT(*) FROM {FRESH}").fetchone()[0])
+                drift = Drift(seg.name, missing[:sample], extra[:sample], stored, counted)
+                out.append(drift)
+                if fix and not drift.clean:
+                    self._recompute(seg, now, ("reconcile", None))
+        return out
+
+    def explain(self, subscriber_id: int, name: str, now: int | None = None) -> ExplainResult:
+        """Why a subscriber is (or is not) in a segment: every node with the values read."""
+        seg = self.get(name)
+        data = load_subscriber(self.conn, subscriber_id)
+        if data is None:
+            raise SegmentError(name, f"no subscriber with id {subscriber_id}")
+        now = self.store.now_ms() if now is None else now
+        tree = explain(seg.rule, data, now)
+        stored = self.conn.execute(
+            "SELECT 1 FROM segment_member WHERE segment_id = ? AND subscriber_id = ?",
+            (seg.id, subscriber_id)).fetchone() is not None
+        return ExplainResult(subscriber_id, name, stored, tree.result, tree)
+
+    def history(self, subscriber_id: int, name: str) -> list[tuple[int, str, str, str | None]]:
+        """(ts_ms, direction, cause, cause_ref) of a subscriber's transitions in a segment."""
+        seg = self.get(name)
+        return [(int(ts), d, c, r) for ts, d, c, r in self.conn.execute(
+            "SELECT ts_ms, direction, cause, cause_ref FROM segment_transition "
+            "WHERE segment_id = ? AND subscriber_id = ? ORDER BY ts_ms, id",
+            (seg.id, subscriber_id))]
