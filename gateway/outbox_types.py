@@ -87,7 +87,10 @@ class Submitted:
 
 @dataclass(frozen=True, slots=True)
 class TemporaryFailure:
-    """Message-level temporary error: retry with backoff (``code`` kept for operators)."""
+    """Message-level temporary error: retry with backoff (``code`` kept for operators).
+
+    Give it once the responses of all the message's parts in flight are in: its unsent parts
+    go back to ``queued`` together, and a part answered later would be sent twice."""
 
     message_id: int
     code: int | None = None
@@ -107,7 +110,10 @@ class PermanentFailure:
 
 @dataclass(frozen=True, slots=True)
 class Requeue:
-    """Not the message's fault (link down, route refused): back in line, no retry counted."""
+    """Not the message's fault (link down, route refused): back in line, no retry counted.
+
+    Like :class:`TemporaryFailure`, give it when none of the message's parts is awaiting a
+    response any more."""
 
     message_id: int
 
