@@ -199,3 +199,22 @@ def test_send_runs_as_a_command(tmp_path: Path, config_file: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert rows(tmp_path)[0][0] == int(r.stdout)
+
+
+def test_batch_file_that_cannot_be_read(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "send", "--config", str(config_file), "--batch",
+                       str(tmp_path / "absent.jsonl"))
+    assert code == 2 and "cannot read" in err and "absent.jsonl" in err
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"to": "+447911123456", "text": "caf\xe9"}\n')
+    code, _, err = run(capsys, "send", "--config", str(config_file), "--batch", str(bad))
+    assert code == 2 and "not UTF-8" in err
+
+
+def test_missing_config_file_is_reported_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "messages", "--config", str(tmp_path / "none.toml"))
+    assert code == 2 and "cannot read the file" in err
