@@ -28,8 +28,6 @@ import serial_asyncio_fast
 from drivers.modem.at import AtChannel, Command, Event, Prompt, Response, Timeout, Unexpected, Urc
 from drivers.modem.config import ModemConfig
 from drivers.modem.errors import (
-    CmeError,
-    CmsError,
     CommandTimeout,
     ModemDown,
     ModemError,
@@ -545,12 +543,22 @@ class ModemClient:
                 for message in self._reassembler.expire(loop.time()):
                     await self._hand_over(message)
                 continue
-            if kind == "stored":
-                assert isinstance(value, tuple)
-                await self._read_stored(*value)
-            else:
-                assert isinstance(value, bytes)
-                await self._routed(value)
+            try:
+                if kind == "stored":
+                    assert isinstance(value, tuple)
+                    await self._read_stored(*value)
+                elif kind == "routed":
+                    assert isinstance(value, bytes)
+                    await self._routed(value)
+                else:
+                    await self.read_all_stored()
+            except ModemError as exc:
+                # Escalation has dealt with the modem; what was stored is still there, so
+                # sweep the storage once the modem is ready again.
+                self._note_error(exc)
+                await self.wait_state(ModemState.READY)
+                if kind != "sweep":
+                    self._queue.put_nowait(("sweep", None))
 
     async def _read_stored(self, mem: str, index: int) -> None:
         # A status report may sit in another storage ("SR") than the messages we read: switch
@@ -662,15 +670,20 @@ class ModemClient:
             await asyncio.sleep(self.config.poll_interval)
             if self._sends_waiting:
                 continue
-            with contextlib.suppress(CmsError, CmeError):
+            try:
                 await self.read_all_stored()
+            except ModemError as exc:
+                self._note_error(exc)
 
     # --- health ---------------------------------------------------------------------------
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.health_interval)
-            await self.poll_health()
+            try:
+                await self.poll_health()
+            except ModemError as exc:  # a timeout was escalated already; keep the schedule
+                self._note_error(exc)
 
     async def poll_health(self) -> None:
         """AT+CSQ, AT+CREG?, AT+COPS? -- each only when no send is waiting for the modem."""

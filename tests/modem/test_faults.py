@@ -128,3 +128,15 @@ async def test_unplug_marks_down_and_replug_is_found_by_imei_on_a_new_port() -> 
             assert modem.port == paths[0]
             await inbox.wait_for(lambda: len(inbox.messages) == 1)
             assert await modem.send(p) == 1
+
+
+async def test_a_hang_during_health_polling_is_escalated_without_reconnecting() -> None:
+    async with running("generic", health_interval=0.02, **FAST) as (sim, modem, inbox):
+        sim.hang(recover_on_atz=True)
+        await wait_sim(sim, lambda: "ATZ" in sim.commands)
+        await wait_state(modem, ModemState.READY)
+        (mo,) = deliver_pdus("+447700900013", "after the hang")
+        sim.deliver(mo)
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+        assert sim.commands.count("AT+CGSN") == 1  # the same connection throughout
+        assert modem.errors >= 1 and modem.last_error is not None
