@@ -390,13 +390,13 @@ class Membership:
         """Listen to the store's committed changes; returns a function that stops listening."""
         if self._remove_listener is None:
             self._remove_listener = self.store.add_listener(self.on_change)
+        return self.detach
 
-        def detach() -> None:
-            if self._remove_listener is not None:
-                self._remove_listener()
-                self._remove_listener = None
-
-        return detach
+    def detach(self) -> None:
+        """Stop listening to the store."""
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
 
     def on_change(self, change: Change) -> None:
         """Store listener: mark the touched subscribers dirty for the segments it can affect."""

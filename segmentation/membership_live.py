@@ -1,0 +1,144 @@
+"""The daemon's membership driver: micro-batched draining and due-time processing on asyncio.
+
+:class:`LiveMembership` owns a :class:`segmentation.membership.Membership` created on the
+:class:`AsyncStore`'s thread (every SQL statement runs there, never on the event loop). The
+store's listener marks subscribers dirty on that thread and pokes the loop; the drain loop then
+waits up to ``batch_ms`` (250 ms) for more changes, or less when ``batch_size`` (1,000)
+subscribers are pending, and drains them in one transaction (§5.4.4 of the segmentation
+reference). The due loop processes ``segment_recheck`` rows every ``due_every_ms``.
+
+Both loops live in one ``TaskGroup`` inside :meth:`run`; cancel the task running it to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from segmentation.membership import BatchResult, Membership
+from segmentation.store import AsyncStore, Store
+
+
+@dataclass(frozen=True)
+class LiveStatistics:
+    batches: int
+    due_rounds: int
+    pairs_evaluated: int
+    entered: int
+    exited: int
+    last_batch_latency_ms: float
+    """Time from the first change of the last batch being noticed to its commit."""
+
+
+class LiveMembership:
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        batch_ms: float = 250,
+        batch_size: int = 1000,
+        due_every_ms: float = 1000,
+    ) -> None:
+        self.store = store
+        self.batch_s = batch_ms / 1000
+        self.batch_size = batch_size
+        self.due_every_s = due_every_ms / 1000
+        self._membership: Membership | None = None
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._started = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._first_dirty: float | None = None
+        self._batches = self._due_rounds = self._pairs = self._entered = self._exited = 0
+        self._latency_ms = 0.0
+
+    @property
+    def membership(self) -> Membership:
+        if self._membership is None:
+            raise RuntimeError("LiveMembership.run() has not started")
+        return self._membership
+
+    async def run(self) -> None:
+        """Attach to the store and run the drain and due loops until cancelled."""
+        loop = asyncio.get_running_loop()
+
+        def on_dirty(pending: int) -> None:  # store thread
+            loop.call_soon_threadsafe(self._pending, pending)
+
+        def start(store: Store) -> Membership:
+            m = Membership(store, on_dirty=on_dirty)
+            m.attach()
+            return m
+
+        self._membership = await self.store.run(start)
+        self._started.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._drain_loop(), name="membership-drain")
+                tg.create_task(self._due_loop(), name="membership-due")
+        finally:
+            with contextlib.suppress(Exception):
+                m = self._membership
+                await self.store.run(lambda _s: m.detach())
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    async def wait_batches(self, n: int) -> None:
+        """Wait until at least ``n`` batches (drains or due rounds that changed something, or
+        not) have committed since start."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._batches + self._due_rounds >= n)
+
+    def _pending(self, pending: int) -> None:
+        if self._first_dirty is None:
+            self._first_dirty = time.perf_counter()
+        self._wake.set()
+        if pending >= self.batch_size:
+            self._full.set()
+
+    async def _drain_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._full.is_set():
+                # micro-batch: give more changes batch_ms to arrive, unless the batch fills
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.batch_s)
+            self._wake.clear()
+            self._full.clear()
+            first, self._first_dirty = self._first_dirty, None
+            result = await self.store.run(_drain, self.membership)
+            if first is not None:
+                self._latency_ms = (time.perf_counter() - first) * 1000
+            await self._record(result, due=False)
+
+    async def _due_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.due_every_s)
+            result = await self.store.run(_process_due, self.membership)
+            await self._record(result, due=True)
+
+    async def _record(self, result: BatchResult, *, due: bool) -> None:
+        async with self._progress:
+            if due:
+                self._due_rounds += 1
+            else:
+                self._batches += 1
+            self._pairs += result.pairs
+            self._entered += result.entered
+            self._exited += result.exited
+            self._progress.notify_all()
+
+    def statistics(self) -> LiveStatistics:
+        return LiveStatistics(self._batches, self._due_rounds, self._pairs, self._entered,
+                              self._exited, self._latency_ms)
+
+
+def _drain(_store: Store, m: Membership) -> BatchResult:
+    return m.drain()
+
+
+def _process_due(_store: Store, m: Membership) -> BatchResult:
+    return m.process_due()

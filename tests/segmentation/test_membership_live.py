@@ -1,0 +1,103 @@
+"""The asyncio driver: micro-batches on time or on size, due re-checks, all on the store thread."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from segmentation.ingest import Event, ingest_events
+from segmentation.membership_live import LiveMembership
+from segmentation.store import AsyncStore
+from segmentation.subscribers import upsert_subscriber
+from tests.segmentation.conftest import START_MS, ManualClock
+
+DAY = 86_400_000
+NUMBERS = tuple(f"+1212555{n:04d}" for n in range(201, 206))
+
+
+async def _setup(tmp_path: Path, clock: ManualClock) -> tuple[AsyncStore, list[int]]:
+    store = await AsyncStore.open(tmp_path / "live.db", clock=clock)
+    ids = await store.run(lambda s: [upsert_subscriber(s, n) for n in NUMBERS])
+    return store, ids
+
+
+async def test_a_change_is_drained_after_the_batch_window(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    live = LiveMembership(store, batch_ms=50, due_every_ms=3_600_000)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
+            await asyncio.wait_for(live.wait_batches(1), 5)
+            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
+            stats = live.statistics()
+            assert stats.batches == 1 and stats.entered == 1
+            assert 40 <= stats.last_batch_latency_ms < 5000
+            runner.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_a_full_batch_is_drained_without_waiting(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    # a one-minute window: only the size trigger can drain within the test's 5 s
+    live = LiveMembership(store, batch_ms=60_000, batch_size=3, due_every_ms=3_600_000)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("clickers", "count(link_click) >= 1"))
+            await store.run(ingest_events, [Event("link_click", START_MS, subscriber_id=i)
+                                            for i in ids[:3]])
+            await asyncio.wait_for(live.wait_batches(1), 5)
+            assert await store.run(lambda s: m.members("clickers")) == sorted(ids[:3])
+            runner.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_due_rechecks_run_on_their_own(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    await store.run(ingest_events, [Event("link_click", START_MS - 29 * DAY,
+                                          subscriber_id=ids[0])])
+    live = LiveMembership(store, batch_ms=10, due_every_ms=10)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("lapsed", "last(link_click) more_than_ago 30d"))
+            assert await store.run(lambda s: m.members("lapsed")) == []
+            clock.now = START_MS + DAY
+            members: list[int] = []
+            for _ in range(200):  # bounded: each round is one due-loop tick
+                rounds = live.statistics().due_rounds
+                await asyncio.wait_for(live.wait_batches(rounds + 1), 5)
+                members = await store.run(lambda s: m.members("lapsed"))
+                if members:
+                    break
+            assert members == [ids[0]]
+            runner.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_the_listener_is_removed_when_run_stops(tmp_path: Path) -> None:
+    store, _ = await _setup(tmp_path, ManualClock())
+    live = LiveMembership(store)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            assert await store.run(lambda s: s.statistics().listeners) == 1
+            runner.cancel()
+        assert await store.run(lambda s: s.statistics().listeners) == 0
+    finally:
+        await store.aclose()
