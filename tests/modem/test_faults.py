@@ -15,7 +15,7 @@ from drivers.sim.modem_profiles import profile
 from drivers.sim.modem_sms import deliver_pdus
 from tests.modem.modemkit import Inbox, config_for, pdus, running, wait_sim, wait_state
 
-FAST: dict[str, Any] = {"command_timeout": 0.2, "prompt_timeout": 0.2, "send_timeout": 0.5}
+FAST: dict[str, Any] = {"command_timeout": 0.5, "prompt_timeout": 0.5, "send_timeout": 1.0}
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,8 @@ async def pool_of(
             for i in range(n)
         ]
         base: dict[str, Any] = {
-            "rate_per_minute": 3000, "command_timeout": 0.3, "prompt_timeout": 0.3,
-            "send_timeout": 0.5, "health_interval": 3600, "rediscover_interval": 0.05,
+            "rate_per_minute": 3000, "command_timeout": 1.0, "prompt_timeout": 1.0,
+            "send_timeout": 2.0, "health_interval": 3600, "rediscover_interval": 0.05,
         }
         base.update(config_kw)
         configs = [
