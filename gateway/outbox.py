@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from gateway import outbox_read
 from gateway.outbox_schema import COMPONENT, MIGRATIONS, VERSION_TABLE
 from gateway.outbox_states import (
     FINAL,
@@ -77,11 +78,6 @@ Clock = Callable[[], int]
 def system_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
-
-_MESSAGE_COLUMNS = (
-    "id, lane, state, dest, sender, body, ref, total_parts, created_ms, not_before_ms, "
-    "expires_ms, retries, max_retries, route, error_code, error_text, updated_ms"
-)
 
 _WAITING_SQL = "('queued', 'scheduled')"
 
@@ -670,66 +666,23 @@ class Outbox:
             self._history([(message_id, now, State.QUEUED.value, "operator retry")])
         return True
 
-    # -- reading -------------------------------------------------------------------------------
+    # -- reading (queries in gateway.outbox_read) -----------------------------------------------
 
     def get(self, message_id: int) -> Message | None:
-        found = self._messages("WHERE id = ?", (message_id,))
-        return found[0] if found else None
+        return outbox_read.get_message(self.conn, message_id)
 
     def find(
         self, *, to: str | None = None, state: State | None = None, ref: str | None = None,
         limit: int = 100,
     ) -> list[Message]:
         """Newest first, filtered by number, state and client reference."""
-        where: list[str] = []
-        params: list[object] = []
-        for column, value in (("dest", to), ("state", state), ("ref", ref)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value))
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        return self._messages(f"{clause}ORDER BY id DESC LIMIT ?", (*params, limit))
-
-    def _messages(self, tail: str, params: Sequence[object]) -> list[Message]:
-        rows = self.conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM outbox_message {tail}", params
-        ).fetchall()
-        out = []
-        for r in rows:
-            parts = tuple(
-                Part(seq, PartState(state), route, carrier_id, code)
-                for seq, state, route, carrier_id, code in self.conn.execute(
-                    "SELECT seq, state, route, carrier_id, error_code FROM outbox_part "
-                    "WHERE message_id = ? ORDER BY seq", (r[0],)
-                )
-            )
-            out.append(Message(
-                r[0], Lane(r[1]), State(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
-                r[11], r[12], r[13], r[14], r[15], r[16], parts,
-            ))
-        return out
+        return outbox_read.find_messages(self.conn, to=to, state=state, ref=ref, limit=limit)
 
     def history(self, message_id: int) -> list[HistoryEntry]:
-        return [
-            HistoryEntry(ts, State(state), detail)
-            for ts, state, detail in self.conn.execute(
-                "SELECT ts_ms, state, detail FROM outbox_history WHERE message_id = ? ORDER BY id",
-                (message_id,),
-            )
-        ]
+        return outbox_read.history(self.conn, message_id)
 
     def statistics(self) -> OutboxStatistics:
-        counts = tuple(
-            (Lane(lane), State(state), int(n))
-            for state, lane, n in self.conn.execute(
-                "SELECT state, lane, count(*) FROM outbox_message INDEXED BY outbox_message_state "
-                "GROUP BY state, lane ORDER BY lane, state"
-            )
-        )
-        pending = int(self.conn.execute(
-            "SELECT count(*) FROM outbox_report_pending"
-        ).fetchone()[0])
-        return OutboxStatistics(counts, pending)
+        return outbox_read.statistics(self.conn)
 
     # -- helpers -------------------------------------------------------------------------------
 
