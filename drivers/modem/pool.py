@@ -91,6 +91,7 @@ class PoolStatistics:
     queued_jobs: int
     messages_done: int
     messages_failed: int
+    ready_modems: int
 
 
 @dataclass(slots=True)
@@ -199,6 +200,27 @@ class ModemPool:
 
     async def send(self, out: OutboundMessage) -> MessageResult:
         return await self.submit_nowait(out)
+
+    @property
+    def ready(self) -> int:
+        """How many modems can take work right now."""
+        return sum(1 for s in self._slots if s.client.state is ModemState.READY)
+
+    async def wait_available(self) -> None:
+        """Wait until at least one modem is ready."""
+        while not self.ready:
+            await self._wakeup.wait()
+
+    def fail_queued(self, error: SmsgateError) -> int:
+        """Resolve every message not yet started with ``error`` (e.g. ModemDown when no modem
+        is left, so the dispatcher can try the route's next way out); return how many."""
+        failed = 0
+        while self._jobs:
+            job = self._jobs.popleft()
+            if not job.result.future.done():
+                failed += 1
+            self._fail(job, error)
+        return failed
 
     def _notify(self) -> None:
         # Wake every idle worker; each checks the queue again (no await between its check
@@ -335,4 +357,5 @@ class ModemPool:
             len(self._jobs),
             self._done,
             self._failed,
+            self.ready,
         )

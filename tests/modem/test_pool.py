@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from drivers.modem.client import ModemState
 from drivers.modem.config import ModemConfig
-from drivers.modem.errors import CmsError
+from drivers.modem.errors import CmsError, ModemDown
 from drivers.modem.limits import DailyCap, ModemLimits
 from drivers.modem.pdu import decode_submit
 from drivers.modem.pool import ModemPool, OutboundMessage
@@ -193,3 +193,22 @@ def test_limits_never_exceed_the_caps(rate: int, per_day: int | None, idle: list
             day = (start + timedelta(seconds=t)).date()
             days[day] = days.get(day, 0) + 1
         assert max(days.values()) <= per_day
+
+
+async def test_all_modems_down_queued_messages_can_be_failed_over_to_another_route() -> None:
+    async with pool_of(n=2, rate_per_minute=60) as (sims, pool):
+        for s in sims:
+            s.unplug()
+        for c in pool.clients:
+            await wait_state(c, ModemState.DOWN)
+        assert pool.ready == 0 and pool.statistics().ready_modems == 0
+        futures = [pool.submit_nowait(message(i)) for i in range(3)]
+        assert pool.statistics().queued_jobs == 3
+        assert pool.fail_queued(ModemDown("no modem left")) == 3
+        results = [await f for f in futures]
+        assert all(isinstance(r.error, ModemDown) and r.id == f"id{i}"
+                   for i, r in enumerate(results))
+        sims[0].replug()
+        async with asyncio.timeout(10):
+            await pool.wait_available()
+        assert (await pool.send(message(9))).ok
