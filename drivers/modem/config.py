@@ -5,7 +5,7 @@ The daemon's TOML loader builds these from ``[[modem]]`` tables; tests build the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from enum import StrEnum
 
@@ -23,7 +23,7 @@ class ModemConfig:
     port: str | None = None  # a fixed device path, or None to find the modem by ``imei``
     imei: str | None = None  # identity: found again on any port after a replug
     baudrate: int = 115200
-    pin: str | None = None
+    pin: str | None = field(default=None, repr=False)  # never in logs or tracebacks
     smsc: str | None = None  # SCA written into every PDU; None: the modem's +CSCA is used
     groups: tuple[str, ...] = ()
     # Limits (parts, not messages): carriers block SIMs that send too fast or in bursts.
