@@ -167,6 +167,18 @@ def _named_cme(code: int) -> CmeCode | int:
         return code
 
 
+_SECRET_COMMANDS = ("AT+CPIN=", "AT+CPWD=", "AT+CLCK=")
+
+
+def redact(command: str) -> str:
+    """``AT+CPIN="1234"`` -> ``AT+CPIN=***``: PINs never reach logs or the TUI."""
+    upper = command.upper()
+    for prefix in _SECRET_COMMANDS:
+        if upper.startswith(prefix):
+            return command[: len(prefix)] + "***"
+    return command
+
+
 class ModemError(SmsgateError):
     """Root of the modem driver's errors."""
 
@@ -182,7 +194,7 @@ class CmsError(ModemError):
 
     def __init__(self, code: int, command: str = "") -> None:
         self.code: CmsCode | int = _named_cms(code)
-        self.command = command
+        self.command = command = redact(command)
         super().__init__(f"+CMS ERROR: {code} ({command})")
 
     @property
@@ -195,7 +207,7 @@ class CmeError(ModemError):
 
     def __init__(self, code: int | None, command: str = "", text: str = "") -> None:
         self.code: CmeCode | int | None = None if code is None else _named_cme(code)
-        self.command = command
+        self.command = command = redact(command)
         self.text = text
         super().__init__(f"+CME ERROR: {code if code is not None else text} ({command})")
 
@@ -210,7 +222,7 @@ class CommandFailed(ModemError):
     """Plain ``ERROR`` or a vendor variant such as Huawei's ``COMMAND NOT SUPPORT``."""
 
     def __init__(self, command: str, result: str) -> None:
-        self.command = command
+        self.command = command = redact(command)
         self.result = result
         super().__init__(f"{result} ({command})")
 
@@ -229,7 +241,7 @@ class CommandTimeout(ModemError):
     link_level = True
 
     def __init__(self, command: str, stage: str) -> None:
-        self.command = command
+        self.command = command = redact(command)
         self.stage = stage
         super().__init__(f"timeout waiting for {stage} ({command})")
 

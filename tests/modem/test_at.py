@@ -279,3 +279,14 @@ def test_any_bytes_in_any_state_give_events_never_exceptions(
     ch.tick(1e9)
     assert not ch.busy  # every deadline has passed: the channel is free again
     ch.send(Command("AT"), 1e9)
+
+
+def test_pins_never_appear_in_errors() -> None:
+    ch = AtChannel()
+    (resp,) = run(ch, Command('AT+CPIN="4321"'), b"\r\n+CME ERROR: 16\r\n")
+    assert isinstance(resp, Response)
+    err = resp.error()
+    assert err is not None and "4321" not in str(err) and "AT+CPIN=***" in str(err)
+    ch.send(Command("AT+CPIN=4321", timeout=1), 0)
+    (t,) = ch.tick(1)
+    assert isinstance(t, Timeout) and "4321" not in str(t.error())
