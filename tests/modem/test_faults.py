@@ -11,7 +11,7 @@ import pytest
 from drivers.modem.client import ModemClient, ModemState
 from drivers.modem.errors import CmsError, CommandTimeout, Disposition, ModemDown
 from drivers.sim.modem import SimModem
-from drivers.sim.modem_profiles import profile
+from drivers.sim.modem_profiles import PROFILES, profile
 from drivers.sim.modem_sms import deliver_pdus
 from tests.modem.modemkit import Inbox, config_for, pdus, running, wait_sim, wait_state
 
@@ -81,8 +81,9 @@ async def test_urc_in_the_middle_of_a_command_and_during_a_send() -> None:
         assert [m.text for m in inbox.messages] == ["mid-command", "during the send"]
 
 
-async def test_hang_recovered_by_atz() -> None:
-    async with running("generic", **FAST) as (sim, modem, _):
+@pytest.mark.parametrize("name", sorted(PROFILES))
+async def test_hang_recovered_by_atz(name: str) -> None:
+    async with running(name, **FAST) as (sim, modem, _):
         sim.hang(recover_on_atz=True)
         (p,) = pdus("into the void")
         with pytest.raises(CommandTimeout) as info:
@@ -107,9 +108,10 @@ async def test_hang_for_good_reopens_then_marks_down_and_comes_back() -> None:
         assert await modem.send(p) == 0
 
 
-async def test_unplug_marks_down_and_replug_is_found_by_imei_on_a_new_port() -> None:
+@pytest.mark.parametrize("name", sorted(PROFILES))
+async def test_unplug_marks_down_and_replug_is_found_by_imei_on_a_new_port(name: str) -> None:
     inbox = Inbox()
-    async with SimModem(profile("huawei-e1752"), send_latency=0.001) as sim:
+    async with SimModem(profile(name), send_latency=0.001) as sim:
         paths = [sim.path]
         config = config_for(sim, imei=sim.imei, **FAST)
         modem = ModemClient(config, discover=lambda: list(paths), on_message=inbox.on_message)
