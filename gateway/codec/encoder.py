@@ -261,23 +261,33 @@ def _build(
             whole = build_udh(ie, *nls_ies)
             seq_at = 2 + len(ie.data)  # UDHL, IEI, IEDL, data whose last octet is seq
             head, tail = whole[:seq_at], whole[seq_at + 1 :]
-        sar: tuple[int, int, int] | None = None
-        for seq, end in enumerate(plan.ends, start=1):
-            if concat is Concat.SAR:
-                udh, sar = plain_udh, (reference, total, seq)
-            else:
-                udh = head + _SEQ[seq] + tail
-            if gsm:
+        seqs = range(1, total + 1)
+        if concat is Concat.SAR:
+            udhs = [plain_udh] * total
+            sars: list[tuple[int, int, int] | None] = [(reference, total, q) for q in seqs]
+        else:
+            udhs = [head + _SEQ[q] + tail for q in seqs]
+            sars = [None] * total
+        if gsm:
+            for seq, end, udh, sar in zip(seqs, plan.ends, udhs, sars, strict=True):
                 payload = units[pos:end]
                 nchars = (end - pos) - payload.count(ESC)
-                part_text = text[char : char + nchars]
+                parts.append(
+                    make_part(seq, total, udh, payload, end - pos, text[char : char + nchars], sar)
+                )
                 char += nchars
-                parts.append(make_part(seq, total, udh, payload, end - pos, part_text, sar))
-            else:
+                pos = end
+        elif len(units) == 2 * len(text):  # no surrogate pairs: units index the text directly
+            for seq, end, udh, sar in zip(seqs, plan.ends, udhs, sars, strict=True):
+                payload = units[2 * pos : 2 * end]
+                parts.append(make_part(seq, total, udh, payload, end - pos, text[pos:end], sar))
+                pos = end
+        else:
+            for seq, end, udh, sar in zip(seqs, plan.ends, udhs, sars, strict=True):
                 payload = units[2 * pos : 2 * end]
                 part_text = utf_16_be_decode(payload, None, True)[0]
                 parts.append(make_part(seq, total, udh, payload, end - pos, part_text, sar))
-            pos = end
+                pos = end
     last_units = plan.ends[-1] - (plan.ends[-2] if total > 1 else 0)
     capacity = plan.single if total == 1 else plan.multi
     return make_message(

@@ -140,9 +140,11 @@ class SeptetEncoder:
         else:
             if "\x00" in text:
                 return None
-            try:
-                raw: bytes = codecs.charmap_encode(text, "strict", self._map)[0]
-            except UnicodeEncodeError:
+            # "ignore" drops unmappable characters without raising (CPython handles it inline):
+            # every character maps to one intermediate octet, so a shorter result means some
+            # character is not in the tables. Cheaper than catching UnicodeEncodeError.
+            raw: bytes = codecs.charmap_encode(text, "ignore", self._map)[0]
+            if len(raw) != len(text):
                 return None
             out = raw.translate(self._post)
         if out.isascii():
