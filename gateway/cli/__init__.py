@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.run",
     "gateway.cli.status",
     "gateway.cli.subscribers",
+    "gateway.cli.segments",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")

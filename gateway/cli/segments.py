@@ -1,0 +1,361 @@
+"""``smsgate segment ...``: define, count, explain, export and reconcile segments.
+
+- ``list`` / ``show NAME`` — definitions, status, stored counts (``--json`` for tools).
+- ``count NAME|RULE`` — a segment's stored count (O(1)) or a draft rule counted live.
+- ``define NAME RULE`` — create or redefine (full recompute, diff recorded as transitions).
+- ``explain NUMBER NAME`` — every condition of the rule, true or false, with the value read.
+- ``export NAME`` — members as CSV. ``reconcile [--fix]`` — full recompute vs stored.
+- ``builtins`` — install or refresh the built-in segments and templates.
+
+The rule text syntax is in ``docs/segments.md``; a RULE of ``-`` is read from standard input.
+The store is opened as by ``smsgate import`` (``--config``, or ``--db FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.cli.subscribers import CliInputError, _run, _store_arguments
+
+if TYPE_CHECKING:
+    from segmentation.membership import Membership, SegmentInfo
+    from segmentation.rules.evaluate import Explanation
+    from segmentation.store import Store
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    seg = subparsers.add_parser(
+        "segment", help="define, count, explain and export segments",
+        description="Segments are rules over subscribers, events, traits, consent and location "
+        "(syntax: docs/segments.md), kept current as data and time change.")
+    sub = seg.add_subparsers(dest="segment_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="every segment with its kind, status and member count")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+    _store_arguments(p)
+    p.set_defaults(func=list_command)
+
+    p = sub.add_parser("show", help="one segment: rule, canonical JSON, dependencies, count")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+    p.set_defaults(func=show_command)
+
+    p = sub.add_parser(
+        "count", help="a segment's stored count, or a draft rule's live count",
+        description="With the NAME of a segment: its stored member count (instant). Otherwise "
+        "TARGET is read as a rule and counted over every subscriber now.")
+    p.add_argument("target", metavar="NAME|RULE")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+    p.set_defaults(func=count_command)
+
+    p = sub.add_parser(
+        "define", help="create or redefine a segment",
+        description="Store RULE as segment NAME (a new version if it exists), compute its "
+        "members fully and record who entered and left; segments using it are recomputed "
+        "too. RULE '-' reads the rule from standard input.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("rule", metavar="RULE")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+    p.set_defaults(func=define_command)
+
+    p = sub.add_parser("explain", help="why a number is or is not in a segment")
+    p.add_argument("number", metavar="NUMBER")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+    p.set_defaults(func=explain_command)
+
+    p = sub.add_parser("export", help="a segment's members as CSV")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--output", "-o", metavar="FILE", type=Path,
+                   help="write to FILE instead of standard output")
+    _store_arguments(p)
+    p.set_defaults(func=export_command)
+
+    p = sub.add_parser(
+        "reconcile", help="compare a full recompute with stored membership",
+        description="Apply pending changes and due re-checks, then recompute every segment "
+        "fully and compare with the stored members. Exit status 1 when drift was found and "
+        "not fixed; --fix applies the difference (recorded with cause 'reconcile').")
+    p.add_argument("--fix", action="store_true", help="repair any drift found")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+    _store_arguments(p)
+    p.set_defaults(func=reconcile_command)
+
+    p = sub.add_parser(
+        "builtins", help="install or refresh the built-in segments",
+        description="Define the built-in segments (docs/segments.md) and the templates given; "
+        "only those whose rule changed are recomputed. Run nightly to move top_buyers.")
+    p.add_argument("--product", metavar="SKU:DAYS", action="append", default=[],
+                   help="replenishment segment for a product with its cycle; repeatable")
+    p.add_argument("--store", dest="stores", metavar="NAME:LAT,LON[:KM]", action="append",
+                   default=[], help="near-store segment (default radius 25 km); repeatable")
+    p.add_argument("--region", metavar="NAME:R1,R2[:CC]", action="append", default=[],
+                   help="region segment (regions, optional country); repeatable")
+    p.add_argument("--age-band", metavar="LO-HI", action="append", default=[],
+                   help="age band on attribute 'age'; repeatable")
+    p.add_argument("--json", action="store_true", help="one JSON array of what changed")
+    _store_arguments(p)
+    p.set_defaults(func=builtins_command)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _membership(store: Store) -> Membership:
+    from segmentation.membership import Membership
+
+    return Membership(store)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, sort_keys=True))
+
+
+def _info(seg: SegmentInfo) -> dict[str, Any]:
+    return {
+        "name": seg.name, "kind": seg.kind, "status": seg.status, "version": seg.version,
+        "members": seg.member_count, "rule": seg.text, "created_ms": seg.created_ms,
+        "last_full_ms": seg.last_full_ms, "time_sensitive": seg.deps.time_sensitive,
+    }
+
+
+def _rule_text(text: str) -> str:
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise CliInputError("the rule is empty")
+    return text
+
+
+def _check_name(name: str) -> str:
+    if not name.strip() or len(name) > 200:
+        raise CliInputError("a segment name is 1-200 characters")
+    return name
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def list_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        segs = _membership(store).segments()
+        if args.json:
+            _print_json([_info(s) for s in segs])
+            return 0
+        if not segs:
+            print("no segments (define one with: smsgate segment define NAME RULE)")
+            return 0
+        width = max(len(s.name) for s in segs)
+        for s in segs:
+            print(f"{s.name:<{width}}  {s.member_count:>9}  {s.kind:<8} v{s.version:<3} "
+                  f"{s.status:<12} {s.text}")
+        return 0
+
+    return _run(args, body)
+
+
+def show_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        from segmentation.rules.ast import to_json
+
+        seg = _membership(store).get(args.name)
+        info = {**_info(seg), "definition": to_json(seg.rule), "deps": seg.deps.to_json()}
+        if args.json:
+            _print_json(info)
+            return 0
+        print(f"segment:   {seg.name} ({seg.kind}, version {seg.version}, {seg.status})")
+        print(f"members:   {seg.member_count}")
+        print(f"rule:      {seg.text}")
+        d = seg.deps
+        print(f"reads:     events {sorted(d.events) or '-'}, keys {sorted(d.keys) or '-'}, "
+              f"traits {sorted(d.traits) or '-'}, segments {sorted(d.segments) or '-'}"
+              f"{', time-sensitive' if d.time_sensitive else ''}")
+        print(f"json:      {json.dumps(info['definition'], ensure_ascii=False)}")
+        return 0
+
+    return _run(args, body)
+
+
+_BARE_NAME = re.compile(r"[^\s()]+\Z")
+
+
+def count_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        m = _membership(store)
+        target: str = args.target
+        started = time.perf_counter()
+        stored = {s.name for s in m.segments()}
+        if target in stored:
+            n, source, key = m.count(target), "stored", "name"
+        else:
+            if _BARE_NAME.match(target) and "." not in target:
+                raise CliInputError(f"no segment named {target!r} (and it is not a rule)")
+            n, source, key = m.count_rule(_rule_text(target)), "query", "rule"
+        ms = (time.perf_counter() - started) * 1000
+        if args.json:
+            _print_json({key: target, "count": n, "source": source, "ms": round(ms, 1)})
+        else:
+            print(f"{n} subscribers ({'stored count' if source == 'stored' else 'counted now'},"
+                  f" {ms:.0f} ms)")
+        return 0
+
+    return _run(args, body)
+
+
+def define_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        m = _membership(store)
+        diff = m.define(_check_name(args.name), _rule_text(args.rule))
+        seg = m.get(args.name)
+        if args.json:
+            _print_json({**_info(seg), "entered": diff.entered, "exited": diff.exited,
+                         "ms": round(diff.elapsed_ms, 1)})
+        else:
+            print(f"segment {seg.name!r} version {seg.version}: {seg.member_count} members "
+                  f"(+{diff.entered} -{diff.exited}, {diff.elapsed_ms:.0f} ms)")
+        return 0
+
+    return _run(args, body)
+
+
+def _tree_json(e: Explanation) -> dict[str, Any]:
+    from segmentation.rules.dsl import format_rule
+
+    return {"node": format_rule(e.node), "result": e.result, "detail": e.detail,
+            "children": [_tree_json(c) for c in e.children]}
+
+
+def _tree_lines(e: Explanation, depth: int = 0) -> list[str]:
+    from segmentation.rules.ast import And, Not, Or
+    from segmentation.rules.dsl import format_leaf
+
+    mark = "yes" if e.result else "no "
+    pad = "  " * depth
+    if isinstance(e.node, And | Or):
+        label = f"{'all' if isinstance(e.node, And) else 'any'} of ({e.detail})"
+    elif isinstance(e.node, Not):
+        label = "not"
+    else:
+        label = f"{format_leaf(e.node)}   [{e.detail}]"
+    lines = [f"{mark} {pad}{label}"]
+    for c in e.children:
+        lines.extend(_tree_lines(c, depth + 1))
+    return lines
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        from segmentation.subscribers import find_subscriber
+
+        sid = find_subscriber(store, args.number)
+        if sid is None:
+            print(f"smsgate: no subscriber with number {args.number}", file=sys.stderr)
+            return 1
+        r = _membership(store).explain(sid, args.name)
+        if args.json:
+            _print_json({"number": args.number, "segment": r.segment, "result": r.result,
+                         "stored_member": r.stored_member, "tree": _tree_json(r.tree)})
+            return 0
+        verdict = "IS" if r.result else "is NOT"
+        print(f"{args.number} {verdict} in {r.segment!r} now"
+              f"{'' if r.result == r.stored_member else ' (stored membership differs: pending)'}")
+        print("\n".join(_tree_lines(r.tree)))
+        return 0
+
+    return _run(args, body)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        from segmentation.privacy import export_segment_csv
+
+        _membership(store).get(args.name)  # a clear error for an unknown name
+        if args.output is None:
+            n = export_segment_csv(store, args.name, sys.stdout)
+        else:
+            with args.output.open("w", encoding="utf-8", newline="") as out:
+                n = export_segment_csv(store, args.name, out)
+        print(f"{n} members exported", file=sys.stderr)
+        return 0
+
+    return _run(args, body)
+
+
+def reconcile_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        drifts = _membership(store).reconcile(fix=args.fix)
+        dirty = [d for d in drifts if not d.clean]
+        if args.json:
+            _print_json([{"segment": d.segment, "clean": d.clean, "missing": list(d.missing),
+                          "extra": list(d.extra), "stored_count": d.stored_count,
+                          "counted": d.counted} for d in drifts])
+        else:
+            for d in drifts:
+                state = "ok" if d.clean else (f"DRIFT: {len(d.missing)}+ missing, "
+                                              f"{len(d.extra)}+ extra, stored count "
+                                              f"{d.stored_count} vs {d.counted}")
+                print(f"{d.segment}: {state}")
+            if dirty and args.fix:
+                print(f"fixed {len(dirty)} segment(s)")
+        return 1 if dirty and not args.fix else 0
+
+    return _run(args, body)
+
+
+def _templates(args: argparse.Namespace) -> list[Any]:
+    from segmentation import builtins
+
+    out: list[Any] = []
+    for item in args.product:
+        sku, _, days = item.rpartition(":")
+        if not sku or not days.isdigit() or int(days) < 1:
+            raise CliInputError(f"--product {item!r}: expected SKU:DAYS (e.g. SKU-30:30)")
+        out.append(builtins.replenishment(sku, int(days)))
+    for item in args.stores:
+        m = re.fullmatch(r"([A-Za-z0-9_-]+):(-?[\d.]+),(-?[\d.]+)(?::([\d.]+))?", item)
+        if m is None:
+            raise CliInputError(f"--store {item!r}: expected NAME:LAT,LON[:KM]")
+        out.append(builtins.near_store(m[1], float(m[2]), float(m[3]),
+                                       float(m[4]) if m[4] else 25.0))
+    for item in args.region:
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise CliInputError(f"--region {item!r}: expected NAME:R1,R2[:CC]")
+        out.append(builtins.in_region(parts[0], parts[1].split(","),
+                                      country=parts[2] if len(parts) == 3 else None))
+    for item in args.age_band:
+        m = re.fullmatch(r"(\d+)-(\d+)", item)
+        if m is None or int(m[1]) > int(m[2]):
+            raise CliInputError(f"--age-band {item!r}: expected LO-HI (e.g. 25-44)")
+        out.append(builtins.age_band(int(m[1]), int(m[2])))
+    return out
+
+
+def builtins_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        from segmentation import builtins
+
+        extra = _templates(args)
+        diffs = builtins.install(_membership(store), extra)
+        if args.json:
+            _print_json([{"segment": d.segment, "entered": d.entered, "exited": d.exited,
+                          "members": d.member_count} for d in diffs])
+        else:
+            for d in diffs:
+                print(f"{d.segment}: {d.member_count} members (+{d.entered} -{d.exited})")
+            if not diffs:
+                print("built-in segments are up to date")
+        return 0
+
+    return _run(args, body)
