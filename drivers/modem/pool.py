@@ -35,7 +35,7 @@ from drivers.modem.client import (
     ignore_report,
 )
 from drivers.modem.config import ModemConfig
-from drivers.modem.errors import CmsError, Disposition, ModemError
+from drivers.modem.errors import CmsError, Disposition, ModemDown, ModemError
 from drivers.modem.limits import ModemLimits
 from drivers.modem.pdu import SubmitPdu, encode_submit_part
 from gateway.codec import EncodedMessage
@@ -105,8 +105,9 @@ class _Job:
     attempts: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class _Result:
+    id: str
     future: asyncio.Future[MessageResult]
     total: int
     sent: dict[int, PartSent] = field(default_factory=dict)
@@ -156,6 +157,7 @@ class ModemPool:
             for c in configs
         ]
         self._jobs: deque[_Job] = deque()
+        self._outstanding: set[_Result] = set()
         self._done = 0
         self._failed = 0
         self._tg: asyncio.TaskGroup | None = None
@@ -178,6 +180,13 @@ class ModemPool:
     async def __aexit__(self, *exc: object) -> None:
         for task in self._tasks:
             task.cancel()
+        # Nobody waits forever: queued and in-flight messages end with an error the caller
+        # can act on (the outbox sends them again after a restart).
+        closed = ModemDown("modem pool closed")
+        self.fail_queued(closed)
+        for result in list(self._outstanding):
+            if not result.future.done():
+                result.future.set_result(MessageResult(result.id, (), closed, result.attempts))
         for slot in self._slots:
             await slot.client.__aexit__(None, None, None)
         assert self._tg is not None
@@ -188,7 +197,9 @@ class ModemPool:
     def submit_nowait(self, out: OutboundMessage) -> asyncio.Future[MessageResult]:
         """Queue a message; the future resolves when every part was sent or it failed."""
         parts = len(out.message.parts)
-        result = _Result(asyncio.get_running_loop().create_future(), parts)
+        result = _Result(out.id, asyncio.get_running_loop().create_future(), parts)
+        self._outstanding.add(result)
+        result.future.add_done_callback(lambda _: self._outstanding.discard(result))
         seqs = list(range(1, parts + 1))
         if self.allow_split:
             for seq in seqs:

@@ -327,12 +327,15 @@ class SimModem:
             if self._unplugged:
                 continue
             self.commands.append(line)
+            async with self._activity:
+                self._activity.notify_all()
             await self._command(line)
             async with self._activity:
                 self._activity.notify_all()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds; checked after every command the modem answers."""
+        """Wait until ``predicate()`` holds; checked when each command arrives and when it has
+        been answered."""
         async with self._activity:
             await self._activity.wait_for(predicate)
 

@@ -212,3 +212,12 @@ async def test_all_modems_down_queued_messages_can_be_failed_over_to_another_rou
         async with asyncio.timeout(10):
             await pool.wait_available()
         assert (await pool.send(message(9))).ok
+
+
+async def test_closing_the_pool_ends_every_waiting_message() -> None:
+    async with pool_of(n=1, sim_kw={"send_latency": 5.0}, send_timeout=10) as (sims, pool):
+        futures = [pool.submit_nowait(message(i)) for i in range(3)]
+        await sims[0].wait_for(lambda: sims[0].commands[-1].startswith("AT+CMGS"))
+    results = [f.result() for f in futures]
+    assert all(isinstance(r.error, ModemDown) for r in results)
+    assert [r.id for r in results] == ["id0", "id1", "id2"]
