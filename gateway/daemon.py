@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -74,6 +74,12 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def wait_routes_up(self, names: Iterable[str] | None = None) -> None:
+        """Until the routes named (default: all) are up: bound binds, a ready modem per pool."""
+        await self.ready.wait()
+        for name in self.routes if names is None else names:
+            await self.routes[name].wait_up()
 
     # -- run -----------------------------------------------------------------------------------
 

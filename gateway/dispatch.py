@@ -181,13 +181,16 @@ class Dispatcher:
         self._wake.set()
 
     async def report(self, report: Report) -> None:
-        """A delivery report from a route: stored in arrival order with the submit results."""
+        """A delivery report from a route: queued for the writer, in arrival order.
+
+        It is not awaited to commit: the SMPP client hands deliver_sm to us one at a time, so
+        waiting for a commit per report caps receipts at a few hundred per second (measured:
+        250/s against 900/s). The price: a ``kill -9`` loses the reports received in the last
+        writer batch (milliseconds); their parts become ``unknown`` after
+        ``dlr_unknown_after_s``, never ``delivered`` without proof.
+        """
         self._reports += 1
         self._writes.put_nowait(report)
-
-    async def wait_idle(self) -> None:
-        """Until no message is in flight (every send task finished)."""
-        await self._idle.wait()
 
     async def wait_progress(self) -> None:
         """Until the writer commits its next batch (results or reports)."""

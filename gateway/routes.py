@@ -108,6 +108,9 @@ class Route(Protocol):
 
     def is_up(self) -> bool: ...
 
+    async def wait_up(self) -> None:
+        """Until the route can take messages (bound; a modem ready)."""
+
     async def send(
         self, message_id: int, to: str, sender: str, encoded: EncodedMessage,
         seqs: Sequence[int], on_part: OnPart,
@@ -189,6 +192,10 @@ class SmppRoute:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.__aexit__(None, None, None)
+
+    async def wait_up(self) -> None:
+        await self.client.wait_bound()
+        self.is_up()
 
     def is_up(self) -> bool:
         up = self.client.bound
@@ -335,6 +342,15 @@ class ModemRoute:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pool.__aexit__(None, None, None)
+
+    async def wait_up(self) -> None:
+        waiters = [asyncio.ensure_future(c.wait_ready()) for c in self.pool.clients]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        self.is_up()
 
     def is_up(self) -> bool:
         up = any(c.state is ModemState.READY for c in self.pool.clients)

@@ -33,7 +33,10 @@ def smsc() -> Iterator[SimProcess]:
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config, options: DaemonOptions = FAST) -> AsyncIterator[Daemon]:
+async def running(
+    config: Config, options: DaemonOptions = FAST, *, up: tuple[str, ...] | None = None
+) -> AsyncIterator[Daemon]:
+    """The daemon in this process (the simulators are not), started and its routes ``up``."""
     daemon = Daemon(config, options=options)
     task = asyncio.create_task(daemon.run())
     try:
@@ -42,6 +45,7 @@ async def running(config: Config, options: DaemonOptions = FAST) -> AsyncIterato
             await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()
+            await daemon.wait_routes_up(up)
         yield daemon
     finally:
         daemon.stop()
@@ -139,7 +143,7 @@ password = "x"
 """)
         config = load_config(path)
         enqueue(config, [NewMessage(to, "via the second route") for to in numbers(50)])
-        async with running(config) as daemon:
+        async with running(config, up=("sim-smsc",)) as daemon:
             await until(daemon, all_final(config, 50))
         with Outbox(config.database.path) as box:
             routes = {m.route for m in box.find(state=State.DELIVERED, limit=100)}

@@ -69,7 +69,7 @@ async def test_failover_from_a_dead_bind_to_the_modems_and_stop_by_modem(
         enqueue(config, [NewMessage(f"+4477009{i:05d}", "via modems") for i in range(6)])
         (promo,) = enqueue(config, [NewMessage("+447700900777", "promo", lane=Lane.CAMPAIGN,
                                                not_before_ms=far)])
-        async with running(config) as daemon:
+        async with running(config, up=("modems",)) as daemon:
             await until(daemon, lambda: counts(config)[State.DELIVERED] == 6)
             a.command("deliver", source="+447700900777", text="Stop")
             await until(daemon, lambda: counts(config)[State.DELIVERED] == 7)
