@@ -118,6 +118,33 @@ class _RateMeter:
         return count / elapsed
 
 
+class _Waiter:
+    """The context of a submit in the session's window: the submitter's future and the window
+    slot it holds. The slot is released when the session resolves the request (response,
+    timeout, lost link), never earlier: a submitter that stops waiting must not let another
+    submit overfill the window."""
+
+    __slots__ = ("future", "slot")
+
+    def __init__(self, future: asyncio.Future[Pdu | Unknown], slot: asyncio.Semaphore) -> None:
+        self.future = future
+        self.slot: asyncio.Semaphore | None = slot
+
+    def resolve(self, result: Pdu | Unknown) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+        if not self.future.done():
+            self.future.set_result(result)
+
+
+def _resolve(context: object, result: Pdu | Unknown) -> None:
+    if type(context) is _Waiter:
+        context.resolve(result)
+    elif isinstance(context, asyncio.Future) and not context.done():
+        context.set_result(result)
+
+
 class _Link:
     """One TCP (or TLS) connection of the bind and its session."""
 
@@ -360,10 +387,9 @@ class SmppClient:
         link.bound.clear()
         link.die(reason)
         if link.session is not None:
+            lost = Unknown(f"link lost: {reason}")
             for request in link.session.connection_lost():
-                fut = request.context
-                if isinstance(fut, asyncio.Future) and not fut.done():
-                    fut.set_result(Unknown(f"link lost: {reason}"))
+                _resolve(request.context, lost)
         while not link.inbound.empty():
             # Unanswered deliver_sm: the SMSC delivers them again after it rebinds.
             link.inbound.get_nowait()
@@ -378,11 +404,11 @@ class SmppClient:
         waits: list[asyncio.Future[object]] = []
         loop = asyncio.get_running_loop()
         in_flight = [
-            o.context
+            o.context.future
             for lk in self._links
             if lk.session is not None
             for o in lk.session.outstanding()
-            if isinstance(o.context, asyncio.Future)
+            if isinstance(o.context, _Waiter)
         ]
         if in_flight:
             await asyncio.wait(in_flight, timeout=cfg.unbind_timeout)
@@ -420,9 +446,7 @@ class SmppClient:
             link.last_rx = now
             for event in session.receive_data(data, now):
                 if type(event) is Response:
-                    fut = event.request.context
-                    if isinstance(fut, asyncio.Future) and not fut.done():
-                        fut.set_result(event.pdu)
+                    _resolve(event.request.context, event.pdu)
                 else:
                     await self._dispatch(link, event)
             link.write(session.data_to_send())
@@ -501,9 +525,7 @@ class SmppClient:
         while True:
             now = self._clock()
             for request in session.expire(now):
-                fut = request.context
-                if isinstance(fut, asyncio.Future) and not fut.done():
-                    fut.set_result(Unknown(f"no response within {cfg.response_timeout}s"))
+                _resolve(request.context, Unknown(f"no response within {cfg.response_timeout}s"))
             if probe is not None and probe.done():
                 probe = None
             if probe is not None and now - probe_sent >= cfg.link_timeout:
@@ -534,6 +556,8 @@ class SmppClient:
 
     async def _transmitter(self) -> _Link:
         link = self._tx
+        if link is not None and link.usable:
+            return link
         if link is None:
             raise NotBound(f"smpp {self.config.name} is a receiver-only bind")
         while not link.usable:
@@ -554,7 +578,7 @@ class SmppClient:
         """
         generation, window = link.generation, link.window
         await window.acquire()
-        fut: asyncio.Future[Pdu | Unknown] | None = None
+        sent = False
         try:
             if not link.usable or link.generation != generation:
                 return None
@@ -565,17 +589,17 @@ class SmppClient:
                     return None
             session = link.session
             assert session is not None
-            fut = asyncio.get_running_loop().create_future()
-            link.write(session.send(pdu, self._clock(), fut))
-            fut.add_done_callback(lambda _: window.release())
+            fut: asyncio.Future[Pdu | Unknown] = asyncio.get_running_loop().create_future()
+            link.write(session.send(pdu, self._clock(), _Waiter(fut, window)))
+            sent = True
         finally:
-            if fut is None:
+            if not sent:
                 window.release()
         self._submitted += 1
         writer = link.writer
         if writer is not None and writer.transport.get_write_buffer_size() > _HIGH:
             await writer.drain()
-        return await asyncio.shield(fut)
+        return await fut
 
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:
         """Submit one part. Waits for a bound link, a window slot and the rate limit."""
