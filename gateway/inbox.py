@@ -23,13 +23,17 @@ never sends a second one (the outbox's (sender, ref) idempotency).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 
+from gateway.errors import SmsgateError
 from gateway.inbound.keywords import Action, ConsentState, ConsentView, Replies, decide
 from gateway.outbox import Outbox
 from gateway.outbox_states import Lane
 from gateway.outbox_types import NewMessage
+from segmentation import consent as ledger
+from segmentation.consent import current_consent
 from segmentation.ingest import Event, ingest_event
 from segmentation.store import Store
 
@@ -116,15 +120,19 @@ def note_decision(
 
 def consent_of(store: Store, phone: str) -> tuple[ConsentState, int | None]:
     """Latest ledger row for ``phone`` in the marketing programme: state and when it began."""
-    row = store.conn.execute(
-        "SELECT action, ts_ms FROM consent WHERE phone_e164 = ? AND program = ? "
-        "ORDER BY ts_ms DESC, id DESC LIMIT 1",
-        (phone, PROGRAM),
-    ).fetchone()
-    if row is None:
+    try:
+        entry = current_consent(store, phone, PROGRAM)
+    except SmsgateError:  # a number phonenumbers rejects: look it up as written
+        row = store.conn.execute(
+            "SELECT action, ts_ms FROM consent WHERE phone_e164 = ? AND program = ? "
+            "ORDER BY ts_ms DESC, id DESC LIMIT 1", (phone, PROGRAM),
+        ).fetchone()
+        action, since = (row[0], int(row[1])) if row else (None, None)
+    else:
+        action, since = (entry.action, entry.ts_ms) if entry else (None, None)
+    if action is None:
         return ConsentState.UNKNOWN, None
-    state = ConsentState.OPTED_OUT if row[0] == "revoke" else ConsentState.SUBSCRIBED
-    return state, int(row[1])
+    return (ConsentState.OPTED_OUT if action == "revoke" else ConsentState.SUBSCRIBED), since
 
 
 def opted_out_numbers(store: Store) -> set[str]:
@@ -141,20 +149,28 @@ def opted_out_numbers(store: Store) -> set[str]:
 def record_consent(
     store: Store, phone: str, action: str, keyword_text: str, inbox_id: int, ts_ms: int
 ) -> None:
-    """Append one keyword row to the consent ledger (append-only, latest row wins, §6.4)."""
-    with store.atomic() as conn:
-        sub = conn.execute(
-            "SELECT id FROM subscriber WHERE phone_e164 = ?", (phone,)
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO consent (subscriber_id, phone_e164, program, action, ts_ms, method, "
-            "keyword_text, evidence, actor, dedupe_key) VALUES (?, ?, ?, ?, ?, 'keyword', ?, ?, "
-            "'inbound', ?) ON CONFLICT(dedupe_key) DO NOTHING",
-            (sub[0] if sub else None, phone, PROGRAM, action, ts_ms, keyword_text,
-             f'{{"inbox_id": {inbox_id}}}', f"inbox:{inbox_id}"),
+    """Append one keyword row to the consent ledger (append-only, latest row wins, §6.4);
+    the inbox id is the evidence and the dedupe key, so a replay records it once.
+
+    A STOP must be honoured whoever sends it: a sender the ledger's number check rejects
+    (test ranges, short codes) is recorded as written instead of being dropped.
+    """
+    evidence = {"inbox_id": inbox_id}
+    try:
+        ledger.record_consent(
+            store, phone, PROGRAM, action, "keyword", actor="inbound", ts_ms=ts_ms,
+            keyword_text=keyword_text, evidence=evidence, dedupe_key=f"inbox:{inbox_id}",
         )
-        store.note_change(subscriber_ids={sub[0]} if sub else set(),
-                          attributes={f"consent.{PROGRAM}"})
+    except SmsgateError:
+        with store.atomic() as conn:
+            conn.execute(
+                "INSERT INTO consent (phone_e164, program, action, ts_ms, method, keyword_text, "
+                "evidence, actor, dedupe_key) VALUES (?, ?, ?, ?, 'keyword', ?, ?, 'inbound', ?) "
+                "ON CONFLICT(dedupe_key) DO NOTHING",
+                (phone, PROGRAM, action, ts_ms, keyword_text, json.dumps(evidence),
+                 f"inbox:{inbox_id}"),
+            )
+            store.note_change(attributes={f"consent.{PROGRAM}"})
 
 
 def reply_event(store: Store, phone: str, inbox_id: int, ts_ms: int, route: str) -> None:
