@@ -304,6 +304,10 @@ def test_hot_path_constructors_equal_the_dataclasses() -> None:
     ]
     with pytest.raises(AttributeError):
         make_part(*part_args).seq = 9  # type: ignore[misc]
+    from gateway.codec.model import _MessageSlots, _PartSlots
+
+    assert set(_PartSlots.__slots__) == set(Part.__slots__)
+    assert set(_MessageSlots.__slots__) == set(M.__slots__)
 
 
 def test_splitter_quick_accept_ranges_hold_no_extending_characters() -> None:
