@@ -11,7 +11,6 @@ receipt text; Jasmin lost receipts to stripped leading zeros).
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -64,38 +63,45 @@ STATE_TO_STAT: dict[MessageState, str] = {
 
 
 class IdFormat(StrEnum):
-    """How a carrier writes a message id in one place (submit_sm_resp, or the receipt text)."""
+    """How a carrier writes a message id in one place (submit_sm_resp, or the receipt text).
+    The values are the config words of ``id_format = "SUBMIT/REPORT"``."""
 
-    OPAQUE = "opaque"  # compare as text: case-folded, leading zeros dropped
-    DECIMAL = "decimal"
+    TEXT = "text"  # opaque: compared case-folded, without leading zeros
+    DECIMAL = "dec"
     HEX = "hex"
 
 
-_HEX = frozenset(string.hexdigits)
+_HEX_ID = re.compile(r"(?:0[xX])?([0-9A-Fa-f]+)")
+_DEC_ID = re.compile(r"[0-9]+")
 
 
-def normalise_id(raw: str, fmt: IdFormat = IdFormat.OPAQUE) -> str:
+def normalise_id(raw: str, fmt: IdFormat = IdFormat.TEXT) -> str:
     """The canonical form ids are matched on.
 
     Numeric formats become the decimal value without leading zeros, so hex ``33E95179`` and
     decimal ``0870928761`` meet at ``870928761``. An id that is not valid in its declared base
-    (carriers change formats) falls back to the opaque form: upper case, leading zeros dropped.
+    (carriers change formats) falls back to the text form: case-folded, leading zeros dropped.
+    This is the same canonical form as the outbox's ``normalise_message_id`` (a test holds the
+    two together), so ids normalised here and there always compare equal.
     """
-    s = raw.strip().rstrip("\x00")
-    if s:
-        if fmt is IdFormat.DECIMAL and s.isascii() and s.isdigit():
-            return str(int(s))
-        if fmt is IdFormat.HEX and len(s) <= 32 and _HEX.issuperset(s):
-            return str(int(s, 16))
-    return s.upper().lstrip("0") or "0"
+    text = raw.strip().strip("\x00")
+    if fmt is IdFormat.HEX:
+        m = _HEX_ID.fullmatch(text)
+        if m is not None:
+            return str(int(m.group(1), 16))
+    elif fmt is IdFormat.DECIMAL and _DEC_ID.fullmatch(text):
+        return str(int(text, 10))
+    folded = text.casefold()
+    stripped = folded.lstrip("0")
+    return stripped if stripped or not folded else "0"
 
 
 @dataclass(frozen=True, slots=True)
 class IdConvention:
     """Per-bind convention for the two places an id appears (Kannel's ``msg-id-type``)."""
 
-    submit_resp: IdFormat = IdFormat.OPAQUE
-    receipt: IdFormat = IdFormat.OPAQUE
+    submit_resp: IdFormat = IdFormat.TEXT
+    receipt: IdFormat = IdFormat.TEXT
 
     @classmethod
     def kannel(cls, msg_id_type: int) -> IdConvention:
