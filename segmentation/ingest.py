@@ -22,6 +22,7 @@ records only; the consent ledger is written by :mod:`segmentation.consent`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -103,9 +104,15 @@ class _TraitDelta:
             self.maxima[column] = ts
 
 
+_KNOWN_GOOD_TYPES: set[str] = set(STANDARD_TYPES)
+
+
 def check_event(ev: Event) -> None:
-    if not isinstance(ev.type, str) or not _TYPE_RE.match(ev.type):
-        raise EventError("type", ev.type, "lower-case letters, digits and _ . : - (max 64)")
+    if ev.type not in _KNOWN_GOOD_TYPES:
+        if not isinstance(ev.type, str) or not _TYPE_RE.match(ev.type):
+            raise EventError("type", ev.type, "lower-case letters, digits and _ . : - (max 64)")
+        if len(_KNOWN_GOOD_TYPES) < 10_000:  # a cache, bounded against junk type names
+            _KNOWN_GOOD_TYPES.add(ev.type)
     if isinstance(ev.ts_ms, bool) or not isinstance(ev.ts_ms, int):
         raise EventError("ts_ms", ev.ts_ms, "expected integer epoch milliseconds")
     if ev.value is not None and (
@@ -149,11 +156,16 @@ _UPDATE_LAST_SEEN = (  # the guard skips the page write when nothing moves forwa
 )
 
 
+# One encoder for every event: json.dumps() with options builds a new encoder per call.
+_PROPS_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                  allow_nan=False)
+
+
 def _props_json(props: Mapping[str, Any] | None) -> str | None:
     if not props:
         return None
     try:
-        return json.dumps(props, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _PROPS_ENCODER.encode(props)
     except (TypeError, ValueError) as exc:
         raise EventError("props", props, f"not JSON-serialisable ({exc})") from None
 
@@ -255,20 +267,69 @@ def ingest_events(
         conn.executemany(
             _UPSERT_DAILY, ((s, t, d, a[0], a[1]) for (s, t, d), a in sorted(daily.items()))
         )
-        conn.executemany(
-            _UPSERT_TRAIT,
-            (
-                (sid, d.orders, d.spend, d.first_purchase_ms,
-                 *(d.maxima.get(c) for c in _MAX_COLUMNS))
-                for sid, d in sorted(traits.items())
-            ),
-        )
+        _write_traits(store, traits)
         conn.executemany(_UPDATE_LAST_SEEN, ((ts, sid) for sid, ts in sorted(last_seen.items())))
         if rows:
             store.note_change(subscriber_ids=subs, event_types=types,
                               traits_changed=bool(traits))
     inserted = len(rows)
     return IngestResult(inserted, len(batch) - inserted, frozenset(subs), frozenset(types))
+
+
+@functools.cache
+def _trait_update_sql(columns: tuple[str, ...]) -> str:
+    """UPDATE for exactly the trait columns a group of subscribers touched (less work per row
+    than the full upsert; ``columns`` come from our own constants, never from input)."""
+    sets = []
+    for col in columns:
+        if col in ("orders", "spend"):
+            sets.append(f"{col} = {col} + ?")
+        elif col == "first_purchase_ms":
+            sets.append(f"{col} = min(coalesce({col}, ?1), ?1)".replace("?1", "?"))
+        else:
+            sets.append(f"{col} = max(coalesce({col}, ?), ?)")
+    return f"UPDATE trait SET {', '.join(sets)} WHERE subscriber_id = ?"
+
+
+def _write_traits(store: Store, traits: dict[int, _TraitDelta]) -> None:
+    """Apply per-subscriber trait deltas: grouped UPDATEs, then the upsert for missing rows.
+
+    Subscribers created by :func:`segmentation.subscribers.upsert_subscriber` always have a trait
+    row; rows inserted by other means get theirs from the upsert fallback.
+    """
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for sid, d in sorted(traits.items()):
+        cols: list[str] = []
+        params: list[Any] = []
+        if d.orders:
+            cols += ["orders", "spend", "first_purchase_ms"]
+            params += [d.orders, d.spend, d.first_purchase_ms, d.first_purchase_ms]
+        for col in _MAX_COLUMNS:
+            ts = d.maxima.get(col)
+            if ts is not None:
+                cols.append(col)
+                params += [ts, ts]
+        groups.setdefault(tuple(cols), []).append((*params, sid))
+    updated = 0
+    for columns, rows in groups.items():
+        updated += store.conn.executemany(_trait_update_sql(columns), rows).rowcount
+    if updated == len(traits):
+        return
+    have: set[int] = set()
+    ids = sorted(traits)
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        have.update(r[0] for r in store.conn.execute(
+            f"SELECT subscriber_id FROM trait WHERE subscriber_id IN ({marks})", chunk))
+    store.conn.executemany(
+        _UPSERT_TRAIT,
+        (
+            (sid, traits[sid].orders, traits[sid].spend, traits[sid].first_purchase_ms,
+             *(traits[sid].maxima.get(c) for c in _MAX_COLUMNS))
+            for sid in ids if sid not in have
+        ),
+    )
 
 
 def _apply_trait(delta: _TraitDelta, type_: str, ts: int, value: float) -> None:

@@ -190,3 +190,22 @@ def test_unknown_subscriber_without_create_is_an_error(store: Store) -> None:
     with pytest.raises(EventError):
         ingest_event(store, Event("reply", START_MS, number="+12125550101"),
                      create_subscribers=False)
+
+
+def test_traits_for_subscribers_inserted_without_a_trait_row(store: Store) -> None:
+    # Rows written by other tools (bulk loaders, benchmarks) may lack the trait row.
+    with store.atomic():
+        store.conn.execute("INSERT INTO subscriber(id, phone_e164, created_ms) "
+                           "VALUES (7, '+12125550107', 0)")
+    ingest_events(store, [Event("purchase", START_MS, subscriber_id=7, value=3.0),
+                          Event("link_click", START_MS + 5, subscriber_id=7)])
+    t = store.query("SELECT * FROM trait WHERE subscriber_id = 7")[0]
+    assert (t["orders"], t["spend"], t["first_purchase_ms"], t["last_click_ms"],
+            t["last_interaction_ms"]) == (1, 3.0, START_MS, START_MS + 5, START_MS + 5)
+
+
+def test_props_must_be_json(store: Store) -> None:
+    with pytest.raises(EventError) as info:
+        ingest_event(store, Event("reply", START_MS, number="+12125550101",
+                                  props={"x": float("nan")}))
+    assert info.value.field == "props"
