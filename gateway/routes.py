@@ -121,9 +121,6 @@ class Route(Protocol):
 
 # -- SMPP ----------------------------------------------------------------------------------------
 
-_ID_FORMATS: dict[str, IdFormat] = {"hex": IdFormat.HEX, "dec": IdFormat.DECIMAL,
-                                    "text": IdFormat.OPAQUE}
-
 # SMPP 3.4 §5.2.28 message_state -> what the outbox makes of one part.
 _RECEIPT_OUTCOMES: dict[MessageState, ReportOutcome] = {
     MessageState.DELIVERED: ReportOutcome.DELIVERED,
@@ -144,7 +141,7 @@ def driver_smpp_config(cfg: SmppConfig) -> DriverSmppConfig:
         password=cfg.password, system_type=cfg.system_type, bind=BindMode(cfg.bind),
         window=cfg.window, throughput=cfg.throughput,
         id_convention=IdConvention(
-            _ID_FORMATS[cfg.id_format.submit], _ID_FORMATS[cfg.id_format.report]
+            IdFormat(cfg.id_format.submit), IdFormat(cfg.id_format.report)
         ),
         enquire_link_interval=cfg.enquire_link_s, response_timeout=cfg.response_timeout_s,
         tls=cfg.tls, ca_file=str(cfg.ca_file) if cfg.ca_file else None,

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Set up on a fresh machine and run the main job. Until the daemon demo lands this shows the
-# codec at work on a long mixed message: how it is encoded, split and what it costs.
+# Set up on a fresh machine and run the main job: the headless demo (SMSC simulator, two
+# simulated modems, the daemon, a mixed batch, a summary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/smsgate encode --to +447700900123 \
-    "Hi Zoë! Your order #1234 ships today. Track it at https://shop.example/t/abc?x=1 — reply STOP to opt out. Thank you for shopping with us, see you soon at the €5 off sale {members only} ✨"
+.venv/bin/smsgate demo --headless

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.messages",
     "gateway.cli.run",
     "gateway.cli.status",
+    "gateway.cli.demo",
     "gateway.cli.subscribers",
     "gateway.cli.segments",
 )
