@@ -357,8 +357,8 @@ class Membership:
         q = compile_select(seg.rule, now, dirty=DIRTY)
         fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
         old = {int(r[0]) for r in c.execute(
-            f"SELECT d.id FROM {DIRTY} d CROSS JOIN segment_member m "
-            "ON m.segment_id = ? AND m.subscriber_id = d.id", (seg.id,))}
+            "SELECT m.subscriber_id FROM segment_member m WHERE m.segment_id = ? AND "
+            f"m.subscriber_id IN (SELECT id FROM {DIRTY})", (seg.id,))}
         entered, exited = fresh - old, old - fresh
         if entered:
             c.executemany("INSERT INTO segment_member(segment_id, subscriber_id, entered_ms, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from segmentation.membership import BatchResult, Membership
@@ -40,8 +41,11 @@ class LiveMembership:
         batch_ms: float = 250,
         batch_size: int = 1000,
         due_every_ms: float = 1000,
+        on_batch: Callable[[BatchResult, bool], None] | None = None,
     ) -> None:
+        """``on_batch(result, due)`` runs on the loop after each committed drain / due round."""
         self.store = store
+        self.on_batch = on_batch
         self.batch_s = batch_ms / 1000
         self.batch_size = batch_size
         self.due_every_s = due_every_ms / 1000
@@ -130,6 +134,8 @@ class LiveMembership:
             self._entered += result.entered
             self._exited += result.exited
             self._progress.notify_all()
+        if self.on_batch is not None:
+            self.on_batch(result, due)
 
     def statistics(self) -> LiveStatistics:
         return LiveStatistics(self._batches, self._due_rounds, self._pairs, self._entered,

@@ -1,0 +1,368 @@
+"""Segment store benchmark: counts, draft preview, live ingest, event->membership latency, RSS.
+
+    .venv/bin/python bench/segments.py [--subscribers 1000000] [--events 10000000]
+
+A deterministic synthetic data set (subscribers, typed attributes, consent, 365 days of
+events, daily roll-ups, traits) is generated once by SQL in a child process and cached under
+``bench/.cache/``; generation is not timed and does not count towards peak RSS. Each run works
+on a fresh copy of the cached file.
+
+The peer is the naive approach of the field (Mautic's cron rebuild, Dittofeed's polling): a
+full recompute of every segment, timed in the same run and compared with our incremental batch
+that a change actually costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from segmentation import builtins  # noqa: E402
+from segmentation.ingest import Event, ingest_events  # noqa: E402
+from segmentation.membership import Membership  # noqa: E402
+from segmentation.membership_live import LiveMembership  # noqa: E402
+from segmentation.store import AsyncStore, Store  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+DAY = 86_400_000
+T_NOW = 1_768_478_400_000  # 2026-01-15T12:00:00Z: the data set's "now"
+SPAN = 365 * DAY
+T0 = T_NOW - SPAN
+MOD = 4_294_967_296
+
+DRAFT = ("count(purchase, last 90d) >= 2 and attr.age between [25, 44] "
+         "and not last(link_click) within_last 14d")
+TEMPLATES = [
+    builtins.replenishment("SKU-7", 30),
+    builtins.near_store("manhattan", 40.75, -73.99, 25.0),
+    builtins.in_region("north", ["ENG", "SCT"], country="GB"),
+    builtins.age_band(25, 44),
+    builtins.demographic("gender", "f"),
+]
+
+
+# -- data set (SQL, deterministic: integer hashes of the row number) ------------------------------
+
+def _seq(n: int) -> str:
+    return f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {n})"
+
+
+def _h(expr: str, salt: int) -> str:
+    """A 32-bit hash of an integer expression (LCG rounds; products stay below 2**63)."""
+    return (f"(((({expr}) * 2654435761 + {salt}) % {MOD}) * 1103515245 + 12345) % {MOD} / 256")
+
+
+def generate(path: Path, n_subs: int, n_events: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    Store(tmp).close()  # schema via the store's migrations
+    import sqlite3
+
+    c = sqlite3.connect(tmp, isolation_level=None)
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-400000",
+                   "temp_store=MEMORY", "foreign_keys=OFF"):
+        c.execute(f"PRAGMA {pragma}")
+    started = time.perf_counter()
+
+    def step(label: str, sql: str) -> None:
+        t = time.perf_counter()
+        c.execute(sql)
+        print(f"  {label}: {time.perf_counter() - t:.1f} s", flush=True)
+
+    indexes = [r[0] for r in c.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'event' "
+        "AND sql IS NOT NULL")]
+    for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                             "tbl_name = 'event' AND sql IS NOT NULL").fetchall():
+        c.execute(f"DROP INDEX {name}")
+    c.execute("BEGIN")
+    h = _h
+    step("subscribers", f"""
+        {_seq(n_subs)}
+        INSERT INTO subscriber(id, phone_e164, country, region, area_code, lat, lon, tz,
+                               tz_source, status, created_ms)
+        SELECT n, printf('+1555%07d', n),
+               CASE WHEN {h('n', 1)} % 10 < 7 THEN 'US' ELSE 'GB' END,
+               CASE WHEN {h('n', 1)} % 10 < 7
+                    THEN CASE {h('n', 2)} % 4 WHEN 0 THEN 'NY' WHEN 1 THEN 'CA' WHEN 2 THEN 'TX'
+                         ELSE 'FL' END
+                    ELSE CASE {h('n', 2)} % 3 WHEN 0 THEN 'SCT' ELSE 'ENG' END END,
+               CAST(200 + {h('n', 3)} % 800 AS TEXT),
+               CASE {h('n', 2)} % 4 WHEN 0 THEN 40.75 WHEN 1 THEN 34.05 WHEN 2 THEN 51.5
+                    ELSE 55.95 END + ({h('n', 4)} % 2000 - 1000) / 2000.0,
+               CASE {h('n', 2)} % 4 WHEN 0 THEN -73.99 WHEN 1 THEN -118.24 WHEN 2 THEN -0.12
+                    ELSE -3.19 END + ({h('n', 5)} % 2000 - 1000) / 2000.0,
+               'America/New_York', 'area_code', 'active',
+               {T_NOW} - {h('n', 6)} % {2 * SPAN // 1000} * 1000
+        FROM seq""")
+    step("events", f"""
+        {_seq(n_events)}
+        INSERT INTO event(subscriber_id, type, ts_ms, value, props, source)
+        SELECT 1 + {h('n', 11)} % {n_subs},
+               CASE WHEN t < 35 THEN 'link_click' WHEN t < 65 THEN 'product_view'
+                    WHEN t < 77 THEN 'cart_add' WHEN t < 85 THEN 'purchase'
+                    WHEN t < 90 THEN 'reply' ELSE 'sent' END,
+               {T0} + n * {SPAN // n_events} + {h('n', 12)} % 60000,
+               CASE WHEN t BETWEEN 77 AND 84 THEN ({h('n', 13)} % 20000) / 100.0 END,
+               CASE WHEN t BETWEEN 35 AND 84
+                    THEN '{{"sku":"SKU-' || ({h('n', 14)} % 50) || '"}}' END,
+               'bench'
+        FROM (SELECT n, {h('n', 10)} % 100 AS t FROM seq)""")
+    c.execute("COMMIT")
+    for sql in indexes:
+        step("index " + sql.split()[2], sql)
+    c.execute("BEGIN")
+    step("event_daily", """
+        INSERT INTO event_daily(subscriber_id, type, day, n, total)
+        SELECT subscriber_id, type, ts_ms / 86400000, COUNT(*), TOTAL(value)
+        FROM event GROUP BY 1, 2, 3""")
+    step("traits", """
+        INSERT INTO trait(subscriber_id, orders, spend, first_purchase_ms, last_purchase_ms,
+                          last_click_ms, last_view_ms, last_cart_ms, last_reply_ms, last_sent_ms,
+                          last_interaction_ms)
+        SELECT subscriber_id, SUM(type = 'purchase'),
+               TOTAL(CASE WHEN type = 'purchase' THEN COALESCE(value, 0) END),
+               MIN(CASE WHEN type = 'purchase' THEN ts_ms END),
+               MAX(CASE WHEN type = 'purchase' THEN ts_ms END),
+               MAX(CASE WHEN type = 'link_click' THEN ts_ms END),
+               MAX(CASE WHEN type = 'product_view' THEN ts_ms END),
+               MAX(CASE WHEN type = 'cart_add' THEN ts_ms END),
+               MAX(CASE WHEN type = 'reply' THEN ts_ms END),
+               MAX(CASE WHEN type = 'sent' THEN ts_ms END),
+               MAX(CASE WHEN type <> 'sent' THEN ts_ms END)
+        FROM event GROUP BY subscriber_id""")
+    step("last seen", """
+        UPDATE subscriber SET last_seen_ms = m.ts FROM
+          (SELECT subscriber_id, MAX(ts_ms) AS ts FROM event WHERE type <> 'sent'
+           GROUP BY 1) AS m WHERE m.subscriber_id = subscriber.id""")
+    c.execute("INSERT INTO attribute_def(key, type, created_ms) VALUES ('age', 'number', 0), "
+              "('gender', 'text', 0), ('city', 'text', 0)")
+    step("attributes", f"""
+        INSERT INTO subscriber_attr(subscriber_id, key, value_text, value_num, updated_ms)
+        SELECT id, 'age', NULL, 18 + {h('id', 21)} % 60, 0 FROM subscriber
+          WHERE {h('id', 22)} % 10 < 7
+        UNION ALL SELECT id, 'gender', CASE {h('id', 23)} % 3 WHEN 0 THEN 'f' WHEN 1 THEN 'm'
+          ELSE 'x' END, NULL, 0 FROM subscriber WHERE {h('id', 24)} % 10 < 6
+        UNION ALL SELECT id, 'city', region || '-city', NULL, 0 FROM subscriber
+          WHERE {h('id', 25)} % 2 = 0
+        ORDER BY 1, 2""")
+    step("consent", f"""
+        INSERT INTO consent(subscriber_id, phone_e164, program, action, ts_ms, method, actor)
+        SELECT id, phone_e164, 'marketing', 'grant', created_ms, 'import', 'bench'
+          FROM subscriber WHERE {h('id', 31)} % 100 < 85
+        UNION ALL SELECT id, phone_e164, 'marketing', 'revoke', created_ms + 1000, 'keyword',
+          'bench' FROM subscriber WHERE {h('id', 31)} % 100 < 5""")
+    c.execute("COMMIT")
+    step("analyze", "ANALYZE")
+    c.execute("PRAGMA journal_mode=WAL")
+    c.close()
+    tmp.rename(path)
+    print(f"  generated in {time.perf_counter() - started:.0f} s: {path} "
+          f"({path.stat().st_size / 1e9:.2f} GB)", flush=True)
+
+
+# -- measurements ----------------------------------------------------------------------------------
+
+class BenchClock:
+    """The data set's now, moving with real time (membership needs a clock that advances)."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> int:
+        return T_NOW + self.offset + int((time.perf_counter() - self.t0) * 1000)
+
+
+def _ms(t: float) -> float:
+    return (time.perf_counter() - t) * 1000
+
+
+def _events(rng: random.Random, n_subs: int, count: int, now: int) -> list[Event]:
+    types = ("link_click", "link_click", "product_view", "cart_add", "purchase", "reply")
+    out = []
+    for _ in range(count):
+        t = rng.choice(types)
+        out.append(Event(t, now, subscriber_id=rng.randint(1, n_subs),
+                         value=round(rng.uniform(1, 200), 2) if t == "purchase" else None,
+                         props={"sku": f"SKU-{rng.randrange(50)}"} if t != "link_click"
+                         and t != "reply" else None, source="bench-live"))
+    return out
+
+
+def run(db: Path, n_subs: int, n_events: int) -> None:
+    clock = BenchClock()
+    store = Store(db, clock=clock)
+    store.conn.execute("PRAGMA cache_size=-262144")  # 256 MB page cache
+    m = Membership(store)
+    rows: list[tuple[str, str, str]] = []
+
+    print("\n== full recompute on definition (built-ins and templates)")
+    t = time.perf_counter()
+    diffs = builtins.install(m, TEMPLATES)
+    install_s = _ms(t) / 1000
+    for d in diffs:
+        print(f"  define {d.segment:<22} {d.member_count:>9} members  {d.elapsed_ms:8.0f} ms")
+    print(f"  all {len(diffs)} segments defined in {install_s:.1f} s")
+
+    print("\n== counts (goal <= 500 ms each)")
+    print(f"  {'segment':<22} {'members':>9} {'stored':>9} {'live query':>11}")
+    worst_stored = worst_query = 0.0
+    for seg in m.segments():
+        t = time.perf_counter()
+        n = m.count(seg.name)
+        stored_ms = _ms(t)
+        t = time.perf_counter()
+        q = m.count_rule(seg.rule)
+        query_ms = _ms(t)
+        assert q == n, (seg.name, q, n)
+        worst_stored, worst_query = max(worst_stored, stored_ms), max(worst_query, query_ms)
+        print(f"  {seg.name:<22} {n:>9} {stored_ms:7.2f}ms {query_ms:9.0f}ms")
+    rows.append(("count, stored (worst segment)", f"{worst_stored:.2f} ms", "<= 500 ms"))
+    rows.append(("count, live query (worst segment)", f"{worst_query:.0f} ms", "<= 500 ms"))
+
+    print("\n== draft preview (goal <= 1.5 s)")
+    print(f"  {DRAFT}")
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        n = m.count_rule(DRAFT)
+        times.append(_ms(t))
+    print(f"  {n} subscribers; {', '.join(f'{x:.0f}' for x in times)} ms (3 runs)")
+    rows.append(("three-condition draft preview", f"{min(times):.0f} ms", "<= 1500 ms"))
+
+    print("\n== peer: naive full recompute of every segment (cron/polling style)")
+    t = time.perf_counter()
+    drift = m.reconcile()
+    naive_ms = _ms(t)
+    assert all(d.clean for d in drift), [d for d in drift if not d.clean]
+    print(f"  {len(drift)} segments recomputed in {naive_ms / 1000:.1f} s (all agree with "
+          "the incrementally kept membership)")
+
+    print("\n== event ingest with live membership on (goal >= 20,000 events/s)")
+    rng = random.Random(7)
+    m.attach()
+    total = 100_000
+    batch = 1000
+    pending_events = _events(rng, n_subs, total, clock())
+    ingest_s = drain_s = 0.0
+    drains = []
+    for i in range(0, total, batch):
+        t = time.perf_counter()
+        ingest_events(store, pending_events[i:i + batch])
+        ingest_s += _ms(t) / 1000
+        if m.pending >= 1000:
+            t = time.perf_counter()
+            m.drain()
+            d = _ms(t)
+            drains.append(d)
+            drain_s += d / 1000
+    t = time.perf_counter()
+    m.drain()
+    drain_s += _ms(t) / 1000
+    rate = total / (ingest_s + drain_s)
+    st = m.statistics()
+    print(f"  {total} events: ingest {ingest_s:.1f} s + membership {drain_s:.1f} s -> "
+          f"{rate:,.0f} events/s; {st.pairs_evaluated} pairs re-evaluated, +{st.entered} "
+          f"-{st.exited}; drain p50 {statistics.median(drains):.0f} ms")
+    rows.append(("event ingest, live membership on", f"{rate:,.0f} ev/s", ">= 20,000 ev/s"))
+    per_batch = statistics.median(drains)
+    rows.append(("peer: full recompute of all segments", f"{naive_ms:,.0f} ms", "-"))
+    rows.append(("ours: incremental batch (1,000 subs)", f"{per_batch:,.0f} ms",
+                 f"{naive_ms / per_batch:,.0f}x less"))
+
+    print("\n== time-driven re-checks")
+    clock.offset += 3_600_000
+    t = time.perf_counter()
+    r = m.process_due()
+    print(f"  one hour later: {r.pairs} due pairs re-evaluated in {_ms(t):.0f} ms "
+          f"(+{r.entered} -{r.exited})")
+    m.detach()
+    store.close()
+
+    print("\n== event -> membership latency with LiveMembership (goal p95 < 1 s)")
+    lat = asyncio.run(_latency(db, clock, n_subs))
+    p95 = statistics.quantiles(lat, n=20)[18]
+    print(f"  {len(lat)} chunks: p50 {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, "
+          f"max {max(lat):.0f} ms")
+    rows.append(("event -> membership latency p95", f"{p95:.0f} ms", "< 1000 ms"))
+
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append(("peak RSS", f"{rss_mb:.0f} MB", "< 1024 MB"))
+    print(f"\n== summary ({n_subs:,} subscribers, {n_events:,} events)")
+    for name, value, goal in rows:
+        print(f"  {name:<40} {value:>16}   {goal}")
+
+
+async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
+    """Feed ~2,000 events/s in chunks every 25 ms for 10 s; a chunk's latency is from its
+    ingest commit to the commit of the first membership batch after it."""
+    store = await AsyncStore.open(db, clock=clock)
+    waiting: list[float] = []
+    lat: list[float] = []
+
+    def on_batch(_result: object, due: bool) -> None:
+        if due:
+            return
+        now = time.perf_counter()
+        lat.extend((now - t) * 1000 for t in waiting)
+        waiting.clear()
+
+    live = LiveMembership(store, batch_ms=250, batch_size=1000, due_every_ms=1000,
+                          on_batch=on_batch)
+    rng = random.Random(11)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            for _ in range(400):
+                chunk = _events(rng, n_subs, 50, clock())
+                await store.run(ingest_events, chunk)
+                waiting.append(time.perf_counter())
+                await asyncio.sleep(0.025)
+            target = live.statistics().batches + 1
+            await asyncio.wait_for(live.wait_batches(target), 10)
+            runner.cancel()
+    finally:
+        await store.aclose()
+    return lat
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subscribers", type=int, default=1_000_000)
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--regenerate", action="store_true")
+    ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cached = CACHE / f"segments-{args.subscribers}-{args.events}.db"
+    if args.generate_only:
+        generate(cached, args.subscribers, args.events)
+        return 0
+    if args.regenerate or not cached.exists():
+        print(f"generating {cached.name} (once; not timed)", flush=True)
+        # a child process, so generation does not count towards this run's peak RSS
+        subprocess.run([sys.executable, __file__, "--generate-only", "--subscribers",
+                        str(args.subscribers), "--events", str(args.events)], check=True)
+    work = CACHE / "segments-work.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{work}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(cached, work)
+    run(work, args.subscribers, args.events)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
