@@ -19,7 +19,7 @@ import logging
 import random
 import ssl
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType, TracebackType
@@ -118,7 +118,6 @@ class SmscConnection(asyncio.Protocol):
         self.pdus_received = 0
         self.queued: deque[DeliverSm] = deque()
         self.deliver_results: list[tuple[int, int]] = []  # (sequence, status)
-        self.closed = asyncio.get_running_loop().create_future()
 
     # -- asyncio.Protocol --
 
@@ -126,18 +125,19 @@ class SmscConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.sim._connections.add(self)
+        self.sim._notify()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.connection_lost()
         self.sim._connections.discard(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self.sim._notify()
 
     def data_received(self, data: bytes) -> None:
         sim = self.sim
         opts = sim.options
         now = sim.loop.time()
         events = self.session.receive_data(data, now)
+        sim._notify()
         if opts.stall_all:
             self.session.data_to_send()  # swallow the automatic answers too
             return
@@ -226,6 +226,7 @@ class SmscSimulator:
         self.options = options or SmscOptions()
         self.received: list[ReceivedSubmit] = []
         self.binds: list[Bind] = []  # every bind request, accepted or not
+        self.bind_times: list[float] = []  # loop time of each, for backoff checks
         self.unbinds = 0  # unbind requests from ESMEs
         self._connections: set[SmscConnection] = set()
         self._server: asyncio.Server | None = None
@@ -246,7 +247,7 @@ class SmscSimulator:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_token = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._bound_waiters: list[asyncio.Future[None]] = []
+        self._changed: asyncio.Event | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -306,6 +307,7 @@ class SmscSimulator:
     def _on_bind(self, conn: SmscConnection, pdu: Bind, now: float) -> bytes:
         opts = self.options
         self.binds.append(pdu)
+        self.bind_times.append(now)
         status = 0
         creds = opts.credentials
         if opts.reject_binds and (opts.reject_binds < 0 or self._rejected < opts.reject_binds):
@@ -327,10 +329,8 @@ class SmscSimulator:
             self._binds_accepted += 1
             conn.system_id = pdu.system_id
         raw = conn.session.send(BindResp(pdu.kind, opts.system_id, status, pdu.sequence), now)
-        if not status:
-            if pdu.kind is not BindType.TRANSMITTER:
-                self._release_held(conn)
-            self.loop.call_soon(self._wake_bound_waiters)
+        if not status and pdu.kind is not BindType.TRANSMITTER:
+            self._release_held(conn)
         return raw
 
     def _on_submit(self, conn: SmscConnection, pdu: SubmitSm, now: float) -> bytes | None:
@@ -422,12 +422,6 @@ class SmscSimulator:
         # The automatic unbind_resp is written by the caller's flush; close after it.
         self.loop.call_soon(conn.close)
 
-    def _wake_bound_waiters(self) -> None:
-        waiters, self._bound_waiters = self._bound_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-
     # -- test and demo controls --
 
     @property
@@ -436,11 +430,23 @@ class SmscSimulator:
 
     async def wait_bound(self, count: int = 1, timeout: float = 5.0) -> None:
         """Wait until ``count`` connections are bound."""
+        await self.wait_for(
+            lambda: sum(1 for c in self._connections if c.session.bound) >= count, timeout
+        )
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` holds; it is re-checked whenever the simulator's state
+        changes (a connection, a bind, a PDU, a response). TimeoutError after ``timeout``."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
         async with asyncio.timeout(timeout):
-            while sum(1 for c in self._connections if c.session.bound) < count:
-                waiter = self.loop.create_future()
-                self._bound_waiters.append(waiter)
-                await waiter
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
 
     def inject(self, pdus: Sequence[DeliverSm], system_id: str | None = None) -> SmscConnection:
         """Send deliver_sm PDUs (in the given order) to a bound receiver of ``system_id``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -54,9 +55,7 @@ async def test_every_bind_type(mode: BindMode, collector: Collector) -> None:
                 assert [r.message_id for r in receipts] == [outcome.message_id]  # type: ignore[union-attr]
         # unbind before closing: the SMSC got an unbind on every connection, then they closed
         assert sim.unbinds == conns
-        async with asyncio.timeout(2):
-            while sim.connections:
-                await asyncio.sleep(0.01)
+        await sim.wait_for(lambda: not sim.connections, 2)
         assert client.statistics().state.count("closed") == conns
         assert {(b.system_id, b.system_type, b.password) for b in sim.binds} == {
             ("shop", "VMA", "secret")
@@ -69,9 +68,7 @@ async def test_window_fills_and_drains() -> None:
         async with SmppClient(cfg) as client:
             await client.wait_bound(5)
             tasks = [asyncio.ensure_future(client.submit(req(i))) for i in range(10)]
-            async with asyncio.timeout(2):
-                while len(sim.received) < 4:
-                    await asyncio.sleep(0.005)
+            await sim.wait_for(lambda: len(sim.received) >= 4)
             # The SMSC holds back responses: exactly the window is outstanding, no more.
             assert client.statistics().window_in_use == 4
             assert len(sim.received) == 4
@@ -92,9 +89,7 @@ async def test_a_cancelled_submit_keeps_its_window_slot_until_answered() -> None
         client,
     ):
         first = [asyncio.ensure_future(client.submit(req(i))) for i in range(2)]
-        async with asyncio.timeout(2):
-            while len(sim.received) < 2:
-                await asyncio.sleep(0.005)
+        await sim.wait_for(lambda: len(sim.received) >= 2)
         for task in first:
             task.cancel()
         third = asyncio.ensure_future(client.submit(req(3)))
@@ -145,9 +140,7 @@ async def test_dropped_connection_mid_window_reports_unknown_and_reconnects() ->
         client,
     ):
         tasks = [asyncio.ensure_future(client.submit(req(i))) for i in range(5)]
-        async with asyncio.timeout(2):
-            while len(sim.received) < 5:
-                await asyncio.sleep(0.005)
+        await sim.wait_for(lambda: len(sim.received) >= 5)
         sim.drop_all()
         results = await asyncio.gather(*tasks)
         assert all(isinstance(r, Unknown) and "link lost" in r.reason for r in results)
@@ -187,10 +180,11 @@ async def test_dead_link_is_detected_by_enquire_link_and_reconnected() -> None:
         cfg = fast_config(sim.port, enquire_link_interval=0.1, link_timeout=0.2)
         async with SmppClient(cfg) as client:
             await client.wait_bound(5)
+            [first] = sim.connections
             sim.configure(stall_all=True)
-            async with asyncio.timeout(5):
-                while client.bound:
-                    await asyncio.sleep(0.02)
+            # the client declares the silent link dead and drops it
+            await sim.wait_for(lambda: first not in sim.connections)
+            assert not client.bound
             assert "enquire_link" in (client.last_error or "")
             sim.configure(stall_all=False)
             await client.wait_bound(5)
@@ -204,12 +198,12 @@ async def test_wrong_credentials_one_error_and_slow_retries(
         cfg = fast_config(sim.port, credentials_retry=0.3)
         with caplog.at_level(logging.ERROR, logger="drivers.smpp.client"):
             async with SmppClient(cfg) as client:
-                await asyncio.sleep(1.0)
-                attempts = sim.statistics().binds_refused
+                await sim.wait_for(lambda: len(sim.bind_times) >= 3)
                 assert "ESME_RINVPASWD" in (client.last_error or "")
                 assert not client.bound
-        # at most one try per credentials_retry, and one error logged, not one per attempt
-        assert 1 <= attempts <= 4
+        # one try per credentials_retry at most, and one error logged, not one per attempt
+        gaps = [b - a for a, b in zip(sim.bind_times, sim.bind_times[1:], strict=False)]
+        assert min(gaps) >= 0.3 * 0.99
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and "password" in errors[0].getMessage()
 
@@ -224,12 +218,16 @@ async def test_already_bound_does_not_storm() -> None:
     async with running(SmscOptions(max_binds_per_system_id=1)) as (sim, _first):
         cfg = fast_config(sim.port, reconnect_min=0.05, reconnect_max=0.4)
         async with SmppClient(cfg) as second:
-            await asyncio.sleep(1.0)
+            await sim.wait_for(lambda: sim.statistics().binds_refused >= 4)
             refused = sim.statistics().binds_refused
             assert not second.bound
-            assert second.statistics().errors_by_status["ESME_RALYBND"] == refused
-            # exponential backoff: a handful of tries in a second, not hundreds
-            assert 2 <= refused <= 8
+            # (the last refusal may still be on its way to the client)
+            assert second.statistics().errors_by_status["ESME_RALYBND"] in (refused - 1, refused)
+        # exponential backoff with jitter: each wait at least half of 0.05 * 2**attempt
+        times = sim.bind_times[1:]  # the first bind is the first client's
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        for attempt, gap in enumerate(gaps[:3]):
+            assert gap >= 0.05 * 2**attempt / 2 * 0.99
 
 
 async def test_receipts_before_and_after_the_submit_response(collector: Collector) -> None:
@@ -316,9 +314,7 @@ async def test_deliver_sm_resp_only_after_the_handler_returned() -> None:
         await asyncio.sleep(0.05)
         assert conn.deliver_results == []
         release.set()
-        async with asyncio.timeout(2):
-            while not conn.deliver_results:
-                await asyncio.sleep(0.005)
+        await sim.wait_for(lambda: bool(conn.deliver_results))
         assert conn.deliver_results[0][1] == 0
 
 
@@ -330,9 +326,7 @@ async def test_failing_handler_asks_for_redelivery() -> None:
         await client.wait_bound(5)
         [conn] = sim.connections
         sim.inject_mo("hello", "447700900123", "1")
-        async with asyncio.timeout(2):
-            while not conn.deliver_results:
-                await asyncio.sleep(0.005)
+        await sim.wait_for(lambda: bool(conn.deliver_results))
         assert conn.deliver_results[0][1] == CommandStatus.ESME_RX_T_APPN
 
 
@@ -354,9 +348,8 @@ async def test_broken_framing_reconnects() -> None:
     async with SmscSimulator() as sim, SmppClient(fast_config(sim.port)) as client:
         await client.wait_bound(5)
         sim.send_malformed("bad_length")
-        async with asyncio.timeout(5):
-            while client.statistics().reconnects == 0:
-                await asyncio.sleep(0.01)
+        await sim.wait_for(lambda: sim.statistics().binds_accepted >= 2)
+        assert client.statistics().reconnects == 1
         await client.wait_bound(5)
         assert isinstance(await client.submit(req()), Accepted)
 
@@ -365,9 +358,8 @@ async def test_smsc_unbind_makes_the_client_rebind(caplog: pytest.LogCaptureFixt
     async with SmscSimulator() as sim, SmppClient(fast_config(sim.port)) as client:
         await client.wait_bound(5)
         sim.unbind_all()
-        async with asyncio.timeout(5):
-            while client.statistics().reconnects == 0:
-                await asyncio.sleep(0.01)
+        await sim.wait_for(lambda: sim.statistics().binds_accepted >= 2)
+        assert client.statistics().reconnects == 1
         await client.wait_bound(5)
         assert "the SMSC unbound" in caplog.text
         assert isinstance(await client.submit(req()), Accepted)
