@@ -177,4 +177,4 @@ def test_same_canonical_form_as_the_outbox(raw: str, fmt: IdFormat) -> None:
     # The daemon matches receipts in the outbox with gateway.outbox_ids; both must agree.
     from gateway.outbox_ids import normalise_message_id
 
-    assert normalise_id(raw, fmt) == normalise_message_id(raw, fmt.value)  # type: ignore[arg-type]
+    assert normalise_id(raw, fmt) == normalise_message_id(raw, fmt.value)
