@@ -13,7 +13,15 @@ from drivers.smpp.client import Accepted, Rejected, SmppClient, SubmitRequest, U
 from drivers.smpp.config import BindMode
 from drivers.smpp.errors import CommandStatus, NotBound, StatusClass
 from drivers.smpp.mo import MobileOriginated
-from drivers.smpp.pdu import DeliverSm, SubmitSmResp
+from drivers.smpp.pdu import (
+    CommandId,
+    DeliverSm,
+    FrameReader,
+    HeaderOnly,
+    SubmitSmResp,
+    decode,
+    encode,
+)
 from drivers.smpp.receipts import DeliveryReceipt, IdConvention, IdFormat, MessageState
 from tests.smpp.conftest import Collector, fast_config, running
 
@@ -390,3 +398,35 @@ async def test_throughput_limit_paces_submits() -> None:
             elapsed = loop.time() - start
             # burst of 5 (rate/10) then 50/s: 25 more need about 0.5 s
             assert 0.4 <= elapsed <= 2.0
+
+
+async def test_simulator_survives_malformed_pdus_from_a_raw_peer() -> None:
+    async with SmscSimulator() as sim:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        unknown = (16).to_bytes(4, "big") + (0x77).to_bytes(4, "big") + bytes(4)
+        unknown += (5).to_bytes(4, "big")
+        query = (16).to_bytes(4, "big") + CommandId.QUERY_SM.to_bytes(4, "big") + bytes(4)
+        query += (6).to_bytes(4, "big")
+        writer.write(unknown + query + encode(HeaderOnly(CommandId.ENQUIRE_LINK, 0, 7)))
+        replies: list[object] = []
+        reader_frames = FrameReader()
+        async with asyncio.timeout(5):
+            while len(replies) < 3:
+                frames, error = reader_frames.feed(await reader.read(4096))
+                assert error is None
+                replies.extend(decode(f) for f in frames)
+        assert replies == [
+            HeaderOnly(CommandId.GENERIC_NACK, CommandStatus.ESME_RINVCMDID, 5),
+            HeaderOnly(CommandId.GENERIC_NACK, CommandStatus.ESME_RINVCMDID, 6),
+            HeaderOnly(CommandId.ENQUIRE_LINK_RESP, 0, 7),
+        ]
+        # a frame whose command_length cannot be right ends that connection, nothing else
+        writer.write((4).to_bytes(4, "big") + bytes(12))
+        rest = await asyncio.wait_for(reader.read(), 5)  # the nack, then end of stream
+        assert decode(rest[:16]).command_id == CommandId.GENERIC_NACK
+        await sim.wait_for(lambda: not sim.connections)
+        assert sim.statistics().violations == 3
+        writer.close()
+        async with SmppClient(fast_config(sim.port)) as client:  # the simulator still serves
+            await client.wait_bound(5)
+            assert isinstance(await client.submit(req()), Accepted)
