@@ -115,6 +115,12 @@ class KeywordsConfig:
         "Reply STOP to cancel."
     )
     stop_confirmation: str = "{brand}: you are unsubscribed and will receive no more messages."
+    help_contact: str = ""  # filled into {contact}: a web address or phone number for help
+    frequency: str = "Msg frequency varies"  # filled into {frequency}
+    start_confirmation: str = (
+        "{brand}: you are subscribed again. {frequency}. Msg & data rates may apply. "
+        "Reply HELP for help, STOP to cancel."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,6 +534,10 @@ def _keywords(t: _Reader) -> KeywordsConfig:
         help_text=t.string("help_text", defaults.help_text) or defaults.help_text,
         stop_confirmation=t.string("stop_confirmation", defaults.stop_confirmation)
         or defaults.stop_confirmation,
+        help_contact=t.string("help_contact", defaults.help_contact) or "",
+        frequency=t.string("frequency", defaults.frequency) or defaults.frequency,
+        start_confirmation=t.string("start_confirmation", defaults.start_confirmation)
+        or defaults.start_confirmation,
     )
     t.done()
     return config

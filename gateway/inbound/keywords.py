@@ -273,23 +273,17 @@ class Replies:
     start_confirmation: str
 
     @classmethod
-    def from_config(
-        cls,
-        config: KeywordsConfig,
-        *,
-        contact: str = "",
-        frequency: str = "Msg frequency varies",
-        start_confirmation: str = (
-            "{brand}: you are subscribed again. {frequency}. Msg & data rates may apply. "
-            "Reply HELP for help, STOP to cancel."
-        ),
-    ) -> Replies:
+    def from_config(cls, config: KeywordsConfig) -> Replies:
         """Fill ``{brand}``, ``{contact}`` and ``{frequency}`` in the configured templates."""
-        values = {"brand": config.brand, "contact": contact, "frequency": frequency}
+        values = {
+            "brand": config.brand,
+            "contact": config.help_contact,
+            "frequency": config.frequency,
+        }
         return cls(
             help=_render(config.help_text, values),
             stop_confirmation=_render(config.stop_confirmation, values),
-            start_confirmation=_render(start_confirmation, values),
+            start_confirmation=_render(config.start_confirmation, values),
         )
 
 

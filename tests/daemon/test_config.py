@@ -116,6 +116,9 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert config.smpp[0].password == "secret"
     assert config.modem[0].pin == "1234"
     assert config.segments.hash_key == "k" * 32
+    assert config.keywords.help_contact == "shop.example or 0800 000 000"
+    assert config.keywords.frequency == "Up to 4 msgs/month"
+    assert config.keywords.start_confirmation.startswith("{brand}: you are subscribed again.")
 
 
 def test_missing_environment_variable_is_named_with_its_line(tmp_path: Path) -> None:

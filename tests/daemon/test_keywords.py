@@ -34,9 +34,9 @@ REPLIES = Replies.from_config(
             "Reply STOP to cancel."
         ),
         stop_confirmation="{brand}: unsubscribed, no more messages.",
+        help_contact="help@acme.example",
+        frequency="Up to 4 msgs/month",
     ),
-    contact="help@acme.example",
-    frequency="Up to 4 msgs/month",
 )
 SUBSCRIBED = ConsentView(ConsentState.SUBSCRIBED)
 UNKNOWN = ConsentView()
