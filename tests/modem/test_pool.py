@@ -221,3 +221,24 @@ async def test_closing_the_pool_ends_every_waiting_message() -> None:
     results = [f.result() for f in futures]
     assert all(isinstance(r.error, ModemDown) for r in results)
     assert [r.id for r in results] == ["id0", "id1", "id2"]
+
+
+async def test_modems_known_only_by_imei_each_find_their_own_port() -> None:
+    async with AsyncExitStack() as stack:
+        sims = [
+            await stack.enter_async_context(
+                SimModem(profile("generic"), imei=f"35000000000000{i}", send_latency=0.001)
+            )
+            for i in range(3)
+        ]
+        configs = [
+            ModemConfig(name=f"m{i}", imei=s.imei, command_timeout=1.0, rediscover_interval=0.05)
+            for i, s in enumerate(sims)
+        ]
+        ports = [s.path for s in reversed(sims)]  # discovery order unrelated to config order
+        async with ModemPool(configs, discover=lambda: ports) as pool:
+            async with asyncio.timeout(15):
+                for c in pool.clients:
+                    await wait_state(c, ModemState.READY)
+            assert [c.port for c in pool.clients] == [s.path for s in sims]
+            assert [c.identity.imei for c in pool.clients if c.identity] == [s.imei for s in sims]
