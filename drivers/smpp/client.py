@@ -170,9 +170,15 @@ class _Link:
         s = self.session
         return s is not None and s.state in CAN_TRANSMIT and not self.dead.is_set()
 
-    def write(self, data: bytes) -> None:
-        # Coalesce: every submit in one loop iteration leaves in one write() call.
+    def write(self, data: bytes, *, alone: bool = False) -> None:
+        """Queue ``data``; everything queued in one loop iteration leaves in one write() call.
+        ``alone``: nothing else is in flight, so nothing will join it: write at once and save
+        the loop iteration (window 1, or the first submit after an idle spell)."""
         if not data or self.writer is None:
+            return
+        if alone and not self._out:
+            if not self.writer.is_closing():
+                self.writer.write(data)
             return
         self._out.append(data)
         if not self._flush_scheduled:
@@ -590,7 +596,8 @@ class SmppClient:
             session = link.session
             assert session is not None
             fut: asyncio.Future[Pdu | Unknown] = asyncio.get_running_loop().create_future()
-            link.write(session.send(pdu, self._clock(), _Waiter(fut, window)))
+            raw = session.send(pdu, self._clock(), _Waiter(fut, window))
+            link.write(raw, alone=session.window_in_use == 1)
             sent = True
         finally:
             if not sent:
