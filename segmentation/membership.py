@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.errors import SmsgateError
+from segmentation.ingest import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
 from segmentation.membership_data import load_subscriber
 from segmentation.rules.ast import Rule, dumps, loads, validate
 from segmentation.rules.compile import (
@@ -144,22 +145,29 @@ class MembershipStatistics:
     last_batch_ms: float
 
 
-def _affects(deps: Deps, change: Change) -> Cause | None:
-    """Why ``change`` can alter a segment with ``deps`` (cause, ref), or None."""
-    if "profile.created" in change.attributes:
-        return ("attribute", "profile.created")  # a new subscriber: every segment may hold
-    events = change.event_types & deps.events
-    if events:
-        return ("event", ",".join(sorted(events)))
-    if change.event_types and (
-        (change.traits_changed and deps.traits) or "profile.last_seen_ms" in deps.keys
-    ):
-        # traits and last_seen move with events (segmentation.ingest)
-        return ("event", ",".join(sorted(change.event_types)))
-    keys = change.attributes & deps.keys
-    if keys:
-        return ("attribute", ",".join(sorted(keys)))
-    return None
+def trigger_events(deps: Deps) -> frozenset[str]:
+    """Event types whose ingest can change a segment with ``deps``: the ones it reads, plus
+    the types that move the traits it reads (``segmentation.ingest`` keeps them) and, for
+    ``last_seen_ms``, every type that comes from the subscriber."""
+    out = set(deps.events)
+    for trait in deps.traits:
+        if trait in ("orders", "spend", "first_purchase_ms"):
+            out.add("purchase")
+        elif trait == "last_interaction_ms":
+            out |= INTERACTION_TYPES
+        else:
+            out |= {t for t, col in LAST_TS_TRAIT.items() if col == trait}
+    if "profile.last_seen_ms" in deps.keys:
+        out.add(ANY_INBOUND)
+    return frozenset(out)
+
+
+ANY_INBOUND = "*inbound"
+"""Stands for every event type that is not outbound (sent, delivered, failed)."""
+
+
+def _with_inbound(types: set[str]) -> set[str]:
+    return types | {ANY_INBOUND} if types - OUTBOUND_TYPES else types
 
 
 class Membership:
@@ -175,6 +183,8 @@ class Membership:
         self._signature: tuple[object, ...] | None = None
         self._dirty: dict[int, dict[int, Cause]] = {}
         self._dirty_subs: set[int] = set()
+        self._triggers: dict[int, frozenset[str]] = {}
+        self._event_mark = self._max_event_id()
         self._remove_listener: Callable[[], None] | None = None
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
         self._last_batch_ms = 0.0
@@ -197,6 +207,7 @@ class Membership:
                     Deps.from_json(json.loads(deps)), created, full,
                 )
             self._catalogue, self._signature = cat, sig
+            self._triggers = {}
         return self._catalogue
 
     def get(self, name: str) -> SegmentInfo:
@@ -399,13 +410,49 @@ class Membership:
             self._remove_listener = None
 
     def on_change(self, change: Change) -> None:
-        """Store listener: mark the touched subscribers dirty for the segments it can affect."""
+        """Store listener: mark the touched subscribers dirty for exactly the segments the
+        change can affect. A change announces its event types for the whole transaction;
+        which subscriber got which type is read back from the new ``event`` rows (ids above
+        the last seen), so a batch of 1,000 events does not dirty every subscriber for every
+        segment that reads any of its types."""
         if not change.subscriber_ids:
             return
+        per_sub: dict[int, set[str]] = {}
+        if change.event_types:
+            for sid, etype in self.conn.execute(
+                "SELECT subscriber_id, type FROM event WHERE id > ?", (self._event_mark,)
+            ):
+                per_sub.setdefault(int(sid), set()).add(etype)
+            self._event_mark = self._max_event_id()
+            # ids are not guaranteed to grow after a deletion: keep the change's word for the
+            # subscribers not found among the new rows
+            for sid in change.subscriber_ids - per_sub.keys():
+                per_sub[sid] = set(change.event_types)
+            per_sub = {sid: _with_inbound(types) for sid, types in per_sub.items()}
+        created = "profile.created" in change.attributes
         for seg in self._refresh().values():
-            why = _affects(seg.deps, change)
-            if why is not None:
-                self.mark_dirty(seg.id, change.subscriber_ids, why)
+            if created:  # a new subscriber: every segment may hold for it
+                self.mark_dirty(seg.id, change.subscriber_ids, ("attribute", "profile.created"))
+                continue
+            triggers = self._triggers.get(seg.id)
+            if triggers is None:
+                triggers = self._triggers[seg.id] = trigger_events(seg.deps)
+            by_cause: dict[Cause, list[int]] = {}
+            for sid, types in per_sub.items():
+                hit = types & triggers
+                if hit:
+                    ev_cause: Cause = ("event", ",".join(sorted(hit - {ANY_INBOUND})
+                                                         or sorted(types)))
+                    by_cause.setdefault(ev_cause, []).append(sid)
+            keys = change.attributes & seg.deps.keys
+            if keys:
+                attr_cause: Cause = ("attribute", ",".join(sorted(keys)))
+                by_cause.setdefault(attr_cause, []).extend(change.subscriber_ids)
+            for cause, sids in by_cause.items():
+                self.mark_dirty(seg.id, sids, cause)
+
+    def _max_event_id(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0])
 
     def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause) -> None:
         bucket = self._dirty.setdefault(segment_id, {})
