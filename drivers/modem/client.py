@@ -299,8 +299,10 @@ class ModemClient:
     async def _connection(self, port: str) -> None:
         from drivers.modem.startup import start_up
 
+        # exclusive: TIOCEXCL + flock, so a second program (ModemManager, another gateway, a
+        # stray terminal) cannot open the port and steal the modem's answers.
         reader, self._writer = await serial_asyncio_fast.open_serial_connection(
-            url=port, baudrate=self.config.baudrate
+            url=port, baudrate=self.config.baudrate, exclusive=True
         )
         self.port = port
         self._channel = AtChannel()
