@@ -23,6 +23,7 @@ quiet-hours gate should apply the strictest window over ``tz_candidates`` when p
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -47,12 +48,20 @@ class PhoneError(SmsgateError, ValueError):
 
 def normalise(raw: str, default_region: str | None = None) -> str:
     """Return ``raw`` as E.164 (``+14155550123``) or raise :class:`PhoneError` naming it."""
-    text = raw.strip() if isinstance(raw, str) else ""
+    if not isinstance(raw, str):
+        raise PhoneError(str(raw), "expected text")
+    return _normalise(raw, default_region.upper() if default_region else None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalise(raw: str, region: str | None) -> str:
+    # Cached: libphonenumber validation costs ~100 us and the same number is often normalised
+    # several times in one flow (ingest -> subscriber creation). Errors are not cached.
+    text = raw.strip()
     if not text:
-        raise PhoneError(str(raw), "empty phone number")
+        raise PhoneError(raw, "empty phone number")
     if text.startswith("00"):
         text = "+" + text[2:]  # international prefix used across most of Europe
-    region = default_region.upper() if default_region else None
     if not text.startswith("+") and region is None:
         raise PhoneError(raw, "national format needs a default region (or give it as +CC...)")
     try:
@@ -192,9 +201,15 @@ def _region_key(region: str, country: str | None) -> str:
     return key
 
 
-def _number_zones(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
-    zones = tuple(z for z in pn_timezone.time_zones_for_number(number) if z != _UNKNOWN_TZ)
-    return tuple(sorted(set(zones)))
+def _number_zones(number: phonenumbers.PhoneNumber, ntype: int, geographic: bool
+                  ) -> tuple[str, ...]:
+    # What pn_timezone.time_zones_for_number does, reusing the number type we already have.
+    if ntype == phonenumbers.PhoneNumberType.UNKNOWN:
+        return ()
+    if not geographic:
+        return _country_zones(number.country_code or 0)
+    zones = pn_timezone.time_zones_for_geographical_number(number)
+    return tuple(sorted({z for z in zones if z != _UNKNOWN_TZ}))
 
 
 def _country_zones(country_code: int) -> tuple[str, ...]:
@@ -224,13 +239,18 @@ def locate(
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         raise PhoneError(e164, "not an E.164 number") from None
+    # libphonenumber calls are costly (region and type matching run many regexes), so each
+    # one is made once here and its result reused.
     cc = number.country_code or 0
     country = phonenumbers.region_code_for_number(number)
     if country is None:
         cc_region = phonenumbers.region_code_for_country_code(cc)
         country = cc_region if cc_region not in ("ZZ", "001") else None
+    ntype = phonenumbers.number_type(number)
+    geographic = phonenumbers.is_number_type_geographical(ntype, cc)
     nsn = phonenumbers.national_significant_number(number)
-    ndc_len = phonenumbers.length_of_national_destination_code(number)
+    # NANP numbers always have a 3-digit area code (NPA); elsewhere ask the metadata.
+    ndc_len = 3 if cc == 1 else phonenumbers.length_of_national_destination_code(number)
     area_code = nsn[:ndc_len] if ndc_len > 0 else None
 
     region_out = _region_key(region, country) if region and region.strip() else None
@@ -239,13 +259,13 @@ def locate(
         postal_state = state_for_us_zip(postal_code)
     if region_out is None and postal_state is not None:
         region_out = postal_state
-    if region_out is None and cc == 1:
+    if region_out is None and cc == 1 and geographic:
         # NANP geocoder descriptions end in the state/province code: "Chicago, IL".
-        m = _STATE_SUFFIX_RE.search(geocoder.description_for_number(number, "en"))
+        m = _STATE_SUFFIX_RE.search(geocoder.description_for_valid_number(number, "en"))
         if m:
             region_out = m.group(1)
 
-    number_zones = _number_zones(number)
+    number_zones = _number_zones(number, ntype, geographic)
 
     def done(zone: str | None, source: str | None, cands: tuple[str, ...] | None) -> Location:
         return Location(country, area_code, region_out, zone, source,
