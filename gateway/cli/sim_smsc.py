@@ -7,9 +7,17 @@ until SIGTERM or SIGINT. Used by the benchmark, the demo and by hand against oth
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drivers.sim.smsc import SmscSimulator
 
 OUTCOME_NAMES = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD")
+DEFAULT_MO = (
+    "Hi! Is the blue jacket from your newsletter still available in size M? I'd like to "
+    "pick it up on Saturday if possible. Also, can you tell me whether the discount code "
+    "applies to items that are already on sale? Thanks a lot, see you soon."
+)
 
 
 def _outcomes(text: str) -> dict[str, float]:
@@ -96,7 +104,36 @@ def register(sims: Any) -> None:
     p.add_argument("--tls-cert", default=None, metavar="PEM")
     p.add_argument("--tls-key", default=None, metavar="PEM")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mo-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="send an MO message to a bound receiver this often (0: never)",
+    )
+    p.add_argument("--mo-text", default=DEFAULT_MO, help="text of the injected MO messages")
+    p.add_argument("--mo-from", default="447700900100", metavar="NUMBER")
+    p.add_argument("--mo-to", default="12345", metavar="NUMBER")
+    p.add_argument(
+        "--mo-concat",
+        choices=("udh8", "udh16", "sar", "payload"),
+        default="udh8",
+        help="how multipart MO messages are concatenated (parts are sent in random order)",
+    )
     p.set_defaults(func=run)
+
+
+async def inject_mo(sim: SmscSimulator, args: argparse.Namespace) -> None:
+    """Every ``--mo-every`` seconds, deliver one MO message (shuffled parts) if anyone listens."""
+    import asyncio
+    import contextlib
+
+    while True:
+        await asyncio.sleep(args.mo_every)
+        with contextlib.suppress(LookupError):  # LookupError: no receiver bound yet
+            sim.inject_mo(
+                args.mo_text, args.mo_from, args.mo_to, concat=args.mo_concat, shuffle=True
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,7 +192,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         try:
             print(sim.port, flush=True)
-            await stop.wait()
+            async with asyncio.TaskGroup() as tg:
+                if args.mo_every > 0:
+                    injector = tg.create_task(inject_mo(sim, args))
+                await stop.wait()
+                if args.mo_every > 0:
+                    injector.cancel()
         finally:
             await sim.close()
         return 0

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from drivers.smpp.client import Accepted, SmppClient, SubmitRequest
+from drivers.smpp.config import BindMode
+from drivers.smpp.mo import MobileOriginated
 from drivers.smpp.receipts import DeliveryReceipt, IdConvention, IdFormat, MessageState
 from tests.smpp.conftest import Collector, fast_config
 
@@ -51,6 +53,26 @@ async def test_separate_process_simulator(collector: Collector) -> None:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
     assert code == 0
+
+
+async def test_separate_process_injects_mo_messages(collector: Collector) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "gateway.cli", "sim", "smsc", "--port", "0"],
+        *["--mo-every", "0.05", "--mo-concat", "sar", "--mo-text", "Hello? " * 40],
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(await asyncio.wait_for(proc.stdout.readline(), 10))
+        async with SmppClient(fast_config(port, bind=BindMode.RECEIVER), collector) as client:
+            await client.wait_bound(5)
+            [mo, *_] = await collector.wait_for(1)
+            assert isinstance(mo, MobileOriginated) and mo.text == "Hello? " * 40
+            assert mo.total > 1 and mo.complete
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
 
 
 def test_bad_input_is_exit_2_with_a_clear_message() -> None:
