@@ -361,6 +361,8 @@ class Session:
         cid = pdu.command_id
         if cid & RESPONSE_BIT:
             return self._receive_response(pdu, cid)
+        if cid == C.ALERT_NOTIFICATION:
+            return None  # §4.12: the SMSC expects no response; we do not act on it
         if isinstance(pdu, Unsupported):
             self._violations += 1
             self._outbox.append(generic_nack(pdu.sequence, CommandStatus.ESME_RINVCMDID))

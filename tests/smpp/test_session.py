@@ -307,3 +307,10 @@ def test_session_survives_mutated_valid_traffic(data: st.DataObject) -> None:
     assert error is None
     for frame in frames_out:
         decode(frame)
+
+
+def test_alert_notification_is_not_answered() -> None:
+    esme, _ = bound_pair()
+    raw = (16).to_bytes(4, "big") + CommandId.ALERT_NOTIFICATION.to_bytes(4, "big") + bytes(8)
+    assert esme.receive_data(raw, 0.0) == []
+    assert esme.data_to_send() == b""
