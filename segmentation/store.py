@@ -219,7 +219,15 @@ class Store:
         if self._depth > 0:
             self.conn.execute(f"RELEASE sp{self._depth}")
             return
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            # e.g. SQLITE_BUSY or a disk error at COMMIT: leave no half-open transaction.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self._pending = _PendingChange()
+            self._rolled_back += 1
+            raise
         self._committed += 1
         change = self._pending.freeze()
         self._pending = _PendingChange()

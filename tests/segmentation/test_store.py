@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -136,3 +137,18 @@ async def test_async_store_runs_every_call_on_one_other_thread(tmp_path: Path) -
     assert threading.get_ident() not in threads
     with pytest.raises(StoreError):
         await a.run(where, 3)
+
+
+def test_a_failed_commit_rolls_back_and_announces_nothing(store: Store) -> None:
+    # A deferred foreign key is checked at COMMIT: the commit itself fails.
+    seen: list[Change] = []
+    store.add_listener(seen.append)
+    store.conn.execute("PRAGMA defer_foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError), store.atomic():
+        store.conn.execute("INSERT INTO trait(subscriber_id) VALUES (999)")
+        store.note_change(subscriber_ids={999})
+    assert not store.conn.in_transaction and not store.in_transaction
+    assert store.scalar("SELECT count(*) FROM trait") == 0
+    assert seen == []
+    with store.atomic():
+        _insert_def(store, "after")  # the store is usable again
