@@ -121,6 +121,11 @@ async def test_throttling_storm_loses_nothing() -> None:
             assert all(isinstance(r, Accepted) for r in results)
             stats = client.statistics()
             assert stats.throttles > 0 and sim.statistics().throttled > 0
+            assert stats.state == "bound_trx" and stats.window == 32
+            assert stats.window_in_use == 0 and stats.accepted == 300
+            assert stats.submitted == 300 + stats.errors_by_status["ESME_RTHROTTLED"]
+            # about the simulator's 200/s ceiling, measured over the last seconds
+            assert 20 < stats.submits_per_second < 400
             assert stats.errors_by_status["ESME_RTHROTTLED"] == sim.statistics().throttled
             accepted = [r for r in sim.received if r.status == 0]
             assert sorted(r.pdu.destination_addr for r in accepted) == sorted(
