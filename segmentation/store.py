@@ -101,6 +101,19 @@ class StoreStatistics:
     listeners: int
 
 
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (executescript() would COMMIT our lock)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n\t;"):
+                yield buffer
+            buffer = ""
+    if buffer.strip(" \n\t;"):
+        raise StoreError(f"incomplete statement in a migration: {buffer[:60]!r}")
+
+
 class Store:
     """One open segment-store database (see the module docstring).
 
@@ -165,15 +178,27 @@ class Store:
         return int(row[0])
 
     def migrate(self) -> int:
-        """Apply every migration newer than ``PRAGMA user_version``; returns the new version."""
-        current = self.schema_version
-        if current > len(MIGRATIONS):
-            raise StoreError(
-                f"database schema version {current} is newer than this code ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            # executescript runs the whole migration and the version bump in one transaction.
-            self.conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        """Apply every migration newer than ``PRAGMA user_version``; returns the new version.
+
+        The version is read under the write lock (BEGIN IMMEDIATE), so two processes opening a
+        fresh file at once (daemon and CLI) cannot both apply the same migration.
+        """
+        if self.schema_version > len(MIGRATIONS):
+            raise StoreError(f"database schema version {self.schema_version} is newer than "
+                             f"this code ({len(MIGRATIONS)})")
+        if self.schema_version == len(MIGRATIONS):
+            return len(MIGRATIONS)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.schema_version
+            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in _statements(script):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
         return self.schema_version
 
     # -- time, keys ----------------------------------------------------------------------------

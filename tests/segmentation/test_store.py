@@ -152,3 +152,25 @@ def test_a_failed_commit_rolls_back_and_announces_nothing(store: Store) -> None:
     assert seen == []
     with store.atomic():
         _insert_def(store, "after")  # the store is usable again
+
+
+def test_concurrent_first_opens_apply_migrations_once(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def opener() -> None:
+        try:
+            barrier.wait(timeout=10)
+            Store(path).close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS)
