@@ -9,7 +9,9 @@ Erasure removes the person and keeps what the law and good practice need:
   records 5 years, §6.4), so they are not deleted; their number is replaced by
   ``hmac-sha256:<keyed hash>`` (the same hash the suppression list uses, so the evidence stays
   attributable to whoever can prove the number), the subscriber link is cut, and any copy of
-  the number inside ``keyword_text``, ``disclosure`` or ``evidence`` is replaced by ``[erased]``;
+  the number inside ``keyword_text``, ``disclosure`` or ``evidence`` is replaced by ``[erased]``,
+  and a dedupe key (an unkeyed content hash, brute-forceable over phone numbers) is re-hashed
+  with the site key;
 - added: a ``suppression`` row (scope ``marketing``, reason ``erasure``) keyed by the hash, so
   the number is never marketed to again by mistake (ICO practice, §6.5) — transactional
   messages the person asks for later still work;
@@ -130,6 +132,14 @@ def _scrub(text: str | None, forms: list[str]) -> str | None:
     return text
 
 
+def _rekey(store: Store, dedupe_key: str | None) -> str | None:
+    # Import dedupe keys are unkeyed sha256 over row content including the number: a phone
+    # number space is small enough to brute-force them, so they are re-hashed with the key.
+    if dedupe_key is None:
+        return None
+    return "erased:" + number_hash(store.hash_key, dedupe_key)
+
+
 def erase_subscriber(store: Store, number: str, *, reason: str = "erasure") -> ErasureReport:
     """Erase ``number`` as the module docstring describes; all or nothing."""
     e164 = normalise(number, store.default_region)
@@ -152,13 +162,13 @@ def erase_subscriber(store: Store, number: str, *, reason: str = "erasure") -> E
                 "(SELECT segment_id FROM segment_member WHERE subscriber_id = ?)", (sid,))
             conn.execute("DELETE FROM subscriber WHERE id = ?", (sid,))  # cascades
         rows = conn.execute(
-            "SELECT id, keyword_text, disclosure, evidence FROM consent WHERE phone_e164 = ?",
-            (e164,)).fetchall()
+            "SELECT id, keyword_text, disclosure, evidence, dedupe_key FROM consent "
+            "WHERE phone_e164 = ?", (e164,)).fetchall()
         conn.executemany(
             "UPDATE consent SET phone_e164 = ?, subscriber_id = NULL, keyword_text = ?, "
-            "disclosure = ?, evidence = ? WHERE id = ?",
+            "disclosure = ?, evidence = ?, dedupe_key = ? WHERE id = ?",
             [(HASH_PREFIX + digest, _scrub(kw, forms), _scrub(disc, forms), _scrub(ev, forms),
-              id_) for id_, kw, disc, ev in rows],
+              _rekey(store, key), id_) for id_, kw, disc, ev, key in rows],
         )
         added = conn.execute(
             "INSERT INTO suppression(phone_hash, scope, reason, ts_ms) VALUES (?, 'marketing', "

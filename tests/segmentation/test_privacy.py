@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -45,7 +46,8 @@ def _seed(store: Store) -> tuple[int, int, int]:
                    disclosure="Msg & data rates may apply",
                    evidence={"form": "https://shop.example/join", "phone_field": "+13125550103"})
     record_consent(store, NUMBER, "marketing", "revoke", "keyword", actor="inbound",
-                   keyword_text="STOP texting +1 312-555-0103", ts_ms=START_MS + 2)
+                   keyword_text="STOP texting +1 312-555-0103", ts_ms=START_MS + 2,
+                   dedupe_key="import:" + hashlib.sha256(NUMBER.encode()).hexdigest())
     with store.atomic():
         store.conn.execute("INSERT INTO segment(id, name, definition, created_ms, member_count) "
                            "VALUES (1, 'buyers', '{}', 0, 2)")
@@ -111,6 +113,9 @@ def test_erasure_leaves_nothing_personal_but_the_suppression_hash(store: Store) 
     assert rows[1]["keyword_text"] == "STOP texting [erased]"
     assert json.loads(rows[0]["evidence"])["phone_field"] == "[erased]"
     assert {r["subscriber_id"] for r in rows} == {None}
+    # an unkeyed hash of the number (brute-forceable) does not survive either
+    assert rows[1]["dedupe_key"].startswith("erased:")
+    assert _cells_containing(store, [hashlib.sha256(NUMBER.encode()).hexdigest()]) == []
     assert not is_sendable(store, NUMBER, "marketing")
     assert is_sendable(store, NUMBER, "transactional")
     assert current_consent(store, NUMBER, "marketing") is None
