@@ -8,7 +8,9 @@ connection after N PDUs, refuses binds, or sends malformed PDUs. It records what
 The connection handler is an ``asyncio.Protocol``: one ``data_received`` call decodes every
 complete frame in the chunk and answers them in one ``write``, which is what keeps it ahead of
 the benchmark clients (measured by ``bench/smpp.py`` with a raw pipelining client).
-Receipts are scheduled with ``loop.call_later`` (plain callbacks, no tasks to own).
+Receipts and redeliveries are scheduled with ``loop.call_later`` (plain callbacks, no tasks
+to own), all cancelled by ``close()``. A deliver_sm that a lost connection never confirmed, or
+that was answered with a temporary error, is delivered again, as real SMSCs do.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class SmscOptions:
     reject_status: int = CommandStatus.ESME_RBINDFAIL
     max_binds_per_system_id: int | None = None  # more binds get ESME_RALYBND
     window: int = 64  # outstanding deliver_sm per connection
+    redeliver_delay: float = 1.0  # after a temporary error in deliver_sm_resp
     record: bool = True  # keep every received submit_sm in ``received``
     seed: int = 0
     ssl: ssl.SSLContext | None = None
@@ -107,6 +110,7 @@ class SmscStatistics:
     delivers_sent: int
     deliver_responses: int
     violations: int
+    redeliveries: int  # deliver_sm sent again after a temporary error response
 
 
 class SmscConnection(asyncio.Protocol):
@@ -128,8 +132,14 @@ class SmscConnection(asyncio.Protocol):
         self.sim._notify()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.session.connection_lost()
+        unconfirmed = [
+            o.context for o in self.session.connection_lost() if isinstance(o.context, DeliverSm)
+        ]
+        unconfirmed.extend(self.queued)
+        self.queued.clear()
         self.sim._connections.discard(self)
+        if self.system_id:
+            self.sim._hold(self.system_id, unconfirmed)
         self.sim._notify()
 
     def data_received(self, data: bytes) -> None:
@@ -181,8 +191,15 @@ class SmscConnection(asyncio.Protocol):
 
     def _on_response(self, event: Response) -> None:
         if event.request.command_id == CommandId.DELIVER_SM:
-            self.deliver_results.append((event.pdu.sequence, event.pdu.status))
+            status = event.pdu.status
+            self.deliver_results.append((event.pdu.sequence, status))
             self.sim._deliver_responses += 1
+            pdu = event.request.context
+            if status and status != CommandStatus.ESME_RX_P_APPN and isinstance(pdu, DeliverSm):
+                # A temporary refusal (ESME_RX_T_APPN, ...): the SMSC tries again later.
+                self.sim.later(
+                    self.sim.options.redeliver_delay, self.sim._redeliver, self.system_id, pdu
+                )
         elif event.request.command_id == CommandId.UNBIND:
             self.close()
 
@@ -201,7 +218,8 @@ class SmscConnection(asyncio.Protocol):
         now = self.sim.loop.time()
         out = []
         while self.queued and self.session.window_free > 0 and self.session.state in CAN_RECEIVE:
-            out.append(self.session.send(self.queued.popleft(), now))
+            pdu = self.queued.popleft()
+            out.append(self.session.send(pdu, now, pdu))
             self.sim._delivers_sent += 1
         if out:
             self.write(b"".join(out))
@@ -243,7 +261,8 @@ class SmscSimulator:
         self._delivers_sent = 0
         self._deliver_responses = 0
         self._violations = 0
-        self._held_receipts: dict[str, deque[DeliverSm]] = {}
+        self._held: dict[str, deque[DeliverSm]] = {}  # waiting for a receiver of that system_id
+        self._redeliveries = 0
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_token = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -379,29 +398,47 @@ class SmscSimulator:
         if opts.receipt_delay <= 0:
             self.loop.call_soon(self._send_receipt, system_id, receipt)
             return
+        self.later(opts.receipt_delay, self._send_receipt, system_id, receipt)
+
+    def later(self, delay: float, callback: Callable[..., None], *args: object) -> None:
+        """``callback(*args)`` after ``delay`` seconds; cancelled by ``close()``."""
         self._timer_token += 1
         token = self._timer_token
-        self._timers[token] = self.loop.call_later(
-            opts.receipt_delay, self._fire_receipt, token, system_id, receipt
-        )
 
-    def _fire_receipt(self, token: int, system_id: str, receipt: DeliverSm) -> None:
-        del self._timers[token]
-        self._send_receipt(system_id, receipt)
+        def fire() -> None:
+            del self._timers[token]
+            callback(*args)
+
+        self._timers[token] = self.loop.call_later(delay, fire)
 
     def _send_receipt(self, system_id: str, receipt: DeliverSm) -> None:
+        self._receipts_sent += 1
+        self._route(system_id, receipt)
+
+    def _route(self, system_id: str, pdu: DeliverSm) -> None:
         conn = self._receiver_for(system_id)
         if conn is None:
-            # Real SMSCs keep receipts until a receiver binds; so do we.
-            self._held_receipts.setdefault(system_id, deque()).append(receipt)
+            # Real SMSCs keep receipts and MO until a receiver binds; so do we.
+            self._held.setdefault(system_id, deque()).append(pdu)
             return
-        self._receipts_sent += 1
-        conn.deliver(receipt)
+        conn.deliver(pdu)
+
+    def _hold(self, system_id: str, pdus: list[DeliverSm]) -> None:
+        """deliver_sm that a lost connection never confirmed: deliver them again later."""
+        if not pdus:
+            return
+        self._held.setdefault(system_id, deque()).extend(pdus)
+        conn = self._receiver_for(system_id)
+        if conn is not None:
+            self._release_held(conn)
+
+    def _redeliver(self, system_id: str, pdu: DeliverSm) -> None:
+        self._redeliveries += 1
+        self._route(system_id, pdu)
 
     def _release_held(self, conn: SmscConnection) -> None:
-        held = self._held_receipts.pop(conn.system_id, None)
+        held = self._held.pop(conn.system_id, None)
         if held:
-            self._receipts_sent += len(held)
             self.loop.call_soon(self._deliver_all, conn, held)
 
     @staticmethod
@@ -514,7 +551,8 @@ class SmscSimulator:
             accepted=self._accepted,
             throttled=self._throttled,
             receipts_sent=self._receipts_sent,
-            receipts_pending=len(self._timers) + sum(len(q) for q in self._held_receipts.values()),
+            receipts_pending=len(self._timers) + sum(len(q) for q in self._held.values()),
+            redeliveries=self._redeliveries,
             delivers_sent=self._delivers_sent,
             deliver_responses=self._deliver_responses,
             violations=self._violations,

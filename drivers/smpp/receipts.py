@@ -160,7 +160,7 @@ class DeliveryReceipt:
 
 _KEY = re.compile(
     r"(?i)(?<![A-Za-z0-9_])"
-    r"(id|submit[ _]?date|done[ _]?date|sub|dlvrd|stat|err|text)\s*:\s*"
+    r"(id|submit[ _]?date|done[ _]?date|sub|dlvrd|stat|err|text)\s*:"
 )
 _NAMES = {"submitdate": "submit_date", "donedate": "done_date"}
 

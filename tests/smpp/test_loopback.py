@@ -9,7 +9,14 @@ import logging
 import pytest
 
 from drivers.sim.smsc import SmscOptions, SmscSimulator
-from drivers.smpp.client import Accepted, Rejected, SmppClient, SubmitRequest, Unknown
+from drivers.smpp.client import (
+    Accepted,
+    InboundEvent,
+    Rejected,
+    SmppClient,
+    SubmitRequest,
+    Unknown,
+)
 from drivers.smpp.config import BindMode
 from drivers.smpp.errors import CommandStatus, NotBound, StatusClass
 from drivers.smpp.mo import MobileOriginated
@@ -329,6 +336,47 @@ async def test_deliver_sm_resp_only_after_the_handler_returned() -> None:
         release.set()
         await sim.wait_for(lambda: bool(conn.deliver_results))
         assert conn.deliver_results[0][1] == 0
+
+
+async def test_temporary_handler_failure_is_redelivered(collector: Collector) -> None:
+    failures = 1
+
+    async def flaky(event: InboundEvent) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("database is locked")
+        await collector(event)
+
+    async with running(SmscOptions(redeliver_delay=0.05), flaky) as (sim, _client):
+        sim.inject_mo("hello again", "447700900123", "1")
+        [mo] = await collector.wait_for(1)
+        assert isinstance(mo, MobileOriginated) and mo.text == "hello again"
+        assert sim.statistics().redeliveries == 1
+
+
+async def test_receipt_unconfirmed_when_the_link_drops_is_delivered_again(
+    collector: Collector,
+) -> None:
+    calls = 0
+    never, first_call = asyncio.Event(), asyncio.Event()
+
+    async def stuck_once(event: InboundEvent) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            first_call.set()
+            await never.wait()  # the first delivery hangs until the link is gone
+        await collector(event)
+
+    async with running(None, stuck_once) as (sim, client):
+        outcome = await client.submit(req(1, registered=1))
+        await asyncio.wait_for(first_call.wait(), 5)
+        sim.drop_all()
+        [receipt] = await collector.wait_for(1)
+        assert isinstance(receipt, DeliveryReceipt) and isinstance(outcome, Accepted)
+        assert receipt.message_id == outcome.message_id and calls == 2
+        assert sim.statistics().receipts_sent == 1
 
 
 async def test_failing_handler_asks_for_redelivery() -> None:
