@@ -14,8 +14,9 @@
 
 Beyond the simulators' own options the host adds per-number behaviour the demo needs (until the
 simulators grow it): ``fail_numbers`` maps a destination to the receipt stat it always gets
-(``"UNDELIV"``, ``"EXPIRED"``, ...), and ``stop_numbers`` lists destinations that answer STOP to
-the first message they receive. The process ends when stdin closes or on SIGTERM, so a parent
+(``"UNDELIV"``, ``"EXPIRED"``, ...), ``stop_numbers`` lists destinations that answer STOP to
+the first message they receive, and ``"receipts": false`` sends no delivery receipts at all (the
+benchmark compares submit paths). The process ends when stdin closes or on SIGTERM, so a parent
 that dies takes its simulators with it.
 """
 
@@ -36,13 +37,16 @@ class DemoSmsc(SmscSimulator):
     """The SMSC simulator plus per-destination outcomes and STOP replies."""
 
     def __init__(self, options: SmscOptions, fail_numbers: dict[str, str],
-                 stop_numbers: set[str]) -> None:
+                 stop_numbers: set[str], receipts: bool = True) -> None:
         super().__init__(options)
+        self.receipts = receipts
         self.fail_numbers = fail_numbers
         self.stop_numbers = stop_numbers
         self._stopped: set[str] = set()
 
     def _receipt(self, pdu: SubmitSm, n: int, resp_id: str) -> DeliverSm | None:
+        if not self.receipts:
+            return None
         stat = self.fail_numbers.get(pdu.destination_addr)
         if stat is None:
             receipt = super()._receipt(pdu, n, resp_id)
@@ -104,8 +108,9 @@ async def _until_stopped(serve: asyncio.Task[None]) -> None:
 async def run_smsc(opts: dict[str, Any]) -> None:
     fail = {k.removeprefix("+"): v for k, v in opts.pop("fail_numbers", {}).items()}
     stop = {k.removeprefix("+") for k in opts.pop("stop_numbers", [])}
+    receipts = bool(opts.pop("receipts", True))
     options = SmscOptions(**opts)
-    async with DemoSmsc(options, fail, stop) as sim:
+    async with DemoSmsc(options, fail, stop, receipts) as sim:
         def handle(cmd: dict[str, Any]) -> Any:
             kind = cmd["cmd"]
             if kind == "stats":

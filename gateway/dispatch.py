@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -86,6 +87,7 @@ class DispatchSettings:
     claim_batch: int = 256
     idle_poll_s: float = 0.1  # how often to look for new rows when nothing is in flight
     unknown_resends: int = 3
+    send_timeout_s: float = 300.0  # a modem may take 120 s per part (TS 27.005 +CMGS)
 
 
 def concat_reference(message_id: int, concat: Concat) -> int:
@@ -95,8 +97,13 @@ def concat_reference(message_id: int, concat: Concat) -> int:
     return message_id & (0xFF if concat is Concat.UDH8 else 0xFFFF)
 
 
+@functools.lru_cache(maxsize=1024)
+def _options(concat: Concat, reference: int) -> EncodeOptions:
+    return EncodeOptions(concat=concat, reference=reference)
+
+
 def encode_for(message: Claimed, concat: Concat) -> EncodedMessage:
-    options = EncodeOptions(concat=concat, reference=concat_reference(message.id, concat))
+    options = _options(concat, concat_reference(message.id, concat))
     return encode(message.text, options, destination=message.to)
 
 
@@ -350,7 +357,18 @@ class Dispatcher:
                     self.submit_times[message.id] = time.monotonic()
                 self._put(Submitted(message.id, result.seq, route.name, result.carrier_id))
 
-        await route.send(message.id, message.to, message.sender, encoded, seqs, on_part)
+        try:
+            # A guard, not the protocol's timeout (the drivers have their own): a send that
+            # never finishes must not hold its message in `sending` until the next restart.
+            async with asyncio.timeout(self.settings.send_timeout_s):
+                await route.send(message.id, message.to, message.sender, encoded, seqs, on_part)
+        except TimeoutError:
+            log.warning("dispatch: message %d got no outcome from %s in %g s", message.id,
+                        route.name, self.settings.send_timeout_s)
+        # Every part must have an outcome, or the message would stay `sending` until restart.
+        answered = {r.seq for r in results}
+        results.extend(PartResult(seq, PartStatus.UNKNOWN, text="no outcome")
+                       for seq in seqs if seq not in answered)
         unknown = sum(1 for r in results if r.status is PartStatus.UNKNOWN)
         count = self._unknowns.get(message.id, 0)
         outcome = verdict(message, route.name, results, count, self.settings.unknown_resends)

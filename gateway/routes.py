@@ -216,6 +216,9 @@ class SmppRoute:
     ) -> None:
         self._in_flight += 1
         try:
+            if len(seqs) == 1:  # the common case: no task per part
+                await self._submit(seqs[0], self._request(to, sender, encoded, seqs[0]), on_part)
+                return
             async with asyncio.TaskGroup() as tg:
                 for seq in seqs:
                     request = self._request(to, sender, encoded, seq)

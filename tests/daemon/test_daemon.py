@@ -15,7 +15,7 @@ import pytest
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon, DaemonOptions
 from gateway.daemon_procs import SimProcess, write_config
-from gateway.dispatch import Dispatcher
+from gateway.dispatch import Dispatcher, DispatchSettings
 from gateway.outbox import Outbox
 from gateway.outbox_states import Lane, RetryPolicy, State
 from gateway.outbox_types import NewMessage
@@ -23,7 +23,8 @@ from gateway.routes import RouteInbound
 from segmentation.store import Store
 
 FAST = DaemonOptions(status_interval_s=0.2, timers_interval_s=0.2,
-                     retry=RetryPolicy(base_s=0.05, cap_s=0.2))
+                     retry=RetryPolicy(base_s=0.05, cap_s=0.2),
+                     dispatch=DispatchSettings(send_timeout_s=10.0))
 
 
 @pytest.fixture
