@@ -20,6 +20,7 @@ from gateway.outbox import Outbox
 from gateway.outbox_states import Lane, RetryPolicy, State
 from gateway.outbox_types import NewMessage
 from gateway.routes import RouteInbound
+from gateway.sdnotify import Notifier
 from segmentation.store import Store
 
 FAST = DaemonOptions(status_interval_s=0.2, timers_interval_s=0.2,
@@ -35,10 +36,11 @@ def smsc() -> Iterator[SimProcess]:
 
 @contextlib.asynccontextmanager
 async def running(
-    config: Config, options: DaemonOptions = FAST, *, up: tuple[str, ...] | None = None
+    config: Config, options: DaemonOptions = FAST, *, up: tuple[str, ...] | None = None,
+    notifier: Notifier | None = None,
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process (the simulators are not), started and its routes ``up``."""
-    daemon = Daemon(config, options=options)
+    daemon = Daemon(config, options=options, notifier=notifier)
     task = asyncio.create_task(daemon.run())
     try:
         async with asyncio.timeout(15):
