@@ -29,10 +29,10 @@ import zoneinfo
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import geocoder
 from phonenumbers import timezone as pn_timezone
 
 from gateway.errors import SmsgateError
+from segmentation.nanp_regions import NANP_REGION
 
 _UNKNOWN_TZ = "Etc/Unknown"  # what libphonenumber answers when it has no zone for a prefix
 
@@ -159,7 +159,6 @@ _ZIP3_STATE: tuple[tuple[int, int, str], ...] = (
 )
 
 _ZIP_RE = re.compile(r"^\s*(\d{5})(?:-\d{4})?\s*$")
-_STATE_SUFFIX_RE = re.compile(r",\s*([A-Z]{2})$")  # "Chicago, IL" from the NANP geocoder
 
 
 def state_for_us_zip(postal_code: str) -> str | None:
@@ -259,11 +258,9 @@ def locate(
         postal_state = state_for_us_zip(postal_code)
     if region_out is None and postal_state is not None:
         region_out = postal_state
-    if region_out is None and cc == 1 and geographic:
-        # NANP geocoder descriptions end in the state/province code: "Chicago, IL".
-        m = _STATE_SUFFIX_RE.search(geocoder.description_for_valid_number(number, "en"))
-        if m:
-            region_out = m.group(1)
+    if region_out is None and cc == 1 and geographic and area_code:
+        # The area code's state/province (libphonenumber's geocoding data, pre-digested).
+        region_out = NANP_REGION.get(area_code)
 
     number_zones = _number_zones(number, ntype, geographic)
 

@@ -180,3 +180,11 @@ def test_typed_attributes(store: Store) -> None:
             set_attributes(store, sid, bad)
     set_attributes(store, sid, {"age": None})
     assert "age" not in get_attributes(store, sid)
+
+
+def test_nanp_region_table_matches_the_installed_libphonenumber() -> None:
+    # Fails after a phonenumbers upgrade that changes the data: regenerate the table then.
+    from segmentation.nanp_regions import NANP_REGION, generate
+
+    assert generate() == NANP_REGION
+    assert (NANP_REGION["212"], NANP_REGION["416"], NANP_REGION["915"]) == ("NY", "ON", "TX")
