@@ -586,19 +586,23 @@ class ModemClient:
         await self.process_pdu(pdu, None if other else index)
 
     async def _routed(self, pdu: bytes) -> None:
-        await self.process_pdu(pdu, None)
+        kept = await self.process_pdu(pdu, None)
         if self.needs_cnma:
-            # TS 27.005 §3.4.4: +CNMA within the network's timeout, after we kept the message.
+            # TS 27.005 §3.4.4: +CNMA within the network's timeout once we kept the message;
+            # in PDU mode <n>=2 sends RP-ERROR instead, so the SC delivers it again later.
             async with self._lock:
-                await self._guarded(self.command_for("AT+CNMA"))
+                await self._guarded(self.command_for("AT+CNMA" if kept else "AT+CNMA=2"))
 
-    async def process_pdu(self, pdu: bytes, index: int | None) -> None:
-        """Decode one stored/routed PDU, hand it over, then delete what was handed over."""
+    async def process_pdu(self, pdu: bytes, index: int | None) -> bool:
+        """Decode one stored/routed PDU, hand it over, then delete what was handed over.
+        False when the receiver refused it (it stays stored, or is negatively acknowledged)."""
         try:
             decoded = decode_pdu(pdu)
         except CodecError as exc:
+            # Kept stored for a person to look at; a routed one is acknowledged all the same
+            # (the SC would only send the same undecodable bytes again).
             log.warning("modem %s: undecodable PDU at %s: %s", self.name, index, exc)
-            return
+            return True
         loop = asyncio.get_running_loop()
         if isinstance(decoded, StatusReport):
             report = DeliveryReport(
@@ -609,12 +613,12 @@ class ModemClient:
                 await self._on_report(report)
             except Exception:
                 log.exception("modem %s: report hand-over failed; kept on the modem", self.name)
-                return
+                return False
             await self._delete([index])
-            return
+            return True
         if not isinstance(decoded, Deliver):
             await self._delete([index])  # an SMS-SUBMIT in the inbox: nothing to hand over
-            return
+            return True
         concat = decoded.concat
         part = InboundPart(
             decoded.originator,
@@ -629,10 +633,9 @@ class ModemClient:
         if index is not None:
             self._held.add(index)
         done = self._reassembler.add(part, loop.time())
-        if done is not None:
-            await self._hand_over(done)
+        return True if done is None else await self._hand_over(done)
 
-    async def _hand_over(self, message: Reassembled) -> None:
+    async def _hand_over(self, message: Reassembled) -> bool:
         inbound = InboundMessage(
             self.name, message.originator, message.text, message.scts, message.parts,
             message.total,
@@ -644,9 +647,10 @@ class ModemClient:
             # start-up or polling reads it again. Never delete what was not handed over.
             log.exception("modem %s: inbound hand-over failed; kept on the modem", self.name)
             self._held.difference_update(t for t in message.tokens if isinstance(t, int))
-            return
+            return False
         self.inbound += 1
         await self._delete(list(message.tokens))
+        return True
 
     async def _delete(self, tokens: list[object]) -> None:
         indexes = [t for t in tokens if isinstance(t, int)]

@@ -87,6 +87,7 @@ class SimModem:
         self.records: list[SentRecord] = []
         self.commands: list[str] = []  # every command line received, in order
         self.unacknowledged = 0  # +CMT/+CDS routed while +CSMS service 1 and not yet +CNMA'd
+        self.negative_acks = 0  # AT+CNMA=2 received (the network would deliver again)
         self.store = SmsStore(profile.index_base)
         self._fails: deque[int] = deque()
         self._urcs_next: deque[bytes] = deque()
@@ -487,6 +488,8 @@ class SimModem:
         if self.unacknowledged == 0:
             return self._error("CMS", 340)  # TS 27.005: no +CNMA acknowledgement expected
         self.unacknowledged -= 1
+        if rest.startswith("=2"):  # PDU mode <n>=2: RP-ERROR, the SC will try again
+            self.negative_acks += 1
         self._respond([])
 
     async def _csca(self, rest: str) -> None:

@@ -12,7 +12,7 @@ from drivers.modem.client import ModemState
 from drivers.modem.responses import Registration
 from drivers.sim.modem_profiles import PROFILES
 from drivers.sim.modem_sms import deliver_pdus
-from tests.modem.modemkit import pdus, running, wait_sim
+from tests.modem.modemkit import pdus, running, wait_sim, wait_state
 
 
 def independent(pdu: bytes) -> Any:
@@ -200,3 +200,22 @@ async def test_a_failed_hand_over_leaves_the_message_on_the_modem() -> None:
             refuse[0] = False  # the receiver recovers: the next poll hands it over
             await inbox.wait_for(lambda: len(inbox.messages) == 1)
             await wait_sim(sim, lambda: sim.store.used("SM") == 0)
+
+
+async def test_a_refused_routed_message_is_negatively_acknowledged() -> None:
+    from drivers.modem.client import InboundMessage, ModemClient
+    from drivers.sim.modem import SimModem
+    from drivers.sim.modem_profiles import profile
+    from tests.modem.modemkit import config_for
+
+    async def refuse(m: InboundMessage) -> None:
+        raise OSError("database is locked")
+
+    async with SimModem(profile("generic", csms_service=1)) as sim:
+        config = config_for(sim, indications="route")
+        async with ModemClient(config, on_message=refuse) as modem:
+            await wait_state(modem, ModemState.READY)
+            (p,) = deliver_pdus("+447700900009", "routed and refused")
+            sim.deliver(p)
+            await wait_sim(sim, lambda: sim.negative_acks == 1)
+            assert sim.unacknowledged == 0 and "AT+CNMA" not in sim.commands
