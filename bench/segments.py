@@ -254,7 +254,7 @@ def run(db: Path, n_subs: int, n_events: int) -> None:
     rng = random.Random(7)
     m.attach()
     total = 100_000
-    batch = 1000
+    batch = 5000  # events per ingest transaction, as the CSV/MQTT paths batch them
     pending_events = _events(rng, n_subs, total, clock())
     ingest_s = drain_s = 0.0
     drains = []

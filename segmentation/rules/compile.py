@@ -13,9 +13,11 @@ Two modes (``../shared/reference/segmentation-compliance.md`` §5.4):
   SQLite answers by rowid look-ups driven by the dirty list; see :func:`_source`). Conditions
   are correlated sub-queries on ``(subscriber_id, type, ts_ms)``, cheap for a few subscribers.
 
-Windows of two days or more without property filters read ``event_daily`` for the whole UTC
-days inside the window and raw ``event`` rows for the two partial edge days, so results are
-exact at the window edge (§5.4.2). Every leaf yields 0 or 1, never NULL, so ``NOT`` is plain.
+In incremental mode, windows of two days or more without property filters read
+``event_daily`` for the whole UTC days inside the window and raw ``event`` rows for the two
+partial edge days, so results are exact at the window edge (§5.4.2); full mode reads the
+``(type, ts_ms)`` index instead (measured faster, see ``_Compiler.aggregate``). Every leaf
+yields 0 or 1, never NULL, so ``NOT`` is plain.
 """
 
 from __future__ import annotations
@@ -279,7 +281,6 @@ class _Compiler:
     ) -> Frag:
         """``count`` / ``sum`` over a window compared with ``rhs``."""
         raw_val = "1" if kind == "count" else "COALESCE(e.value, 0)"
-        daily_val = "ed.n" if kind == "count" else "ed.total"
         agg = "COUNT(*)" if kind == "count" else "TOTAL(e.value)"
         sop = SQL_OPS[op]
         spec_sql, spec_p = _spec(spec, "e")
@@ -300,23 +301,14 @@ class _Compiler:
                 f"AND e.ts_ms >= ? AND e.ts_ms <= ?)) {sop} ?",
                 [spec.type, d.first_day, d.last_day, *spec_p, *d.head, *spec_p, *d.tail, rhs],
             )
-        if _uses_daily(spec, window):
-            assert window is not None
-            d = _DailySplit.of(window, self.now)
-            inner = (
-                f"SELECT ed.subscriber_id AS sid, {daily_val} AS c FROM event_daily ed "
-                f"WHERE ed.type = ? AND ed.day BETWEEN ? AND ?"
-                f" UNION ALL SELECT e.subscriber_id, {raw_val} FROM event e WHERE {spec_sql} "
-                f"AND e.ts_ms > ? AND e.ts_ms < ?"
-                f" UNION ALL SELECT e.subscriber_id, {raw_val} FROM event e WHERE {spec_sql} "
-                f"AND e.ts_ms >= ? AND e.ts_ms <= ?"
-            )
-            inner_p = [spec.type, d.first_day, d.last_day, *spec_p, *d.head, *spec_p, *d.tail]
-        else:
-            w, wp = _window("e", window, self.now)
-            inner = f"SELECT e.subscriber_id AS sid, {raw_val} AS c FROM event e " \
-                    f"WHERE {spec_sql} AND {w}"
-            inner_p = [*spec_p, *wp]
+        # Full mode reads raw events through the (type, ts_ms) index even for long windows:
+        # event_daily has no (type, day) index, and scanning it whole was measured 3-4x slower
+        # at 1M subscribers / 10M events (draft preview 2.2 s -> 0.66 s). The roll-up serves
+        # the per-subscriber (incremental) look-ups above, keyed by its primary key.
+        w, wp = _window("e", window, self.now)
+        inner = f"SELECT e.subscriber_id AS sid, {raw_val} AS c FROM event e " \
+                f"WHERE {spec_sql} AND {w}"
+        inner_p = [*spec_p, *wp]
         total = "TOTAL(c)"
         # Subscribers with no rows have 0; whether 0 passes decides IN vs NOT IN.
         if compare(op, 0, rhs):

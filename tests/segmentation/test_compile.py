@@ -177,23 +177,27 @@ def test_long_windows_read_event_daily_and_are_exact_at_the_edge(
         _sub(4, EventRow(5, "purchase", NOW - DAY_MS, 2.0), EventRow(6, "purchase", NOW - 1, 3.0)),
     ]
     write_dataset(conn, subs)
+    conn.executemany("INSERT INTO temp.dirty(id) VALUES (?)", [(d.id,) for d in subs])
+
+    def incremental(rule: Rule) -> set[int]:
+        q = compile_select(rule, NOW, dirty="temp.dirty")
+        return ids(conn, q.sql, q.params)
+
     rule = EventCount(EventSpec("purchase"), "ge", 1, window)
-    q = compile_select(rule, NOW)
-    assert "event_daily" in q.sql
-    assert ids(conn, q.sql, q.params) == {2, 3, 4}
-    s = EventSum(EventSpec("purchase"), "ge", 5, window)
-    q = compile_select(s, NOW)
-    assert ids(conn, q.sql, q.params) == {2, 3, 4}
+    assert "event_daily" in compile_select(rule, NOW, dirty="temp.dirty").sql
+    assert incremental(rule) == {2, 3, 4}
+    assert incremental(EventSum(EventSpec("purchase"), "ge", 5, window)) == {2, 3, 4}
+    full = compile_select(rule, NOW)  # full mode reads the (type, ts_ms) index instead
+    assert "event_daily" not in full.sql and ids(conn, full.sql, full.params) == {2, 3, 4}
     # the roll-up is really read: a day row with no raw events behind it counts
     conn.execute("INSERT INTO event_daily VALUES (1, 'purchase', ?, 7, 70.0)",
                  (NOW // DAY_MS - 1,))
-    q = compile_select(EventCount(EventSpec("purchase"), "ge", 7, window), NOW)
-    assert ids(conn, q.sql, q.params) == {1}
+    assert incremental(EventCount(EventSpec("purchase"), "ge", 7, window)) == {1}
     # short windows and filtered counts read raw events only
-    assert "event_daily" not in compile_select(EventCount(EventSpec("purchase"), "ge", 1, HOUR),
-                                               NOW).sql
+    short = EventCount(EventSpec("purchase"), "ge", 1, HOUR)
+    assert "event_daily" not in compile_select(short, NOW, dirty="temp.dirty").sql
     filtered = EventCount(EventSpec("purchase", (PropFilter("sku", "eq", "A"),)), "ge", 1, window)
-    assert "event_daily" not in compile_select(filtered, NOW).sql
+    assert "event_daily" not in compile_select(filtered, NOW, dirty="temp.dirty").sql
 
 
 def test_user_text_never_reaches_the_sql() -> None:
