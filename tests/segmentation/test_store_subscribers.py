@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation.phones import PhoneError, locate, normalise, state_for_us_zip
+from segmentation.phones import REGION_TZ, PhoneError, locate, normalise, state_for_us_zip
 from segmentation.store import Change, Store
 from segmentation.subscribers import (
     AttributeValueError,
@@ -188,3 +188,28 @@ def test_nanp_region_table_matches_the_installed_libphonenumber() -> None:
 
     assert generate() == NANP_REGION
     assert (NANP_REGION["212"], NANP_REGION["416"], NANP_REGION["915"]) == ("NY", "ON", "TX")
+
+
+us_regions = st.sampled_from(sorted(REGION_TZ["US"]))
+nanp = st.tuples(st.sampled_from(["212", "312", "415", "915", "808", "907", "800", "602"]),
+                 st.integers(2_000_000, 9_999_999)).map(lambda t: f"+1{t[0]}{t[1]}")
+
+
+@settings(max_examples=80, deadline=None)
+@given(number=nanp, region=st.one_of(st.none(), us_regions),
+       tz=st.one_of(st.none(), st.sampled_from(["Europe/Paris", "Asia/Tokyo"])))
+def test_zone_precedence_property(number: str, region: str | None, tz: str | None) -> None:
+    try:
+        e164 = normalise(number)
+    except PhoneError:
+        return  # not every generated exchange is assigned
+    loc = locate(e164, tz=tz, region=region)
+    if tz is not None:
+        assert (loc.tz, loc.tz_source) == (tz, "explicit")
+    elif region is not None:
+        assert loc.tz_source == "region" and loc.tz in REGION_TZ["US"][region]
+    else:
+        assert loc.tz_source in ("area_code", "country", "default")
+    if loc.tz_candidates is not None:
+        assert loc.tz in loc.tz_candidates and len(loc.tz_candidates) > 1
+    assert loc.country == "US" and loc.area_code == e164[2:5]
