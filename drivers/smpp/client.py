@@ -356,8 +356,8 @@ class SmppClient:
                             raise BindRefused(event.pdu.status, cfg.system_id)
                     elif isinstance(event, Violation) and event.fatal:
                         raise LinkDown(f"peer broke framing during bind: {event.error}")
-                    elif not isinstance(event, Response):
-                        link.early.append(event)
+                    else:
+                        link.early.append(event)  # handled once the link's loops run
                 link.writer.write(session.data_to_send())
                 if session.state is State.OPEN:
                     raise LinkDown("bind not answered with a bind response")
