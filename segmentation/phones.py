@@ -6,7 +6,8 @@ formats ("(212) 555-0123", "07911 123456") need a default region (ISO 3166-1 alp
 Time-zone precedence (segmentation-compliance.md §5.2, §6.2):
 
 1. ``explicit`` — a zone the subscriber or the operator gave (validated against the IANA database);
-2. ``postal`` / ``region`` — a US ZIP code (3-digit USPS prefix -> state), else a state/province
+2. ``postal`` / ``region`` — a postal code (US ZIP by 3-digit USPS prefix, Canadian by first
+   letter, Australian by range -> state), else a state/province
    code (``"TX"``, ``"US-TX"``, ``"ON"``, ``"NSW"``) -> that region's zones;
 3. ``area_code`` — libphonenumber's zones for the number's prefix (exact for most NANP area codes);
 4. ``country`` — the country has a single zone.
@@ -173,6 +174,42 @@ def state_for_us_zip(postal_code: str) -> str | None:
     return None
 
 
+# Canada Post: the first letter of a postal code (forward sortation area) names the province.
+_CA_POSTAL_FIRST = {
+    "A": "NL", "B": "NS", "C": "PE", "E": "NB", "G": "QC", "H": "QC", "J": "QC", "K": "ON",
+    "L": "ON", "M": "ON", "N": "ON", "P": "ON", "R": "MB", "S": "SK", "T": "AB", "V": "BC",
+    "X": "NT", "Y": "YT",
+}
+_CA_POSTAL_RE = re.compile(r"^\s*([A-Za-z])\d[A-Za-z]\s*\d[A-Za-z]\d\s*$")
+# Australia Post: 4-digit postcodes, the state by leading digits (ACT ranges inside NSW's).
+_AU_POSTCODE_STATE: tuple[tuple[int, int, str], ...] = (
+    (800, 999, "NT"), (2600, 2618, "ACT"), (2900, 2920, "ACT"), (1000, 2999, "NSW"),
+    (3000, 3999, "VIC"), (8000, 8999, "VIC"), (4000, 4999, "QLD"), (9000, 9999, "QLD"),
+    (5000, 5999, "SA"), (6000, 6999, "WA"), (7000, 7999, "TAS"),
+)
+
+
+def region_for_postal_code(country: str | None, postal_code: str) -> tuple[str, str] | None:
+    """(country, state/province) of a US ZIP, Canadian postal code or Australian postcode.
+
+    ``country`` narrows the formats tried (None: US and Canadian, as for NANP numbers).
+    """
+    if country in ("US", None):
+        state = state_for_us_zip(postal_code)
+        if state is not None:
+            return "US", state
+    if country in ("CA", None):
+        m = _CA_POSTAL_RE.match(postal_code)
+        if m and m.group(1).upper() in _CA_POSTAL_FIRST:
+            return "CA", _CA_POSTAL_FIRST[m.group(1).upper()]
+    if country == "AU" and postal_code.strip().isdigit() and len(postal_code.strip()) == 4:
+        code = int(postal_code.strip())
+        for lo, hi, state in _AU_POSTCODE_STATE:  # first match wins: ACT before NSW
+            if lo <= code <= hi:
+                return "AU", state
+    return None
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a number (plus optional hints) places a subscriber."""
@@ -253,11 +290,12 @@ def locate(
     area_code = nsn[:ndc_len] if ndc_len > 0 else None
 
     region_out = _region_key(region, country) if region and region.strip() else None
-    postal_state = None
-    if postal_code and country in ("US", None) and cc == 1:
-        postal_state = state_for_us_zip(postal_code)
-    if region_out is None and postal_state is not None:
-        region_out = postal_state
+    postal = None
+    if postal_code:
+        # A NANP subscriber may live in the US or Canada whatever the area code says.
+        postal = region_for_postal_code(None if cc == 1 else country, postal_code)
+    if region_out is None and postal is not None:
+        region_out = postal[1]
     if region_out is None and cc == 1 and geographic and area_code:
         # The area code's state/province (libphonenumber's geocoding data, pre-digested).
         region_out = NANP_REGION.get(area_code)
@@ -273,10 +311,13 @@ def locate(
             raise PhoneError(tz, "unknown IANA time zone")
         return done(tz.strip(), "explicit", None)
 
-    for hint, source in ((region, "region"), (postal_state, "postal")):
-        if not hint or not country:
+    hints = [(country, region, "region")]
+    if postal is not None:
+        hints.append((postal[0], postal[1], "postal"))
+    for hint_country, hint, source in hints:
+        if not hint or not hint_country:
             continue
-        zones = REGION_TZ.get(country, {}).get(_region_key(hint, country))
+        zones = REGION_TZ.get(hint_country, {}).get(_region_key(hint, hint_country))
         if zones:
             # A state split between zones: the area code's zone when it is one of them.
             exact = [z for z in zones if z in number_zones]

@@ -213,3 +213,14 @@ def test_zone_precedence_property(number: str, region: str | None, tz: str | Non
     if loc.tz_candidates is not None:
         assert loc.tz in loc.tz_candidates and len(loc.tz_candidates) > 1
     assert loc.country == "US" and loc.area_code == e164[2:5]
+
+
+def test_postal_codes_of_three_countries() -> None:
+    loc = locate("+12125550123", postal_code="T2P 1J9")  # Calgary, a New York number
+    assert (loc.region, loc.tz, loc.tz_source) == ("AB", "America/Edmonton", "postal")
+    loc = locate("+61412345678", postal_code="6000")  # Perth
+    assert (loc.region, loc.tz, loc.tz_source) == ("WA", "Australia/Perth", "postal")
+    loc = locate("+61412345678", postal_code="2600")  # Canberra
+    assert (loc.region, loc.tz) == ("ACT", "Australia/Sydney")
+    loc = locate("+12125550123", postal_code="nope")
+    assert loc.tz_source == "area_code"
