@@ -154,7 +154,12 @@ class Daemon:
                     log.warning("drain timeout: %d messages left in flight (resent on the "
                                 "next start)", dispatcher.in_flight)
                     claims.cancel()
-                writer.cancel()
+                dispatcher.finish_writing()
+                try:
+                    async with asyncio.timeout(self.config.daemon.drain_timeout_s):
+                        await writer
+                except TimeoutError:
+                    writer.cancel()
                 for task in loops:
                     task.cancel()
             await dispatcher.flush()

@@ -64,6 +64,13 @@ log = logging.getLogger("smsgate.dispatch")
 
 WriteItem = Outcome | Report
 
+
+class _EndOfWrites:
+    """Queued by :meth:`Dispatcher.finish_writing`: the writer stops after what precedes it."""
+
+
+_END = _EndOfWrites()
+
 _WRITE_BATCH = 2000  # results per outbox transaction at most
 _MARKETING_LANES = frozenset({Lane.AUTOMATION, Lane.CAMPAIGN})
 
@@ -155,7 +162,7 @@ class Dispatcher:
         self.settings = settings
         self.opted_out: set[str] = opted_out if opted_out is not None else set()
         self._on_written = on_written
-        self._writes: asyncio.Queue[WriteItem] = asyncio.Queue()
+        self._writes: asyncio.Queue[WriteItem | _EndOfWrites] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -234,19 +241,33 @@ class Dispatcher:
                     tg.create_task(self._send(message), name=f"send-{message.id}")
 
     async def run_writer(self) -> None:
-        """Store results and reports in batches as they come (see :meth:`_write`)."""
+        """Store results and reports in batches as they come (see :meth:`_write`), until
+        :meth:`finish_writing`; everything queued before that is written first."""
         while True:
             first = await self._writes.get()
             items = [first]
             while len(items) < _WRITE_BATCH and not self._writes.empty():
                 items.append(self._writes.get_nowait())
-            await self._write(items)
+            done = _END in items
+            batch = [i for i in items if not isinstance(i, _EndOfWrites)]
+            if batch:
+                # Shielded: a cancelled daemon must not drop results it already took off
+                # the queue (their messages would be sent again after the restart).
+                await asyncio.shield(self._write(batch))
+            if done:
+                return
+
+    def finish_writing(self) -> None:
+        """Let the writer store what is queued, then end."""
+        self._writes.put_nowait(_END)
 
     async def flush(self) -> None:
-        """Write what is queued now (used at shutdown, after the writer task stopped)."""
+        """Write what is still queued (at shutdown, after the writer task ended)."""
         items: list[WriteItem] = []
         while not self._writes.empty():
-            items.append(self._writes.get_nowait())
+            item = self._writes.get_nowait()
+            if not isinstance(item, _EndOfWrites):
+                items.append(item)
         if items:
             await self._write(items)
 
@@ -302,6 +323,7 @@ class Dispatcher:
         if outcome is not None:
             self._record(outcome)
             self._put(outcome)
+            log.debug("message %d: %s", message.id, outcome)
 
     def _record(self, outcome: Outcome) -> None:
         if isinstance(outcome, PermanentFailure):
@@ -356,6 +378,8 @@ class Dispatcher:
                 if self.track_submit_times and message.id not in self.submit_times:
                     self.submit_times[message.id] = time.monotonic()
                 self._put(Submitted(message.id, result.seq, route.name, result.carrier_id))
+                log.debug("message %d part %d submitted via %s as %s", message.id, result.seq,
+                          route.name, result.carrier_id)
 
         try:
             # A guard, not the protocol's timeout (the drivers have their own): a send that

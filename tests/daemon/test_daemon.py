@@ -272,3 +272,21 @@ async def test_a_message_claimed_before_the_stop_is_not_sent_to_an_opted_out_num
     with Outbox(config.database.path) as box:
         message = box.get(mid)
         assert message is not None and message.error_text == "opted out"
+
+
+async def test_stopping_mid_run_drains_in_flight_and_leaves_nothing_sending(
+    tmp_path: Path,
+) -> None:
+    with SimProcess("smsc", {"receipt_delay": 0.01}) as sim:
+        config = load_config(write_config(tmp_path, smsc_port=sim.port,
+                                          smpp_extra="throughput = 400"))
+        enqueue(config, [NewMessage(to, "drain me") for to in numbers(3000)])
+        async with running(config) as daemon:
+            await until(daemon, lambda: counts(config)[State.DELIVERED] >= 200)
+        # `running` stopped the daemon (exit code 0 checked there): every message it took
+        # is stored as submitted or delivered, none left `sending` for a resend.
+        after = counts(config)
+        accepted = sim.command("stats")["accepted"]
+    assert after[State.SENDING] == 0
+    assert after[State.SUBMITTED] + after[State.DELIVERED] == accepted
+    assert after[State.QUEUED] == 3000 - accepted
