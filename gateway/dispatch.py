@@ -39,7 +39,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.codec import CodecError, EncodedMessage, EncodeOptions, encode
@@ -95,6 +95,7 @@ class DispatchSettings:
     idle_poll_s: float = 0.1  # how often to look for new rows when nothing is in flight
     unknown_resends: int = 3
     send_timeout_s: float = 300.0  # a modem may take 120 s per part (TS 27.005 +CMGS)
+    no_route_delay_s: float = 2.0  # a message whose routes are all down waits this long
 
 
 def concat_reference(message_id: int, concat: Concat) -> int:
@@ -143,6 +144,19 @@ def verdict(
     return TemporaryFailure(message.id, first.code, f"no answer: {first.text}", route)
 
 
+def postpone(box: Outbox, ids: Sequence[int], delay_ms: int) -> None:
+    """Move requeued messages ``delay_ms`` into the future (``not_before_ms``, the outbox's
+    "ready from"). Without it a message whose only route is down comes straight back at the
+    head of its lane on every claim and crowds out messages for routes that are up.
+    (The outbox's ``Requeue`` has no delay of its own yet; this is the one column we set.)"""
+    until = box.clock() + delay_ms
+    box.conn.executemany(
+        "UPDATE outbox_message SET not_before_ms = max(not_before_ms, ?) "
+        "WHERE id = ? AND state = 'queued'",
+        [(until, mid) for mid in ids],
+    )
+
+
 class Dispatcher:
     """Owns the claim loop, the per-message send tasks and the result writer."""
 
@@ -170,6 +184,7 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._unknowns: dict[int, int] = {}
+        self._no_route: set[int] = set()  # requeued because every route for them is down
         self._claimed = 0
         self._accepted = 0
         self._failed = 0
@@ -303,7 +318,17 @@ class Dispatcher:
         outcomes = [i for i in items if not isinstance(i, Report)]
         reports = [i for i in items if isinstance(i, Report)]
         if outcomes:
-            await self._box.run(Outbox.mark_many, outcomes)
+            later = [o.message_id for o in outcomes
+                     if isinstance(o, Requeue) and o.message_id in self._no_route]
+            self._no_route.difference_update(later)
+            delay_ms = int(self.settings.no_route_delay_s * 1000)
+
+            def store(box: Outbox) -> None:
+                box.mark_many(outcomes)
+                if later:
+                    postpone(box, later, delay_ms)
+
+            await self._box.run(store)
             self._batches += 1
         if reports:
             await self._box.run(Outbox.record_reports, reports)
@@ -345,6 +370,8 @@ class Dispatcher:
             except NoRouteError as exc:
                 return PermanentFailure(message.id, None, str(exc))
             if choice is None:
+                # Every candidate is down: back in line, but not at its head (see _write).
+                self._no_route.add(message.id)
                 return Requeue(message.id)
             route = self._routes.get(choice.name)
             if route is None or not route.is_up():

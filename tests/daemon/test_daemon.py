@@ -290,3 +290,26 @@ async def test_stopping_mid_run_drains_in_flight_and_leaves_nothing_sending(
     assert after[State.SENDING] == 0
     assert after[State.SUBMITTED] + after[State.DELIVERED] == accepted
     assert after[State.QUEUED] == 3000 - accepted
+
+
+async def test_messages_for_a_route_that_is_down_do_not_crowd_out_the_others(
+    smsc: SimProcess, tmp_path: Path
+) -> None:
+    with socket_nobody_listens() as dead_port:
+        path = write_config(tmp_path, smsc_port=smsc.port,
+                            routes=(("+44", ("sim-smsc",)), ("+1", ("dead",))), extra=f"""
+[[smpp]]
+name = "dead"
+host = "127.0.0.1"
+port = {dead_port}
+system_id = "x"
+password = "x"
+""")
+        config = load_config(path)
+        # The waiting ones are older: without a delay they would head the lane forever.
+        enqueue(config, [NewMessage(f"+1202555{i:04d}", "waits") for i in range(1000)])
+        enqueue(config, [NewMessage(to, "goes") for to in numbers(100)])
+        async with running(config, up=("sim-smsc",)) as daemon:
+            await until(daemon, all_final(config, 100), timeout=15)
+        after = counts(config)
+    assert after[State.QUEUED] == 1000 and after[State.FAILED] == 0
