@@ -184,6 +184,7 @@ class Membership:
         self._dirty: dict[int, dict[int, Cause]] = {}
         self._dirty_subs: set[int] = set()
         self._triggers: dict[int, frozenset[str]] = {}
+        self._dirty_loaded: frozenset[int] | None = None  # what DIRTY holds now
         self._event_mark = self._max_event_id()
         self._remove_listener: Callable[[], None] | None = None
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
@@ -363,8 +364,11 @@ class Membership:
                                                                                     set[int]]:
         """Incremental evaluation of ``subs`` for one segment (inside atomic())."""
         c = self.conn
-        c.execute(f"DELETE FROM {DIRTY}")
-        c.executemany(f"INSERT INTO {DIRTY}(id) VALUES (?)", ((s,) for s in subs))
+        ids = frozenset(subs)
+        if ids != self._dirty_loaded:  # segments of one batch mostly share the same set
+            c.execute(f"DELETE FROM {DIRTY}")
+            c.executemany(f"INSERT INTO {DIRTY}(id) VALUES (?)", ((s,) for s in sorted(ids)))
+            self._dirty_loaded = ids
         q = compile_select(seg.rule, now, dirty=DIRTY)
         fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
         old = {int(r[0]) for r in c.execute(
@@ -387,13 +391,28 @@ class Membership:
             c.execute("UPDATE segment SET member_count = member_count + ? WHERE id = ?",
                       (len(entered) - len(exited), seg.id))
         if seg.deps.time_sensitive:
-            c.execute(f"DELETE FROM segment_recheck WHERE segment_id = ? AND subscriber_id IN "
-                      f"(SELECT id FROM {DIRTY})", (seg.id,))
-            nq = compile_next_check(seg.rule, now, dirty=DIRTY)
-            if nq is not None:
-                c.execute(f"INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) "
-                          f"SELECT ?, * FROM ({nq.sql})", (seg.id, *nq.params))
+            self._reschedule(seg, now)
         return entered, exited
+
+    def _reschedule(self, seg: SegmentInfo, now: int) -> None:
+        """Replace the dirty subscribers' re-check times, writing only those that changed
+        (an index write costs far more than the read that avoids it)."""
+        c = self.conn
+        nq = compile_next_check(seg.rule, now, dirty=DIRTY)
+        due = {} if nq is None else {int(a): int(b) for a, b in c.execute(nq.sql, nq.params)}
+        have = {int(a): int(b) for a, b in c.execute(
+            "SELECT subscriber_id, due_ms FROM segment_recheck WHERE segment_id = ? AND "
+            f"subscriber_id IN (SELECT id FROM {DIRTY})", (seg.id,))}
+        gone = sorted(s for s in have if s not in due)
+        if gone:
+            c.executemany("DELETE FROM segment_recheck WHERE segment_id = ? AND subscriber_id = ?",
+                          [(seg.id, s) for s in gone])
+        moved = sorted((s, d) for s, d in due.items() if have.get(s) != d)
+        if moved:
+            c.executemany(
+                "INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT(segment_id, subscriber_id) DO UPDATE SET due_ms = excluded.due_ms",
+                [(seg.id, s, d) for s, d in moved])
 
     # -- incremental driving ------------------------------------------------------------
 
@@ -476,6 +495,7 @@ class Membership:
         now = self.store.now_ms() if now is None else now
         segments = pairs = entered_n = exited_n = 0
         order = self._order()
+        self._dirty_loaded = None
         with self.store.atomic():
             for seg in order:
                 subs = self._dirty.pop(seg.id, None)
