@@ -51,6 +51,18 @@ def _credential(text: str) -> tuple[str, str]:
     return system_id, password
 
 
+def _status(text: str) -> int:
+    try:
+        status = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a command_status: {text!r} (decimal, or hex like 0x58)"
+        ) from None
+    if not 0 <= status <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"command_status out of range: {text}")
+    return status
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -96,6 +108,26 @@ def register(sims: Any) -> None:
     )
     p.add_argument("--throttle-rate", type=float, default=None, metavar="PER_SECOND")
     p.add_argument("--stall-submits", action="store_true", help="never answer submit_sm")
+    p.add_argument("--stall-all", action="store_true", help="answer nothing (a dead link)")
+    p.add_argument(
+        "--submit-status",
+        type=_status,
+        default=0,
+        metavar="STATUS",
+        help="answer every submit_sm with this command_status, e.g. 0x45 (default 0: accept)",
+    )
+    p.add_argument(
+        "--receipts-first",
+        action="store_true",
+        help="write each receipt before its submit_sm_resp (the receipt race)",
+    )
+    p.add_argument(
+        "--redeliver-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="redeliver a deliver_sm refused with a temporary error after this long",
+    )
     p.add_argument("--drop-after", type=int, default=None, metavar="N", help="drop after N PDUs")
     p.add_argument("--reject-binds", type=int, default=0, metavar="N", help="-1 refuses all")
     p.add_argument("--max-binds", type=int, default=None, metavar="N", help="per system_id")
@@ -167,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
         outcomes=MappingProxyType(args.outcomes),
         throttle_rate=args.throttle_rate,
         stall_submits=args.stall_submits,
+        stall_all=args.stall_all,
+        submit_status=args.submit_status,
+        receipts_first=args.receipts_first,
+        redeliver_delay=args.redeliver_delay,
         drop_after=args.drop_after,
         reject_binds=args.reject_binds,
         max_binds_per_system_id=args.max_binds,

@@ -32,6 +32,7 @@ async def test_separate_process_simulator(collector: Collector) -> None:
         "decimal",
         "--outcomes",
         "UNDELIV=1",
+        "--receipts-first",
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -93,3 +94,11 @@ def test_bad_input_is_exit_2_with_a_clear_message() -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "--tls-key" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sim", "smsc", "--submit-status", "zz"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2 and "--submit-status" in r.stderr and "Traceback" not in r.stderr
