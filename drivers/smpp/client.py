@@ -55,7 +55,6 @@ from drivers.smpp.session import (
     Response,
     Role,
     Session,
-    State,
     Violation,
 )
 from drivers.smpp.submit import (
@@ -87,8 +86,6 @@ log = logging.getLogger(__name__)
 
 InboundEvent = DeliveryReceipt | MobileOriginated
 Handler = Callable[[InboundEvent], Awaitable[None]]
-_READ_SIZE = 1 << 16
-_HIGH = 1 << 20  # transport write buffer above which submitters wait for it to drain
 _LINK_RETRIES = 3  # resubmits after ESME_RINVBNDSTS (the SMSC did not take the message)
 _BIND_COMMANDS = frozenset(
     {CommandId.BIND_TRANSMITTER, CommandId.BIND_RECEIVER, CommandId.BIND_TRANSCEIVER}
@@ -151,16 +148,20 @@ class _Link:
     def __init__(self, kind: BindType, inbound_queue: int) -> None:
         self.kind = kind
         self.session: Session | None = None
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.Transport | None = None
+        self.writable = asyncio.Event()  # cleared while the transport's buffer is over its mark
+        self.writable.set()
+        self.bind_future: asyncio.Future[Pdu | Unknown] | None = None
         self.bound = asyncio.Event()
         self.dead = asyncio.Event()
         self.dead_reason = ""
         self.generation = 0
         self.window = asyncio.Semaphore(1)
-        # Bounded hand-over to the handler: when it falls behind we stop reading (naz #27).
-        self.inbound: asyncio.Queue[DeliverSm | MobileOriginated] = asyncio.Queue(inbound_queue)
-        self.early: list[object] = []
+        # Hand-over to the handler; above ``inbound_limit`` waiting PDUs we stop reading from
+        # the socket until the handler catches up (backpressure, naz #27).
+        self.inbound: asyncio.Queue[DeliverSm | MobileOriginated] = asyncio.Queue()
+        self.inbound_limit = inbound_queue
+        self.reading_paused = False
         self.last_rx = 0.0
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -174,11 +175,11 @@ class _Link:
         """Queue ``data``; everything queued in one loop iteration leaves in one write() call.
         ``alone``: nothing else is in flight, so nothing will join it: write at once and save
         the loop iteration (window 1, or the first submit after an idle spell)."""
-        if not data or self.writer is None:
+        if not data or self.transport is None:
             return
         if alone and not self._out:
-            if not self.writer.is_closing():
-                self.writer.write(data)
+            if not self.transport.is_closing():
+                self.transport.write(data)
             return
         self._out.append(data)
         if not self._flush_scheduled:
@@ -187,8 +188,8 @@ class _Link:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self.writer is not None and not self.writer.is_closing():
-            self.writer.write(b"".join(self._out))
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out))
         self._out.clear()
 
     def die(self, reason: str) -> None:
@@ -197,6 +198,49 @@ class _Link:
             self.dead.set()
         # Submitters wait on ``bound``: clear it now, not when the loops have wound down.
         self.bound.clear()
+        self.writable.set()  # nobody may stay parked on a buffer that will never drain
+        if self.bind_future is not None and not self.bind_future.done():
+            self.bind_future.set_exception(LinkDown(reason))
+
+
+class _LinkProtocol(asyncio.Protocol):
+    """Hands the socket's bytes to the client synchronously: one loop iteration per read, no
+    stream buffer in between. A protocol whose connection the link has already dropped (a
+    reconnect may be under way) is ignored, so it can never touch the next connection."""
+
+    def __init__(self, client: SmppClient, link: _Link) -> None:
+        self.client = client
+        self.link = link
+        self.transport: asyncio.Transport | None = None
+
+    def _current(self) -> bool:
+        return self.transport is not None and self.link.transport is self.transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.link.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._current():
+            self.client._on_data(self.link, data)
+
+    def eof_received(self) -> bool:
+        if self._current():
+            self.link.die("connection closed by the SMSC")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._current():
+            self.link.die(f"connection lost: {exc}" if exc else "connection closed by the SMSC")
+
+    def pause_writing(self) -> None:
+        if self._current():
+            self.link.writable.clear()
+
+    def resume_writing(self) -> None:
+        if self._current():
+            self.link.writable.set()
 
 
 class SmppClient:
@@ -322,18 +366,25 @@ class SmppClient:
         cfg = self.config
         ctx = cfg.ssl_context()
         server_hostname = (cfg.tls_server_name or cfg.host) if ctx is not None else None
+        # The session exists before the first byte can arrive.
+        link.session = Session(Role.ESME, window=cfg.window, response_timeout=cfg.response_timeout)
+        link.dead = asyncio.Event()
+        link.writable.set()
+        link.reading_paused = False
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(cfg.connect_timeout):
-            link.reader, link.writer = await asyncio.open_connection(
-                cfg.host, cfg.port, ssl=ctx, server_hostname=server_hostname, limit=_READ_SIZE
+            await loop.create_connection(
+                lambda: _LinkProtocol(self, link),
+                cfg.host,
+                cfg.port,
+                ssl=ctx,
+                server_hostname=server_hostname,
             )
 
     async def _bind(self, link: _Link) -> None:
         cfg = self.config
-        assert link.reader is not None and link.writer is not None
-        session = Session(Role.ESME, window=cfg.window, response_timeout=cfg.response_timeout)
-        link.session = session
-        link.dead = asyncio.Event()
-        link.early = []
+        session = link.session
+        assert session is not None and link.transport is not None
         bind = Bind(
             link.kind,
             cfg.system_id,
@@ -344,23 +395,20 @@ class SmppClient:
             cfg.addr_npi,
             cfg.address_range,
         )
-        link.writer.write(session.send(bind, self._clock()))
-        async with asyncio.timeout(cfg.link_timeout):
-            while not session.bound:
-                data = await link.reader.read(_READ_SIZE)
-                if not data:
-                    raise LinkDown("connection closed during bind")
-                for event in session.receive_data(data, self._clock()):
-                    if isinstance(event, Response):
-                        if event.request.command_id in _BIND_COMMANDS and event.pdu.status:
-                            raise BindRefused(event.pdu.status, cfg.system_id)
-                    elif isinstance(event, Violation) and event.fatal:
-                        raise LinkDown(f"peer broke framing during bind: {event.error}")
-                    else:
-                        link.early.append(event)  # handled once the link's loops run
-                link.writer.write(session.data_to_send())
-                if session.state is State.OPEN:
-                    raise LinkDown("bind not answered with a bind response")
+        fut: asyncio.Future[Pdu | Unknown] = asyncio.get_running_loop().create_future()
+        link.bind_future = fut
+        link.transport.write(session.send(bind, self._clock(), fut))
+        try:
+            async with asyncio.timeout(cfg.link_timeout):
+                response = await fut
+        finally:
+            link.bind_future = None
+        if isinstance(response, Unknown):
+            raise LinkDown(response.reason)
+        if response.status:
+            raise BindRefused(response.status, cfg.system_id)
+        if not session.bound:
+            raise LinkDown("bind not answered with a bind response")
         link.last_rx = self._clock()
         link.generation += 1
         link.window = asyncio.Semaphore(cfg.window)
@@ -370,7 +418,6 @@ class SmppClient:
     async def _serve(self, link: _Link) -> str:
         async with asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(self._guard(link, self._receive_loop(link))),
                 tg.create_task(self._guard(link, self._timer_loop(link))),
                 tg.create_task(self._guard(link, self._inbound_loop(link))),
             ]
@@ -399,9 +446,9 @@ class SmppClient:
         while not link.inbound.empty():
             # Unanswered deliver_sm: the SMSC delivers them again after it rebinds.
             link.inbound.get_nowait()
-        if link.writer is not None:
-            link.writer.transport.abort()
-            link.writer = None
+        if link.transport is not None:
+            link.transport.abort()
+            link.transport = None
 
     async def _unbind_all(self) -> None:
         """Unbind every bound connection (after in-flight submits drained), then wait briefly
@@ -437,50 +484,50 @@ class SmppClient:
 
     # --- the link's loops ----------------------------------------------------------------------
 
-    async def _receive_loop(self, link: _Link) -> None:
-        assert link.reader is not None and link.session is not None
-        reader, session = link.reader, link.session
-        early, link.early = link.early, []
-        for event in early:
-            await self._dispatch(link, event)
-        while True:
-            data = await reader.read(_READ_SIZE)
-            if not data:
-                link.die("connection closed by the SMSC")
-                return
-            now = self._clock()
-            link.last_rx = now
-            for event in session.receive_data(data, now):
-                if type(event) is Response:
-                    _resolve(event.request.context, event.pdu)
-                else:
-                    await self._dispatch(link, event)
-            link.write(session.data_to_send())
-            if link.dead.is_set():
-                return
+    def _on_data(self, link: _Link, data: bytes) -> None:
+        """Bytes from the SMSC (called by the protocol): resolve waiters, queue deliver_sm."""
+        session = link.session
+        if session is None or link.dead.is_set():
+            return
+        now = self._clock()
+        link.last_rx = now
+        for event in session.receive_data(data, now):
+            if type(event) is Response:
+                _resolve(event.request.context, event.pdu)
+            elif isinstance(event, Request) and isinstance(event.pdu, DeliverSm):
+                link.inbound.put_nowait(event.pdu)
+                if link.inbound.qsize() >= link.inbound_limit and link.transport is not None:
+                    link.transport.pause_reading()
+                    link.reading_paused = True
+            elif isinstance(event, Violation):
+                self._on_violation(link, event)
+            elif isinstance(event, PeerUnbound):
+                link.write(session.data_to_send())
+                link.die("the SMSC unbound")
+        link.write(session.data_to_send())
 
-    async def _dispatch(self, link: _Link, event: object) -> None:
-        cfg = self.config
-        if isinstance(event, Request) and isinstance(event.pdu, DeliverSm):
-            await link.inbound.put(event.pdu)
-        elif isinstance(event, Violation):
-            self._violations += 1
-            err = event.error
-            frame = getattr(err, "frame_hex", "")
-            log.warning(
-                "smpp %s: protocol error (%s fault): %s %s", cfg.name, err.fault.value, err, frame
-            )
-            if event.fatal:
-                assert link.session is not None
-                link.write(link.session.data_to_send())
-                link.die(f"protocol error: {err}")
-        elif isinstance(event, PeerUnbound):
+    def _on_violation(self, link: _Link, event: Violation) -> None:
+        self._violations += 1
+        err = event.error
+        frame = getattr(err, "frame_hex", "")
+        log.warning(
+            "smpp %s: protocol error (%s fault): %s %s",
+            self.config.name,
+            err.fault.value,
+            err,
+            frame,
+        )
+        if event.fatal:
             assert link.session is not None
             link.write(link.session.data_to_send())
-            link.die("the SMSC unbound")
+            link.die(f"protocol error: {err}")
 
     async def _inbound_loop(self, link: _Link) -> None:
         while True:
+            if link.reading_paused and link.inbound.qsize() <= link.inbound_limit // 2:
+                link.reading_paused = False
+                if link.transport is not None:
+                    link.transport.resume_reading()
             item = await link.inbound.get()
             if isinstance(item, MobileOriginated):
                 await self._deliver_event(item)
@@ -603,9 +650,8 @@ class SmppClient:
             if not sent:
                 window.release()
         self._submitted += 1
-        writer = link.writer
-        if writer is not None and writer.transport.get_write_buffer_size() > _HIGH:
-            await writer.drain()
+        if not link.writable.is_set():
+            await link.writable.wait()  # the transport is over its high-water mark
         return await fut
 
     async def submit(self, request: SubmitRequest) -> SubmitOutcome:

@@ -483,3 +483,23 @@ async def test_simulator_survives_malformed_pdus_from_a_raw_peer() -> None:
         async with SmppClient(fast_config(sim.port)) as client:  # the simulator still serves
             await client.wait_bound(5)
             assert isinstance(await client.submit(req()), Accepted)
+
+
+async def test_slow_handler_pauses_reading_and_everything_arrives_after() -> None:
+    release = asyncio.Event()
+    got: list[InboundEvent] = []
+
+    async def slow(event: InboundEvent) -> None:
+        await release.wait()
+        got.append(event)
+
+    async with running(None, slow, inbound_queue=2) as (sim, client):
+        for i in range(10):
+            sim.inject_mo(f"message {i}", "447700900123", "1")
+        await asyncio.sleep(0.1)  # give the client time to read what it is willing to read
+        assert got == [] and client.statistics().mo_messages <= 1  # one is in the handler
+        release.set()
+        [conn] = sim.connections
+        await sim.wait_for(lambda: len(conn.deliver_results) == 10)
+        assert sorted(e.text or "" for e in got) == sorted(f"message {i}" for i in range(10))
+        assert all(status == 0 for _, status in conn.deliver_results)
