@@ -184,7 +184,7 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._unknowns: dict[int, int] = {}
-        self._no_route: set[int] = set()  # requeued because every route for them is down
+        self._no_route: set[int] = set()  # requeued to wait: every route down, or a bug
         self._claimed = 0
         self._accepted = 0
         self._failed = 0
@@ -193,7 +193,8 @@ class Dispatcher:
         self._reports = 0
         self._blocked = 0
         self._batches = 0
-        self.submit_times: dict[int, float] = {}  # message id -> monotonic time of its first part
+        # transactional message id -> monotonic time its first part was accepted (bench)
+        self.submit_times: dict[int, float] = {}
         self.track_submit_times = False
 
     # -- public --------------------------------------------------------------------------------
@@ -342,6 +343,7 @@ class Dispatcher:
             outcome = await self._try_routes(message)
         except Exception:  # one bad message must not stop the daemon: log it, send it again
             log.exception("dispatch: message %d failed unexpectedly; requeued", message.id)
+            self._no_route.add(message.id)  # postponed: a message that always fails never spins
             outcome = Requeue(message.id)
         finally:
             self._finished()
@@ -402,7 +404,8 @@ class Dispatcher:
             results.append(result)
             if result.status is PartStatus.ACCEPTED and result.carrier_id is not None:
                 self._accepted += 1
-                if self.track_submit_times and message.id not in self.submit_times:
+                if self.track_submit_times and message.lane is Lane.TRANSACTIONAL \
+                        and message.id not in self.submit_times:
                     self.submit_times[message.id] = time.monotonic()
                 self._put(Submitted(message.id, result.seq, route.name, result.carrier_id))
                 log.debug("message %d part %d submitted via %s as %s", message.id, result.seq,
