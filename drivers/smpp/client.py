@@ -336,8 +336,9 @@ class SmppClient:
                 attempt = 0
                 self._last_error = None
                 reason = await self._serve(link)
-                self._last_error = reason
-                log.warning("smpp %s (%s): link down: %s", cfg.name, link.kind, reason)
+                if not self._closing:  # after our own unbind the SMSC closing is expected
+                    self._last_error = reason
+                    log.warning("smpp %s (%s): link down: %s", cfg.name, link.kind, reason)
             except BindRefused as exc:
                 refused = exc
                 reason = str(exc)
