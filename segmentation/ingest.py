@@ -3,8 +3,8 @@
 ``ingest_events(store, events)`` writes a batch in ONE transaction: each event row (skipped when
 its ``dedupe_key`` was seen before — the same event delivered twice counts once), the
 ``event_daily`` roll-up of its UTC day, the subscriber's ``trait`` row and ``last_seen_ms``.
-Roll-ups and traits are aggregated in Python per batch and written with one statement per
-(subscriber, type, day) / subscriber, which is what makes batches fast.
+Roll-ups, traits and last-seen are aggregated in SQL over the batch's new rows (one statement
+each, applied in key order), which is what makes batches fast.
 
 Traits (``trait`` table) after any sequence of events equal a recomputation from the raw events:
 
@@ -22,12 +22,11 @@ records only; the consent ledger is written by :mod:`segmentation.consent`.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import SmsgateError
@@ -91,19 +90,6 @@ class IngestResult:
     event_types: frozenset[str]
 
 
-@dataclass
-class _TraitDelta:
-    orders: int = 0
-    spend: float = 0.0
-    first_purchase_ms: int | None = None
-    maxima: dict[str, int] = field(default_factory=dict)
-
-    def bump(self, column: str, ts: int) -> None:
-        old = self.maxima.get(column)
-        if old is None or ts > old:
-            self.maxima[column] = ts
-
-
 _KNOWN_GOOD_TYPES: set[str] = set(STANDARD_TYPES)
 
 
@@ -128,11 +114,22 @@ _INSERT_EVENT = (
     "INSERT INTO event(subscriber_id, type, ts_ms, value, props, source, dedupe_key) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(dedupe_key) DO NOTHING"
 )
-_UPSERT_DAILY = (
-    "INSERT INTO event_daily(subscriber_id, type, day, n, total) VALUES (?, ?, ?, ?, ?) "
+# The batch's rows are exactly ``event.id > before`` (one writer holds the write lock and
+# INTEGER PRIMARY KEY ids grow), so roll-ups, traits and last-seen are aggregated in SQL over
+# them and applied in key order (neighbouring B-tree pages): C does the per-event work.
+# NOT INDEXED pins the rowid range scan; otherwise the planner may walk a whole index of
+# ``event`` to skip the GROUP BY sort (seen on a fresh database: a full scan per batch).
+_DAILY_FROM_BATCH = (
+    "INSERT INTO event_daily(subscriber_id, type, day, n, total) "
+    f"SELECT subscriber_id, type, ts_ms / {DAY_MS}, count(*), total(value) FROM event NOT INDEXED "
+    "WHERE id > ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
     "ON CONFLICT(subscriber_id, type, day) DO UPDATE SET n = n + excluded.n, "
     "total = total + excluded.total"
 )
+
+
+def _quoted(types: Iterable[str]) -> str:
+    return ", ".join(f"'{t}'" for t in sorted(types))  # our constants, never input
 
 
 def _max_expr(col: str) -> str:
@@ -140,19 +137,36 @@ def _max_expr(col: str) -> str:
     return f"{col} = max(coalesce({col}, excluded.{col}), coalesce(excluded.{col}, {col}))"
 
 
-_UPSERT_TRAIT = (
+_TYPE_OF_COLUMN = {col: type_ for type_, col in LAST_TS_TRAIT.items()}
+
+
+def _latest(col: str) -> str:
+    if col == "last_interaction_ms":
+        return f"max(CASE WHEN type IN ({_quoted(INTERACTION_TYPES)}) THEN ts_ms END)"
+    return f"max(CASE WHEN type = '{_TYPE_OF_COLUMN[col]}' THEN ts_ms END)"
+
+
+_TRAITS_FROM_BATCH = (
     "INSERT INTO trait(subscriber_id, orders, spend, first_purchase_ms, "
-    + ", ".join(_MAX_COLUMNS)
-    + ") VALUES (?, ?, ?, ?, " + ", ".join("?" for _ in _MAX_COLUMNS) + ") "
+    + ", ".join(_MAX_COLUMNS) + ") "
+    "SELECT subscriber_id, count(CASE WHEN type = 'purchase' THEN 1 END), "
+    "total(CASE WHEN type = 'purchase' THEN value END), "
+    "min(CASE WHEN type = 'purchase' THEN ts_ms END), "
+    + ", ".join(_latest(c) for c in _MAX_COLUMNS)
+    + f" FROM event NOT INDEXED WHERE id > ? AND type IN ({_quoted(TRAIT_TYPES)}) "
+    "GROUP BY subscriber_id ORDER BY subscriber_id "
     "ON CONFLICT(subscriber_id) DO UPDATE SET orders = orders + excluded.orders, "
     "spend = spend + excluded.spend, "
     "first_purchase_ms = min(coalesce(first_purchase_ms, excluded.first_purchase_ms), "
     "coalesce(excluded.first_purchase_ms, first_purchase_ms)), "
     + ", ".join(_max_expr(c) for c in _MAX_COLUMNS)
 )
-_UPDATE_LAST_SEEN = (  # the guard skips the page write when nothing moves forward
-    "UPDATE subscriber SET last_seen_ms = ?1 WHERE id = ?2 "
-    "AND (last_seen_ms IS NULL OR last_seen_ms < ?1)"
+_LAST_SEEN_FROM_BATCH = (  # the guard skips the page write when nothing moves forward
+    "UPDATE subscriber SET last_seen_ms = x.m FROM ("
+    "SELECT subscriber_id AS sid, max(ts_ms) AS m FROM event NOT INDEXED WHERE id > ? "
+    f"AND type NOT IN ({_quoted(OUTBOUND_TYPES)}) GROUP BY subscriber_id ORDER BY 1) AS x "
+    "WHERE subscriber.id = x.sid "
+    "AND (subscriber.last_seen_ms IS NULL OR subscriber.last_seen_ms < x.m)"
 )
 
 
@@ -217,16 +231,13 @@ def ingest_events(
     """Ingest a batch in one transaction (module docstring); all or nothing on error.
 
     Speed comes from set-wise work: duplicates are found with one indexed ``IN`` query per 500
-    keys, rows go in with ``executemany``, and roll-up / trait / last-seen writes are aggregated
-    per key and applied in key order (neighbouring B-tree pages, fewer page touches).
+    keys, rows go in with ``executemany``, and roll-ups, traits and last-seen are aggregated by
+    one SQL statement each over the batch's new rows, applied in key order.
     """
     batch = list(events)
     for ev in batch:
         check_event(ev)
     resolve = _Resolver(store, create_subscribers)
-    daily: dict[tuple[int, str, int], list[float]] = {}
-    traits: dict[int, _TraitDelta] = {}
-    last_seen: dict[int, int] = {}
     rows: list[tuple[Any, ...]] = []
     subs: set[int] = set()
     types: set[str] = set()
@@ -246,103 +257,19 @@ def ingest_events(
                          ev.dedupe_key))
             subs.add(sid)
             types.add(ev.type)
-            value = float(ev.value) if ev.value is not None else 0.0
-            key = (sid, ev.type, ev.ts_ms // DAY_MS)
-            agg = daily.get(key)
-            if agg is None:
-                daily[key] = [1, value]
-            else:
-                agg[0] += 1
-                agg[1] += value
-            if ev.type not in OUTBOUND_TYPES:
-                seen = last_seen.get(sid)
-                if seen is None or ev.ts_ms > seen:
-                    last_seen[sid] = ev.ts_ms
-            if ev.type in TRAIT_TYPES:
-                delta = traits.get(sid)
-                if delta is None:
-                    delta = traits[sid] = _TraitDelta()
-                _apply_trait(delta, ev.type, ev.ts_ms, value)
-        conn.executemany(_INSERT_EVENT, rows)
-        conn.executemany(
-            _UPSERT_DAILY, ((s, t, d, a[0], a[1]) for (s, t, d), a in sorted(daily.items()))
-        )
-        _write_traits(store, traits)
-        conn.executemany(_UPDATE_LAST_SEEN, ((ts, sid) for sid, ts in sorted(last_seen.items())))
         if rows:
+            before = int(store.scalar("SELECT coalesce(max(id), 0) FROM event"))
+            conn.executemany(_INSERT_EVENT, rows)
+            conn.execute(_DAILY_FROM_BATCH, (before,))
+            traits_changed = bool(types & TRAIT_TYPES)
+            if traits_changed:
+                conn.execute(_TRAITS_FROM_BATCH, (before,))
+            if types - OUTBOUND_TYPES:
+                conn.execute(_LAST_SEEN_FROM_BATCH, (before,))
             store.note_change(subscriber_ids=subs, event_types=types,
-                              traits_changed=bool(traits))
+                              traits_changed=traits_changed)
     inserted = len(rows)
     return IngestResult(inserted, len(batch) - inserted, frozenset(subs), frozenset(types))
-
-
-@functools.cache
-def _trait_update_sql(columns: tuple[str, ...]) -> str:
-    """UPDATE for exactly the trait columns a group of subscribers touched (less work per row
-    than the full upsert; ``columns`` come from our own constants, never from input)."""
-    sets = []
-    for col in columns:
-        if col in ("orders", "spend"):
-            sets.append(f"{col} = {col} + ?")
-        elif col == "first_purchase_ms":
-            sets.append(f"{col} = min(coalesce({col}, ?1), ?1)".replace("?1", "?"))
-        else:
-            sets.append(f"{col} = max(coalesce({col}, ?), ?)")
-    return f"UPDATE trait SET {', '.join(sets)} WHERE subscriber_id = ?"
-
-
-def _write_traits(store: Store, traits: dict[int, _TraitDelta]) -> None:
-    """Apply per-subscriber trait deltas: grouped UPDATEs, then the upsert for missing rows.
-
-    Subscribers created by :func:`segmentation.subscribers.upsert_subscriber` always have a trait
-    row; rows inserted by other means get theirs from the upsert fallback.
-    """
-    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for sid, d in sorted(traits.items()):
-        cols: list[str] = []
-        params: list[Any] = []
-        if d.orders:
-            cols += ["orders", "spend", "first_purchase_ms"]
-            params += [d.orders, d.spend, d.first_purchase_ms, d.first_purchase_ms]
-        for col in _MAX_COLUMNS:
-            ts = d.maxima.get(col)
-            if ts is not None:
-                cols.append(col)
-                params += [ts, ts]
-        groups.setdefault(tuple(cols), []).append((*params, sid))
-    updated = 0
-    for columns, rows in groups.items():
-        updated += store.conn.executemany(_trait_update_sql(columns), rows).rowcount
-    if updated == len(traits):
-        return
-    have: set[int] = set()
-    ids = sorted(traits)
-    for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i:i + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        have.update(r[0] for r in store.conn.execute(
-            f"SELECT subscriber_id FROM trait WHERE subscriber_id IN ({marks})", chunk))
-    store.conn.executemany(
-        _UPSERT_TRAIT,
-        (
-            (sid, traits[sid].orders, traits[sid].spend, traits[sid].first_purchase_ms,
-             *(traits[sid].maxima.get(c) for c in _MAX_COLUMNS))
-            for sid in ids if sid not in have
-        ),
-    )
-
-
-def _apply_trait(delta: _TraitDelta, type_: str, ts: int, value: float) -> None:
-    if type_ == "purchase":
-        delta.orders += 1
-        delta.spend += value
-        if delta.first_purchase_ms is None or ts < delta.first_purchase_ms:
-            delta.first_purchase_ms = ts
-    column = LAST_TS_TRAIT.get(type_)
-    if column is not None:
-        delta.bump(column, ts)
-    if type_ in INTERACTION_TYPES:
-        delta.bump("last_interaction_ms", ts)
 
 
 def ingest_event(store: Store, event: Event, *, create_subscribers: bool = True) -> IngestResult:
