@@ -15,7 +15,6 @@ SMSC a temporary error (ESME_RX_T_APPN) so the SMSC delivers the PDU again.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import random
 import time
@@ -93,26 +92,29 @@ _BIND_COMMANDS = frozenset(
 
 
 class _RateMeter:
-    """Events per second over a recent span, from their timestamps (bounded memory)."""
+    """Events per second over a recent span, counted in 0.1 s buckets (constant memory)."""
 
-    __slots__ = ("_times",)
+    __slots__ = ("_buckets",)
 
     def __init__(self) -> None:
-        self._times: deque[float] = deque(maxlen=1 << 16)
+        self._buckets: deque[list[int]] = deque(maxlen=100)  # [bucket number, count]
 
     def add(self, now: float) -> None:
-        self._times.append(now)
+        bucket = int(now * 10)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == bucket:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([bucket, 1])
 
     def rate(self, now: float, span: float = 5.0) -> float:
-        times = self._times
-        if not times:
+        first = int((now - span) * 10)
+        recent = [(b, n) for b, n in self._buckets if b > first]
+        if not recent:
             return 0.0
-        start = now - span
-        i = bisect.bisect_right(times, start)
-        count = len(times) - i
         # Over a young bind, divide by the time it has really been sending.
-        elapsed = min(span, max(now - times[i if i < len(times) else -1], 0.05))
-        return count / elapsed
+        elapsed = min(span, max(now - recent[0][0] / 10, 0.1))
+        return sum(n for _, n in recent) / elapsed
 
 
 class _Waiter:
