@@ -88,10 +88,10 @@ async def ours(port: int, count: int, window: int) -> dict[str, Any]:
     request = SubmitRequest(
         DEST, TEXT, source_addr="Shop", source_addr_ton=5, registered_delivery=0
     )
-    run = Run(count)
+    per_worker = count // window
+    run = Run(per_worker * window)
     async with SmppClient(cfg) as client:
         await client.wait_bound(10)
-        per_worker = count // window
 
         async def worker() -> None:
             for _ in range(per_worker):
@@ -149,8 +149,8 @@ async def smpp34_client(port: int, count: int, window: int) -> dict[str, Any]:
 
     client = smpp34.Client("127.0.0.1", port, "bench", "pw", bind_type="TX", window_size=window)
     smsc = await client.connect()
-    run = Run(count)
     per_worker = count // window
+    run = Run(per_worker * window)
 
     async def worker() -> None:
         for _ in range(per_worker):
