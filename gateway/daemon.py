@@ -168,9 +168,11 @@ class Daemon:
         self.notifier.close()
         return 0
 
-    def _build_routes(self, dispatcher: Dispatcher, inbound: InboundHandler) -> dict[str, Any]:
+    def _build_routes(
+        self, dispatcher: Dispatcher, inbound: InboundHandler
+    ) -> dict[str, SmppRoute | ModemRoute]:
         cfg = self.config
-        routes: dict[str, Any] = {}
+        routes: dict[str, SmppRoute | ModemRoute] = {}
 
         def health(name: str, up: bool) -> None:
             log.info("route %s is %s", name, "up" if up else "down")
