@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -89,7 +90,7 @@ class RouteStatistics:
     state: str
     in_flight: int
     capacity: int
-    rate: float  # parts per second accepted recently (SMPP) or total parts sent (modems: 0.0)
+    rate: float  # parts per second accepted recently
     detail: tuple[tuple[str, str], ...]  # per modem / bind facts for `smsgate status`
 
 
@@ -330,6 +331,7 @@ class ModemRoute:
         self._on_health = on_health
         self._in_flight = 0
         self._was_up = False
+        self._rate = (time.monotonic(), 0, 0.0)  # (when, parts sent then, parts/s since before)
         self.pool = ModemPool(
             [driver_modem_config(m) for m in modems],
             on_message=self._message, on_report=self._report,
@@ -389,6 +391,13 @@ class ModemRoute:
 
     def statistics(self) -> RouteStatistics:
         s = self.pool.statistics()
+        # The pool counts parts; the rate is the change since the previous snapshot (the
+        # status loop asks every second).
+        now, sent = time.monotonic(), sum(m.parts_sent for m in s.modems)
+        then, before, rate = self._rate
+        if now - then >= 0.5:
+            rate = (sent - before) / (now - then)
+            self._rate = (now, sent, rate)
         detail = tuple(
             (m.modem.name, f"{m.modem.state} signal={m.modem.signal_dbm} dBm "
              f"sent={m.parts_sent} today={m.sent_today} errors={m.modem.errors}")
@@ -397,7 +406,7 @@ class ModemRoute:
         return RouteStatistics(
             self.name, "modems", self.is_up(),
             ",".join(str(m.modem.state) for m in s.modems), self._in_flight, self.capacity,
-            0.0, (*detail, ("queued", str(s.queued_jobs))),
+            rate, (*detail, ("queued", str(s.queued_jobs))),
         )
 
 

@@ -42,6 +42,10 @@ async def test_prefix_routing_sends_through_the_bind_and_the_modem_pool(
                 + [NewMessage(n, "a long one " * 20) for n in us])
         async with running(config) as daemon:
             await until(daemon, lambda: counts(config)[State.DELIVERED] == 42)
+            routes = {r["name"]: r for r in daemon.snapshot()["routes"]}
+        assert routes["modems"]["up"] and routes["modems"]["kind"] == "modems"
+        assert {k for k, _ in routes["modems"]["detail"]} >= {"sim-modem-1", "sim-modem-2"}
+        assert routes["sim-smsc"]["up"] and routes["sim-smsc"]["kind"] == "smpp"
         smsc_got = set(smsc.command("received")["destinations"])
     assert smsc_got == {n.removeprefix("+") for n in uk}
     modem_got = a.command("stats")["recipients"] + b.command("stats")["recipients"]
