@@ -91,3 +91,19 @@ def test_run_status_and_sigterm_drain(tmp_path: Path) -> None:
         assert after.returncode == 3
         assert "daemon not running (stopped" in after.stdout
         assert sim.command("stats")["bound"] == 0  # unbound on the way out
+
+
+def test_a_stale_status_row_reads_as_not_running(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gateway.status import ensure_schema, read_snapshot, render, write_snapshot
+
+    conn = sqlite3.connect(tmp_path / "s.db")
+    ensure_schema(conn)
+    write_snapshot(conn, pid=4242, started_ms=1_000, now_ms=10_000, state="running", data={})
+    snapshot = read_snapshot(conn)
+    conn.close()
+    assert snapshot is not None and snapshot.running(now_ms=14_000)
+    assert not snapshot.running(now_ms=16_000)  # a kill -9 stops the refresh
+    text = render(snapshot, {}, now_ms=70_000)
+    assert text.startswith("daemon not running (no status for 60 s; last pid 4242)")
