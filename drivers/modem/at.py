@@ -82,6 +82,19 @@ class Command:
         return m.group(1).upper() if m else None
 
 
+# Commands that must not be sent twice after a timeout: the first may have taken effect
+# (AT+CMGS/AT+CMSS: the part went out -> a duplicate; AT+CMGD: the index may hold a newer
+# message by now; AT+CMGW stores another copy; AT+CNMA acknowledges the wrong message;
+# AT+CPIN=: every attempt counts towards the PUK lock; ATD dials).
+_NOT_IDEMPOTENT = ("AT+CMGS", "AT+CMSS", "AT+CMGD", "AT+CMGW", "AT+CNMA", "AT+CPIN=", "ATD")
+
+
+def idempotent(command: Command) -> bool:
+    """Whether ``command`` may be sent again after it timed out (hang escalation's retry)."""
+    upper = command.text.upper()
+    return not command.pdu and not upper.startswith(_NOT_IDEMPOTENT)
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     """The command finished: its information lines and final result."""

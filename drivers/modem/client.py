@@ -6,9 +6,27 @@ loops in one TaskGroup: the reader, health polling (never while a send waits), t
 worker (+CMTI/+CMT/+CDSI/+CDS: read -> hand over -> delete) and, for modems without usable
 +CNMI, AT+CMGL polling. :meth:`send` puts one SMS-SUBMIT through AT+CMGS and returns TP-MR.
 
-A command that times out is escalated: probe with AT -> ATZ and re-initialise -> reopen the
-port -> marked down. A serial error (unplug) marks the modem down at once; the supervisor then
-looks for it again (by IMEI on every candidate port, since ports renumber on replug).
+Inbound durability. **Stored mode** (+CNMI <mt>=1, ``+CMTI``; the default and what start-up
+picks whenever the modem offers it) is the durable mode: a message stays in the modem's storage
+until it was handed over (the handler returned), and only then is it deleted (AT+CMGD). A crash
+or a refused hand-over leaves it stored; start-up (AT+CMGL=4) reads it again, so a message may
+be handed over twice but is never lost. Status reports kept in a separate "SR" storage follow
+the same order (read -> hand over -> delete) and are listed again at start-up too.
+**Routed mode** (+CNMI <mt>=2, ``+CMT``) is used only when the modem offers no stored
+indication and the operator allowed it (``indications = "route"``; otherwise such a modem is
+polled with AT+CMGL=4, which is durable). Routed messages are not durable across a crash: each
+part is acknowledged (AT+CNMA, when +CSMS service 1 asks for it) once we took it, and the
+earlier parts of a multipart message are then held only in memory until the last one arrives.
+A refused single part is answered AT+CNMA=2 (RP-ERROR) so the network delivers it again.
+
+A command that times out is escalated, one step after another (:class:`Escalation`): the same
+command once more (only when it is idempotent: never AT+CMGS, AT+CMGD, AT+CNMA, AT+CPIN=) ->
+ATZ and re-initialise -> reopen the port -> marked down; ``statistics()`` counts each step and
+names the furthest step the latest hang reached. An AT+CMGS whose PDU was written but never
+answered (timeout, or the link died) raises :class:`~drivers.modem.errors.SendOutcomeUnknown`:
+the part may have left the modem, and the caller decides whether to risk a duplicate. A serial
+error (unplug) marks the modem down at once; the supervisor then looks for it again (by IMEI on
+every candidate port, since ports renumber on replug).
 """
 
 from __future__ import annotations
@@ -25,13 +43,27 @@ from enum import StrEnum
 import serial
 import serial_asyncio_fast
 
-from drivers.modem.at import AtChannel, Command, Event, Prompt, Response, Timeout, Unexpected, Urc
+from drivers.modem.at import (
+    AtChannel,
+    Command,
+    Event,
+    Prompt,
+    Response,
+    Timeout,
+    Unexpected,
+    Urc,
+    idempotent,
+)
 from drivers.modem.config import ModemConfig
 from drivers.modem.errors import (
+    CmeError,
+    CmsError,
+    CommandFailed,
     CommandTimeout,
     ModemDown,
     ModemError,
     ModemGone,
+    SendOutcomeUnknown,
     StartupFailed,
 )
 from drivers.modem.pdu import Deliver, StatusReport, SubmitPdu, decode_pdu
@@ -59,6 +91,30 @@ class ModemState(StrEnum):
     RECOVERING = "recovering"
     DOWN = "down"
     CLOSED = "closed"
+
+
+class Escalation(StrEnum):
+    """The steps of hang escalation, in order (issue 4: retry -> ATZ -> reopen -> marked down)."""
+
+    RETRY = "retry"  # the timed-out command once more (idempotent commands only)
+    RESET = "atz"  # ATZ, then the volatile settings again
+    REOPEN = "reopen"  # close the port and run start-up on it again
+    DOWN = "down"  # start-up after the reopen failed too: marked down, rediscovery continues
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationCounts:
+    """How many times each escalation step was taken since the client started."""
+
+    retry: int = 0
+    atz: int = 0
+    reopen: int = 0
+    down: int = 0
+
+    def add(self, step: Escalation) -> EscalationCounts:
+        field = {Escalation.RETRY: "retry", Escalation.RESET: "atz",
+                 Escalation.REOPEN: "reopen", Escalation.DOWN: "down"}[step]
+        return replace(self, **{field: getattr(self, field) + 1})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +165,12 @@ class ModemStatistics:
     last_error: str | None
     polling: bool  # no usable +CNMI: inbound found by AT+CMGL polling
     inbound: int
+    last_escalation: Escalation | None = None  # furthest step the latest hang reached
+    escalations: EscalationCounts = EscalationCounts()
+    routed: bool = False  # +CMT/+CDS routed mode (not durable across a crash, see the module)
 
 
+Location = int | tuple[str, int]  # storage index in the usual storage, or (storage, index)
 OnMessage = Callable[[InboundMessage], Awaitable[None]]
 OnReport = Callable[[DeliveryReport], Awaitable[None]]
 
@@ -180,6 +240,7 @@ class ModemClient:
         self.operator: str | None = None
         self.polling = False
         self.storages: tuple[str, ...] = ()
+        self.report_storage: str | None = None  # "SR": status reports kept apart (Wavecom)
         self.cnmi: tuple[int, ...] | None = None
         self.needs_cnma = False
         self.cmms_supported = True
@@ -189,6 +250,10 @@ class ModemClient:
         self.errors = 0
         self.inbound = 0
         self.last_error: str | None = None
+        self.last_escalation: Escalation | None = None
+        self.escalations = EscalationCounts()
+        self._escalating = False  # a ladder is under way (a reopen may still end in DOWN)
+        self._pdu_written = False  # the PDU of the AT+CMGS in flight went to the port
         self._channel = AtChannel()
         self._lock = asyncio.Lock()
         self._sends_waiting = 0
@@ -253,7 +318,8 @@ class ModemClient:
         return ModemStatistics(
             self.name, self.state, self.port, self.identity.imei if self.identity else None,
             self.signal.dbm, self.signal.bars, self.registration, self.operator, self.sent,
-            self.errors, self.last_error, self.polling, self.inbound,
+            self.errors, self.last_error, self.polling, self.inbound, self.last_escalation,
+            self.escalations, self.cnmi is not None and self.cnmi[1] in (2, 3),
         )
 
     # --- connection supervision -----------------------------------------------------------
@@ -284,17 +350,32 @@ class ModemClient:
                 except* (ModemError, OSError, serial.SerialException) as group:
                     self._note_error(group.exceptions[0])
                 finally:
+                    writer = self._writer
                     self._close_port()
+                    if writer is not None:
+                        await self._wait_closed(writer)
                     self._registry.release(port, self.name)
                     self._fail_pending(ModemGone(f"{self.name}: link closed"))
+                if self._cancelling():
+                    # Closing: a command still finishing in a ``finally`` must not turn the
+                    # cancellation into an ordinary error that the loop above would retry.
+                    raise asyncio.CancelledError
                 reopen = isinstance(self._lost_reason, _Reopen) and not fatal
                 if not reopen:
+                    if self._escalating:  # the reopen did not bring it back either
+                        self._step(Escalation.DOWN)
+                        self._escalating = False
                     self._set_state(ModemState.DOWN)
                 if reopen or fatal:
                     break
             if not reopen and not fatal:
                 await asyncio.sleep(self.config.rediscover_interval)
         log.error("modem %s: down until restarted: %s", self.name, self.last_error)
+
+    @staticmethod
+    def _cancelling() -> bool:
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
 
     async def _connection(self, port: str) -> None:
         from drivers.modem.startup import start_up
@@ -315,6 +396,7 @@ class ModemClient:
             startup = tg.create_task(start_up(self), name=f"modem-{self.name}-startup")
             await asyncio.wait({lost, startup}, return_when=asyncio.FIRST_COMPLETED)
             if startup.done() and startup.exception() is None:
+                self._escalating = False
                 self._set_state(ModemState.READY)
                 tg.create_task(self._inbound_loop(), name=f"modem-{self.name}-inbound")
                 tg.create_task(self._health_loop(), name=f"modem-{self.name}-health")
@@ -332,6 +414,14 @@ class ModemClient:
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
+
+    @staticmethod
+    async def _wait_closed(writer: asyncio.StreamWriter) -> None:
+        """Until the port is really closed: the transport closes it in a worker thread, and
+        the exclusive lock (flock) held until then would make an immediate reopen fail."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                await writer.wait_closed()
 
     def _lose(self, reason: ModemError) -> None:
         """The link is gone (serial error) or escalation wants a reopen."""
@@ -383,6 +473,7 @@ class ModemClient:
         elif isinstance(event, Prompt):
             if self._writer is not None:
                 self._writer.write(event.data)
+                self._pdu_written = True
         elif isinstance(event, Urc):
             self._urc(event)
         elif isinstance(event, Unexpected):
@@ -466,29 +557,49 @@ class ModemClient:
             return await self.execute(cmd)
         except CommandTimeout as exc:
             self._note_error(exc)
-            await self._escalate()
-            raise
+            return await self._escalate(cmd, exc)
 
-    async def _escalate(self) -> None:
-        """Retry -> ATZ (and re-initialise) -> reopen the port (lock held)."""
+    def _step(self, step: Escalation) -> None:
+        self.last_escalation = step
+        self.escalations = self.escalations.add(step)
+        log.warning("modem %s: hang escalation: %s", self.name, step)
+
+    async def _escalate(self, cmd: Command, timeout: CommandTimeout) -> Response:
+        """The ladder after ``cmd`` timed out (lock held): the same command once more when it
+        is idempotent -> ATZ and re-initialise -> reopen the port (-> down, decided by the
+        supervisor when start-up fails after the reopen). Returns the retry's response when
+        the retry answered; otherwise raises ``timeout`` (the command did not complete)."""
         from drivers.modem.startup import reinitialise
 
         self._set_state(ModemState.RECOVERING)
-        try:
-            if (await self.execute(Command("AT", timeout=self.config.command_timeout))).ok:
-                self._set_state(ModemState.READY)
-                return
-        except ModemError:
-            pass
+        self._escalating = True
+        if idempotent(cmd):
+            self._step(Escalation.RETRY)
+            try:
+                resp = await self.execute(cmd)
+            except CommandTimeout:
+                pass
+            else:
+                self._recovered()
+                return resp
+        self._step(Escalation.RESET)
+        reset = False
         try:
             if (await self.execute(Command("ATZ", timeout=self.config.command_timeout))).ok:
                 await reinitialise(self)
-                self._set_state(ModemState.READY)
-                return
-        except ModemError:
+                reset = True
+        except CommandTimeout:
             pass
-        log.warning("modem %s: no answer to AT or ATZ, reopening the port", self.name)
+        if reset:
+            self._recovered()
+            raise timeout
+        self._step(Escalation.REOPEN)
         self._lose(_Reopen(f"{self.name}: reopening after a hang"))
+        raise timeout
+
+    def _recovered(self) -> None:
+        self._escalating = False
+        self._set_state(ModemState.READY)
 
     # --- sending --------------------------------------------------------------------------
 
@@ -516,7 +627,15 @@ class ModemClient:
                     prompt_timeout=self.config.prompt_timeout,
                     pdu=pdu.hex.encode("ascii"),
                 )
-                resp = await self._guarded(cmd)
+                self._pdu_written = False
+                try:
+                    resp = await self._guarded(cmd)
+                except (CommandTimeout, ModemGone) as exc:
+                    if not self._pdu_written:
+                        raise  # no PDU reached the modem: nothing can have been sent
+                    # The modem may have sent it and failed to say so: resending it blindly
+                    # would put a duplicate on the handset (TP-MR is not end-to-end).
+                    raise SendOutcomeUnknown(cmd.text, exc) from exc
         finally:
             if not acquired:
                 self._sends_waiting -= 1
@@ -562,28 +681,46 @@ class ModemClient:
                 if kind != "sweep":
                     self._queue.put_nowait(("sweep", None))
 
+    async def _in_storage(self, mem: str | None, text: str, **kw: object) -> Response:
+        """Run ``text`` (lock held) against storage ``mem``, or the usual one when None.
+
+        A status report may sit in another storage ("SR") than the messages: +CPMS <mem1>
+        selects where AT+CMGR/AT+CMGL/AT+CMGD act (TS 27.005 §3.2.2), so switch for this one
+        command and back at once (the +CMTI indexes mean the usual storage). The lock is not
+        held across a hand-over, so reading and deleting are two short switches."""
+        cmd = self.command_for(text, **kw)
+        if mem is None:
+            return await self._guarded(cmd)
+        self._check(await self._guarded(self.command_for(f'AT+CPMS="{mem}"')))
+        back = self.command_for("AT+CPMS=" + ",".join(f'"{s}"' for s in self.storages))
+        try:
+            resp = await self._guarded(cmd)
+        except ModemError:
+            await self._guarded(back)
+            raise
+        # Not in a ``finally``: when cancelled (closing) nothing more is written; start-up and
+        # reinitialise select the usual storage again anyway.
+        await self._guarded(back)
+        return resp
+
+    @staticmethod
+    def _check(resp: Response) -> Response:
+        error = resp.error()
+        if error is not None:
+            raise error
+        return resp
+
     async def _read_stored(self, mem: str, index: int) -> None:
-        # A status report may sit in another storage ("SR") than the messages we read: switch
-        # +CPMS <mem1> for the read and the delete, then back (TS 27.005 §3.2.2). Such reports
-        # are deleted as soon as they are read (before hand-over) to keep the switch short.
-        other = bool(self.storages) and mem != self.storages[0]
+        other = mem if self.storages and mem != self.storages[0] else None
         async with self._lock:
-            if other:
-                await self._guarded(self.command_for(f'AT+CPMS="{mem}"'))
-            try:
-                resp = await self._guarded(self.command_for(f"AT+CMGR={index}"))
-                pdu = parse_cmgr(resp.lines) if resp.ok else None
-                if other and pdu is not None:
-                    await self._guarded(self.command_for(f"AT+CMGD={index}"))
-            finally:
-                if other:
-                    back = ",".join(f'"{s}"' for s in self.storages)
-                    await self._guarded(self.command_for(f"AT+CPMS={back}"))
+            resp = await self._in_storage(other, f"AT+CMGR={index}")
+        pdu = parse_cmgr(resp.lines) if resp.ok else None
         if pdu is None:
             log.warning("modem %s: could not read message %s/%d (%s)", self.name, mem, index,
                         resp.result)
             return
-        await self.process_pdu(pdu, None if other else index)
+        # Read -> hand over -> delete, in the other storage too: deleted only once handed over.
+        await self.process_pdu(pdu, index if other is None else (other, index))
 
     async def _routed(self, pdu: bytes) -> None:
         kept = await self.process_pdu(pdu, None)
@@ -593,9 +730,11 @@ class ModemClient:
             async with self._lock:
                 await self._guarded(self.command_for("AT+CNMA" if kept else "AT+CNMA=2"))
 
-    async def process_pdu(self, pdu: bytes, index: int | None) -> bool:
+    async def process_pdu(self, pdu: bytes, index: Location | None) -> bool:
         """Decode one stored/routed PDU, hand it over, then delete what was handed over.
-        False when the receiver refused it (it stays stored, or is negatively acknowledged)."""
+        ``index``: where it is stored (an index in the usual storage, or (storage, index) for
+        another one such as "SR"); None when routed. False when the receiver refused it (it
+        stays stored, or is negatively acknowledged)."""
         try:
             decoded = decode_pdu(pdu)
         except CodecError as exc:
@@ -630,7 +769,7 @@ class ModemClient:
             concat.ref_bits if concat else 8,
             index,
         )
-        if index is not None:
+        if isinstance(index, int):
             self._held.add(index)
         done = self._reassembler.add(part, loop.time())
         return True if done is None else await self._hand_over(done)
@@ -653,16 +792,22 @@ class ModemClient:
         return True
 
     async def _delete(self, tokens: list[object]) -> None:
-        indexes = [t for t in tokens if isinstance(t, int)]
-        for index in indexes:
-            self._held.discard(index)
+        for token in tokens:
+            if isinstance(token, int):
+                mem, index = None, token
+                self._held.discard(index)
+            elif isinstance(token, tuple):
+                mem, index = token
+            else:
+                continue  # routed: nothing stored
             async with self._lock:
-                resp = await self._guarded(self.command_for(f"AT+CMGD={index}"))
+                resp = await self._in_storage(mem, f"AT+CMGD={index}")
             if not resp.ok:
                 log.warning("modem %s: AT+CMGD=%d failed: %s", self.name, index, resp.result)
 
     async def read_all_stored(self) -> None:
-        """AT+CMGL=4 (all messages, PDU mode) -> process each; used at start-up and polling."""
+        """AT+CMGL=4 (all messages, PDU mode) -> process each, then the same for status
+        reports in their own storage ("SR"); used at start-up, by polling and after errors."""
         async with self._lock:
             resp = await self._guarded(self.command_for("AT+CMGL=4", timeout=30.0))
         if not resp.ok:
@@ -670,6 +815,17 @@ class ModemClient:
         for index, _stat, pdu in parse_cmgl(resp.lines):
             if index not in self._held:
                 await self.process_pdu(pdu, index)
+        mem = self.report_storage
+        if mem is None or not self.storages or mem == self.storages[0]:
+            return
+        try:
+            async with self._lock:
+                resp = await self._in_storage(mem, "AT+CMGL=4", timeout=30.0)
+        except (CmsError, CmeError, CommandFailed) as exc:  # the modem refuses to list it
+            log.warning("modem %s: cannot list storage %s: %s", self.name, mem, exc)
+            return
+        for index, _stat, pdu in parse_cmgl(resp.lines):
+            await self.process_pdu(pdu, (mem, index))
 
     async def _poll_loop(self) -> None:
         while True:

@@ -11,10 +11,13 @@ from enum import StrEnum
 
 
 class Indications(StrEnum):
-    """How inbound SMS reach us (TS 27.005 §3.4.1 +CNMI <mt>)."""
+    """How inbound SMS may reach us (TS 27.005 §3.4.1 +CNMI <mt>). Stored mode is always
+    preferred when the modem offers it: it is the durable one (drivers/modem/client.py)."""
 
-    STORE = "store"  # mt=1: stored, +CMTI index -> read -> hand over -> delete (nothing lost)
-    ROUTE = "route"  # mt=2: +CMT with the PDU, acknowledged by +CNMA when +CSMS service is 1
+    STORE = "store"  # mt=1 +CMTI -> read -> hand over -> delete; no mt=1: AT+CMGL=4 polling
+    # Stored when offered; a modem without mt=1 then uses mt=2 (+CMT with the PDU, +CNMA when
+    # +CSMS service is 1) instead of polling: faster, but parts held in memory until complete.
+    ROUTE = "route"
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,28 @@ class ModemGone(ModemError):
     link_level = True
 
 
+class SendOutcomeUnknown(ModemError):
+    """AT+CMGS wrote its PDU but no answer came (timeout, or the link died): the part may have
+    left the modem. Never resent blindly (that is a duplicate on the handset); the caller
+    decides. ``cause`` is the timeout or link error behind it.
+
+    :attr:`disposition` is TEMPORARY so that a caller reading only the disposition retries
+    later (a bounded duplicate, never a loss); callers that know this class report "unknown".
+    """
+
+    link_level = True
+    possibly_sent = True
+
+    def __init__(self, command: str, cause: ModemError) -> None:
+        self.command = command = redact(command)
+        self.cause = cause
+        super().__init__(f"outcome unknown, the part may have been sent ({command}): {cause}")
+
+    @property
+    def disposition(self) -> Disposition:
+        return Disposition.TEMPORARY
+
+
 class ModemDown(ModemError):
     """The modem is marked down and takes no work until it is found again."""
 

@@ -10,6 +10,13 @@ A part that fails because of its modem (link-level: hang, unplug; or a SIM/netwo
 such as barring or congestion) goes back to the front of the queue for another modem -- the
 whole message again unless splitting is allowed. Errors about the message itself (unassigned
 number, our PDU is wrong) fail it at once. ``statistics()`` reports per modem.
+
+A part whose AT+CMGS wrote the PDU and got no answer (timeout, unplug mid-send) may have been
+sent: the pool does not resend it on another modem by default (a duplicate on the handset).
+The message ends with :attr:`MessageResult.unknown` naming that part and
+:class:`~drivers.modem.errors.SendOutcomeUnknown` as its error; the caller decides. An operator
+who prefers a duplicate to a delay sets ``resend_unknown=True``: such a part is then moved like
+any other failed part.
 """
 
 from __future__ import annotations
@@ -35,7 +42,13 @@ from drivers.modem.client import (
     ignore_report,
 )
 from drivers.modem.config import ModemConfig
-from drivers.modem.errors import CmsError, Disposition, ModemDown, ModemError
+from drivers.modem.errors import (
+    CmsError,
+    Disposition,
+    ModemDown,
+    ModemError,
+    SendOutcomeUnknown,
+)
 from drivers.modem.limits import ModemLimits
 from drivers.modem.pdu import SubmitPdu, encode_submit_part
 from gateway.codec import EncodedMessage
@@ -68,13 +81,23 @@ class PartSent:
 @dataclass(frozen=True, slots=True)
 class MessageResult:
     id: str
-    parts: tuple[PartSent, ...]  # empty when failed
+    # Every part when ok; empty when failed; when the outcome is unknown, the parts confirmed
+    # sent before it (their TP-MRs match status reports).
+    parts: tuple[PartSent, ...]
     error: SmsgateError | None = None  # ModemError, or CodecError for an unusable destination
     attempts: int = 1
+    # Parts (seq, 1-based) whose AT+CMGS got no answer after the PDU went out: possibly sent.
+    # Set only with error = SendOutcomeUnknown; parts in neither list were not sent.
+    unknown: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Some part may have been sent without confirmation: resending risks a duplicate."""
+        return bool(self.unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +106,7 @@ class PoolModemStatistics:
     sent_today: int
     parts_sent: int
     failovers: int
+    unknown: int = 0  # parts whose AT+CMGS got no answer after the PDU went out
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +116,7 @@ class PoolStatistics:
     messages_done: int
     messages_failed: int
     ready_modems: int
+    messages_unknown: int = 0  # ended with an unknown outcome (not counted in messages_failed)
 
 
 @dataclass(slots=True)
@@ -121,6 +146,7 @@ class _Slot:
     limits: ModemLimits
     parts_sent: int = 0
     failovers: int = 0
+    unknown: int = 0
 
 
 class ModemPool:
@@ -130,6 +156,7 @@ class ModemPool:
         *,
         allow_split: bool = False,
         max_attempts: int = 3,
+        resend_unknown: bool = False,
         on_message: OnMessage = ignore_message,
         on_report: OnReport = ignore_report,
         discover: Callable[[], Iterable[str]] = default_ports,
@@ -141,6 +168,7 @@ class ModemPool:
             raise ValueError("a modem pool needs at least one modem")
         self.allow_split = allow_split
         self.max_attempts = max_attempts
+        self.resend_unknown = resend_unknown  # move a possibly-sent part to another modem
         self._clock = clock
         self._wall = wall
         rng = rng or random.Random()
@@ -160,6 +188,7 @@ class ModemPool:
         self._outstanding: set[_Result] = set()
         self._done = 0
         self._failed = 0
+        self._unknown = 0
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -290,6 +319,9 @@ class ModemPool:
                 return
             try:
                 mr = await client.send(pdu, more=len(job.seqs) > 1)
+            except SendOutcomeUnknown as exc:
+                self._unknown_part(slot, job, seq, exc)
+                return
             except ModemError as exc:
                 if exc.disposition is Disposition.DUPLICATE:
                     mr = -1  # TP-RD: the SC already had this part, so it went out before
@@ -321,6 +353,25 @@ class ModemPool:
         log.info("pool: %s failed on %s (%s); moving it", job.out.id, slot.client.name, exc)
         self._requeue(job, slot, front=True, exclude=True)
 
+    def _unknown_part(self, slot: _Slot, job: _Job, seq: int, exc: SendOutcomeUnknown) -> None:
+        slot.unknown += 1
+        if self.resend_unknown and job.result.attempts < self.max_attempts:
+            slot.failovers += 1
+            log.warning("pool: %s part %d: outcome unknown on %s; resending elsewhere "
+                        "(resend_unknown)", job.out.id, seq, slot.client.name)
+            self._requeue(job, slot, front=True, exclude=True)
+            return
+        result = job.result
+        if result.failed or result.future.done():
+            return
+        result.failed = True
+        self._unknown += 1
+        parts = tuple(result.sent[s] for s in sorted(result.sent))
+        result.future.set_result(
+            MessageResult(job.out.id, parts, exc, result.attempts, unknown=(seq,))
+        )
+        self._drop_siblings(result)
+
     def _requeue(self, job: _Job, slot: _Slot, *, front: bool, exclude: bool) -> None:
         if exclude:
             job.excluded.add(slot.client.name)
@@ -342,7 +393,10 @@ class ModemPool:
         result.failed = True
         self._failed += 1
         result.future.set_result(MessageResult(job.out.id, (), exc, result.attempts))
-        # Drop sibling jobs (split mode) of a failed message.
+        self._drop_siblings(result)
+
+    def _drop_siblings(self, result: _Result) -> None:
+        """Drop the queued sibling jobs (split mode) of a message that has its result."""
         for job in [j for j in self._jobs if j.result is result]:
             self._jobs.remove(job)
 
@@ -361,7 +415,7 @@ class ModemPool:
             tuple(
                 PoolModemStatistics(
                     s.client.statistics(), s.limits.daily.sent_today(wall), s.parts_sent,
-                    s.failovers,
+                    s.failovers, s.unknown,
                 )
                 for s in self._slots
             ),
@@ -369,4 +423,5 @@ class ModemPool:
             self._done,
             self._failed,
             self.ready,
+            self._unknown,
         )

@@ -58,9 +58,11 @@ CNMI_STORE = ((2, 1, 0, 2, 0), (2, 1, 0, 1, 0), (1, 1, 0, 2, 0), (1, 1, 0, 1, 0)
 CNMI_ROUTE = ((2, 2, 0, 1, 0), (2, 2, 0, 2, 0), (1, 2, 0, 1, 0), (2, 2, 0, 0, 0))
 
 
-def cnmi_candidates(groups: list[list[str]], prefer_route: bool) -> list[tuple[int, ...]]:
-    """The +CNMI settings the modem says it supports, best first (empty: fall back to polling)."""
-    order = (CNMI_ROUTE + CNMI_STORE) if prefer_route else CNMI_STORE
+def cnmi_candidates(groups: list[list[str]], allow_route: bool) -> list[tuple[int, ...]]:
+    """The +CNMI settings the modem says it supports, best first (empty: fall back to polling).
+    Stored settings (durable) always come first; routed ones follow only when ``allow_route``,
+    so they are used only by a modem that offers no stored indication."""
+    order = (CNMI_STORE + CNMI_ROUTE) if allow_route else CNMI_STORE
     out: list[tuple[int, ...]] = []
     for setting in order:
         fits = all(

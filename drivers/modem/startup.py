@@ -104,7 +104,10 @@ async def _storage(m: ModemClient) -> None:
     resp = await _busy(m, "AT+CPMS=?")
     if not resp.ok or not resp.info("+CPMS"):
         return  # keep the modem's storage (Nokia N79: no +CPMS)
-    chosen = choose_storages(parse_groups(resp.info("+CPMS")[0]))
+    groups = parse_groups(resp.info("+CPMS")[0])
+    chosen = choose_storages(groups)
+    # Status reports stored apart (Wavecom "SR", TS 27.005 §3.1 <mem>): listed at start-up too.
+    m.report_storage = "SR" if groups and "SR" in groups[0] else None
     for attempt in (chosen, chosen[:1]):
         if attempt:
             args = ",".join(f'"{s}"' for s in attempt)
@@ -114,14 +117,16 @@ async def _storage(m: ModemClient) -> None:
 
 
 async def _indications(m: ModemClient) -> None:
+    """Stored mode (+CMTI, durable) whenever the modem offers it; routed mode (+CMT) only when
+    it offers no stored setting and the operator allowed routing; else AT+CMGL=4 polling."""
     resp = await _busy(m, "AT+CSMS?")
     if resp.ok and resp.info("+CSMS"):
         # TS 27.005 §3.2.1: service 1 -> routed +CMT/+CDS must be acknowledged by +CNMA.
         m.needs_cnma = resp.info("+CSMS")[0].split(",")[0].strip() == "1"
     resp = await _busy(m, "AT+CNMI=?")
     if resp.ok and resp.info("+CNMI"):
-        prefer_route = m.config.indications == Indications.ROUTE
-        for setting in cnmi_candidates(parse_groups(resp.info("+CNMI")[0]), prefer_route):
+        allow_route = m.config.indications == Indications.ROUTE
+        for setting in cnmi_candidates(parse_groups(resp.info("+CNMI")[0]), allow_route):
             text = "AT+CNMI=" + ",".join(map(str, setting))
             if (await _busy(m, text)).ok:
                 m.cnmi = setting

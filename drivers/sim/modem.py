@@ -93,6 +93,9 @@ class SimModem:
         self._urcs_next: deque[bytes] = deque()
         self._hung = False
         self._hang_recovers_on_atz = False
+        self._hang_left: int | None = None
+        self._hang_after_pdu: bool | None = None
+        self.ignored = 0  # command lines a hang swallowed
         self._unplugged = False
         self._master = -1
         self._slave = -1
@@ -104,7 +107,7 @@ class SimModem:
         self._out = bytearray()
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._activity = asyncio.Condition()
+        self._activity = asyncio.Event()  # set and replaced on every change worth waiting for
         self._reset_device_state()
 
     # --- lifetime -------------------------------------------------------------------------
@@ -179,13 +182,23 @@ class SimModem:
         command (e.g. ``+CMTI: "SM",3`` in the middle of ``AT+CSQ``)."""
         self._urcs_next.append(raw.encode("ascii"))
 
-    def hang(self, *, recover_on_atz: bool = False) -> None:
-        """Stop answering (a wedged USB stick); optionally come back when ATZ arrives."""
+    def hang(self, *, recover_on_atz: bool = False, commands: int | None = None) -> None:
+        """Stop answering (a wedged USB stick); optionally come back when ATZ arrives, or after
+        ignoring ``commands`` command lines (the next one is answered again)."""
         self._hung = True
         self._hang_recovers_on_atz = recover_on_atz
+        self._hang_left = commands
+
+    def hang_after_next_pdu(self, *, sent: bool = True, recover_on_atz: bool = False) -> None:
+        """The next AT+CMGS takes its PDU, then the modem stops answering (no +CMGS, no error):
+        with ``sent`` the part did leave (it is in :attr:`records` with its TP-MR), else not."""
+        self._hang_after_pdu = sent
+        self._hang_recovers_on_atz = recover_on_atz
+        self._hang_left = None
 
     def resume(self) -> None:
         self._hung = False
+        self._hang_left = None
 
     def unplug(self) -> None:
         """Close the pty: the driver's port fails with an I/O error and the device vanishes."""
@@ -277,12 +290,32 @@ class SimModem:
         except OSError:  # EIO: nobody has the slave open right now
             return
         if self._hung:
-            if self._hang_recovers_on_atz and b"ATZ" in data.upper():
-                self._hung = False
-            else:
-                return
+            data = self._while_hung(data)
         for byte in data:
             self._byte(byte)
+
+    def _while_hung(self, data: bytes) -> bytes:
+        """What a hung modem makes of ``data``: nothing, unless it comes back; returns the bytes
+        to process normally."""
+        if self._hang_recovers_on_atz and b"ATZ" in data.upper():
+            self._hung = False
+            return data
+        while self._hang_left is not None and self._hang_left > 0:
+            cut = data.find(b"\r")
+            if cut < 0:
+                return b""
+            self._hang_left -= 1
+            self.ignored += 1
+            self._pulse()
+            data = data[cut + 1 :]
+        if self._hang_left is None:
+            if b"\r" in data:
+                self.ignored += data.count(b"\r")
+                self._pulse()
+            return b""
+        self._hung = False
+        self._hang_left = None
+        return data
 
     def _byte(self, byte: int) -> None:
         fut = self._pdu_future
@@ -302,7 +335,7 @@ class SimModem:
                 self._write(line.encode("latin-1") + b"\r")
             if line:
                 self._inbox.put_nowait(line)
-        elif byte != 0x0A:
+        elif byte not in (0x0A, ESC, CTRL_Z):  # outside PDU entry ESC/Ctrl-Z mean nothing
             self._rx.append(byte)
 
     def _line(self, text: str) -> bytes:
@@ -328,17 +361,19 @@ class SimModem:
             if self._unplugged:
                 continue
             self.commands.append(line)
-            async with self._activity:
-                self._activity.notify_all()
+            self._pulse()
             await self._command(line)
-            async with self._activity:
-                self._activity.notify_all()
+            self._pulse()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds; checked when each command arrives and when it has
-        been answered."""
-        async with self._activity:
-            await self._activity.wait_for(predicate)
+        """Wait until ``predicate()`` holds; checked when each command arrives, when it has
+        been answered and when a hang swallows a command line."""
+        while not predicate():
+            await self._activity.wait()
+
+    def _pulse(self) -> None:
+        self._activity.set()
+        self._activity = asyncio.Event()
 
     async def _huawei_urcs(self) -> None:
         # Huawei sticks chatter ^RSSI/^BOOT/^MODE until AT^CURC=0 (Gammu F_HUAWEI_INIT).
@@ -576,6 +611,16 @@ class SimModem:
         summary = submit_summary(pdu)
         await asyncio.sleep(self.send_latency)
         if self._unplugged:
+            return
+        if self._hang_after_pdu is not None:
+            sent, self._hang_after_pdu = self._hang_after_pdu, None
+            self._hung = True
+            if sent:
+                self.records.append(
+                    SentRecord(received, self.clock(), pdu, length, self._mr, summary.recipient,
+                               summary.status_report, None)
+                )
+                self._mr = (self._mr + 1) % 256
             return
         if self._fails:
             code = self._fails.popleft()

@@ -12,7 +12,7 @@ from drivers.modem.client import DeliveryReport, InboundMessage, ModemClient, Mo
 from drivers.modem.config import ModemConfig
 from drivers.modem.pdu import SubmitPdu, encode_submit
 from drivers.sim.modem import SimModem
-from drivers.sim.modem_profiles import profile
+from drivers.sim.modem_profiles import PROFILES, profile
 from gateway.codec import encode
 
 
@@ -74,6 +74,15 @@ async def running(
             async with asyncio.timeout(10):
                 await client.wait_ready()
             yield sim, client, inbox
+
+
+def without_stored_indications(name: str, **kw: Any) -> dict[str, Any]:
+    """Profile overrides for a device whose +CNMI offers no <mt>=1 (no +CMTI): the only kind
+    of modem that uses routed mode (+CMT)."""
+    cnmi = PROFILES[name].cnmi
+    assert cnmi is not None
+    mt = tuple(v for v in cnmi[1] if v != 1)
+    return {"cnmi": (cnmi[0], mt, *cnmi[2:]), **kw}
 
 
 def pdus(text: str, to: str = "+447700900123", **kw: Any) -> list[SubmitPdu]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from io import StringIO
 from typing import Any
 
@@ -12,7 +13,13 @@ from drivers.modem.client import ModemState
 from drivers.modem.responses import Registration
 from drivers.sim.modem_profiles import PROFILES
 from drivers.sim.modem_sms import deliver_pdus
-from tests.modem.modemkit import pdus, running, wait_sim, wait_state
+from tests.modem.modemkit import (
+    pdus,
+    running,
+    wait_sim,
+    wait_state,
+    without_stored_indications,
+)
 
 
 def independent(pdu: bytes) -> Any:
@@ -91,11 +98,39 @@ async def test_inbound_cmti_single_and_multipart_any_order(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["generic", "huawei-e1752", "wavecom", "sim800"])
+@pytest.mark.parametrize("indications", ["store", "route"])
+async def test_stored_mode_is_chosen_whenever_the_modem_offers_it(
+    name: str, indications: str
+) -> None:
+    """Stored mode (+CMTI) is the durable one: even an operator who allows routing gets it
+    from every profile that offers <mt>=1."""
+    async with running(name, indications=indications) as (sim, modem, inbox):
+        assert modem.cnmi is not None and modem.cnmi[1] == 1 and sim.cnmi[1] == 1
+        assert not modem.polling and not modem.statistics().routed
+        (p,) = deliver_pdus("+447700900014", "stored")
+        assert sim.deliver(p) is not None  # stored, announced by +CMTI
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+
+
+async def test_without_stored_indications_the_default_polls_rather_than_routes() -> None:
+    async with running("generic", profile_kw=without_stored_indications("generic")) as (
+        sim, modem, inbox
+    ):
+        assert modem.polling and modem.cnmi is None and not modem.statistics().routed
+        (p,) = deliver_pdus("+447700900015", "found by polling")
+        assert sim.deliver(p) is not None
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+        await wait_sim(sim, lambda: sim.store.used("SM") == 0)
+
+
+@pytest.mark.parametrize("name", ["generic", "huawei-e1752", "wavecom", "sim800"])
 async def test_inbound_cmt_routed_and_acknowledged(name: str) -> None:
+    profile_kw = without_stored_indications(name, csms_service=1)
     async with running(
-        name, profile_kw={"csms_service": 1}, indications="route"
+        name, profile_kw=profile_kw, indications="route"
     ) as (sim, modem, inbox):
         assert modem.cnmi is not None and modem.cnmi[1] == 2 and modem.needs_cnma
+        assert modem.statistics().routed and not modem.polling
         for p in deliver_pdus("+447700900003", "routed " * 40, reference=9):
             sim.deliver(p)
         await inbox.wait_for(lambda: len(inbox.messages) == 1)
@@ -116,8 +151,94 @@ async def test_status_reports_stored_and_routed() -> None:
                 mr, "+447700900123", "delivered"
             )
             if name == "wavecom":  # its reports sit in "SR": read there, then back to "SM"
-                assert 'AT+CPMS="SR"' in sim.commands and sim.store.used("SR") == 0
-                assert sim.mems[0] == "SM"
+                await wait_sim(sim, lambda: sim.store.used("SR") == 0)
+                assert 'AT+CPMS="SR"' in sim.commands
+                await wait_sim(sim, lambda: sim.mems[0] == "SM")
+
+
+async def test_a_report_in_sr_storage_is_deleted_only_after_its_hand_over() -> None:
+    """Wavecom keeps status reports in "SR": read -> hand over -> delete there too. A handler
+    failure leaves the report stored; the next read (here: a restart) delivers it again."""
+    from drivers.modem.client import DeliveryReport, ModemClient
+    from drivers.sim.modem import SimModem
+    from drivers.sim.modem_profiles import profile
+    from drivers.sim.modem_sms import delivered_report
+    from tests.modem.modemkit import Inbox, config_for
+
+    stored_at_hand_over: list[int] = []
+    inbox = Inbox()
+    refused = asyncio.Event()
+
+    async def refuse(report: DeliveryReport) -> None:
+        stored_at_hand_over.append(sim.store.used("SR"))
+        refused.set()
+        raise OSError("database is locked")
+
+    async def accept(report: DeliveryReport) -> None:
+        stored_at_hand_over.append(sim.store.used("SR"))
+        await inbox.on_report(report)
+
+    async with SimModem(profile("wavecom"), send_latency=0.001) as sim:
+        async with ModemClient(config_for(sim), on_report=refuse) as modem:
+            await wait_state(modem, ModemState.READY)
+            assert modem.report_storage == "SR"
+            index = sim.status_report(delivered_report(7, "+447700900123"))
+            assert index is not None
+            async with asyncio.timeout(5):
+                await refused.wait()
+            # A delete would follow the failed hand-over at once and hold the lock before this
+            # AT: once AT answered, whatever the driver did about the report has happened.
+            assert (await modem.command("AT")).ok
+            assert sim.store.used("SR") == 1 and f"AT+CMGD={index}" not in sim.commands
+            assert sim.mems[0] == "SM"  # switched back after the read
+            assert modem.state is ModemState.READY
+        # Restart: start-up lists "SR" as well and hands the report over, then deletes it.
+        async with ModemClient(config_for(sim), on_report=accept):
+            await inbox.wait_for(lambda: len(inbox.reports) == 1)
+            (r,) = inbox.reports
+            assert (r.message_reference, r.recipient, r.category) == (
+                7, "+447700900123", "delivered"
+            )
+            await wait_sim(sim, lambda: sim.store.used("SR") == 0 and sim.mems[0] == "SM")
+            at = sim.commands.index(f"AT+CMGD={index}")
+            assert sim.commands[at - 1 : at + 2] == [
+                'AT+CPMS="SR"', f"AT+CMGD={index}", 'AT+CPMS="SM","SM","SM"'
+            ]
+        assert stored_at_hand_over == [1, 1]  # stored while each hand-over ran
+
+
+async def test_a_refused_sr_report_is_delivered_by_the_next_sweep() -> None:
+    """The next full read (start-up, AT+CMGL polling and the inbound worker's sweep after a
+    modem error all run ``read_all_stored``) lists "SR" too: a report refused earlier is
+    handed over then, without a restart."""
+    from drivers.modem.client import DeliveryReport, ModemClient
+    from drivers.sim.modem import SimModem
+    from drivers.sim.modem_profiles import profile
+    from drivers.sim.modem_sms import delivered_report
+    from tests.modem.modemkit import Inbox, config_for
+
+    inbox = Inbox()
+    refuse = [True]
+    refused = asyncio.Event()
+
+    async def on_report(report: DeliveryReport) -> None:
+        if refuse[0]:
+            refused.set()
+            raise OSError("database is locked")
+        await inbox.on_report(report)
+
+    sim = SimModem(profile("wavecom"), send_latency=0.001)
+    async with sim, ModemClient(config_for(sim), on_report=on_report) as modem:
+        await wait_state(modem, ModemState.READY)
+        sim.status_report(delivered_report(8, "+447700900123"))
+        async with asyncio.timeout(5):
+            await refused.wait()
+        assert (await modem.command("AT")).ok
+        assert sim.store.used("SR") == 1
+        refuse[0] = False
+        await modem.read_all_stored()  # what start-up, polling and error sweeps run
+        assert [r.message_reference for r in inbox.reports] == [8]
+        assert sim.store.used("SR") == 0
 
 
 async def test_messages_stored_before_start_are_read_and_deleted() -> None:
@@ -211,7 +332,8 @@ async def test_a_refused_routed_message_is_negatively_acknowledged() -> None:
     async def refuse(m: InboundMessage) -> None:
         raise OSError("database is locked")
 
-    async with SimModem(profile("generic", csms_service=1)) as sim:
+    kw = without_stored_indications("generic", csms_service=1)
+    async with SimModem(profile("generic", **kw)) as sim:
         config = config_for(sim, indications="route")
         async with ModemClient(config, on_message=refuse) as modem:
             await wait_state(modem, ModemState.READY)

@@ -1,5 +1,6 @@
 """Faults against the simulator: injected +CMS errors, SIM busy, URCs mid-command, hangs
-(escalation: retry -> ATZ -> reopen -> down), unplug and re-discovery by IMEI on a new port."""
+(escalation: retry -> ATZ -> reopen -> down), sends whose outcome is unknown, unplug and
+re-discovery by IMEI on a new port."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from typing import Any
 
 import pytest
 
-from drivers.modem.client import ModemClient, ModemState
-from drivers.modem.errors import CmsError, CommandTimeout, Disposition, ModemDown
+from drivers.modem.client import Escalation, EscalationCounts, ModemClient, ModemState
+from drivers.modem.errors import (
+    CmsError,
+    CommandTimeout,
+    Disposition,
+    ModemDown,
+    SendOutcomeUnknown,
+)
 from drivers.sim.modem import SimModem
 from drivers.sim.modem_profiles import PROFILES, profile
 from drivers.sim.modem_sms import deliver_pdus
@@ -101,11 +108,78 @@ async def test_hang_for_good_reopens_then_marks_down_and_comes_back() -> None:
         with pytest.raises(CommandTimeout):
             await modem.send(p)
         await wait_state(modem, ModemState.DOWN)
+        stats = modem.statistics()
+        assert stats.last_escalation is Escalation.DOWN
+        # AT+CMGS is never retried: straight to ATZ, then the reopen, then down.
+        assert stats.escalations == EscalationCounts(retry=0, atz=1, reopen=1, down=1)
         with pytest.raises(ModemDown):
             await modem.send(p)
         sim.resume()  # the stick wakes up: the supervisor's next attempt brings it back
         await wait_state(modem, ModemState.READY)
         assert await modem.send(p) == 0
+        assert [r.mr for r in sim.records] == [0]  # the part that hung was never resent
+
+
+@pytest.mark.parametrize(
+    ("swallowed", "reached"),
+    [(1, Escalation.RETRY), (2, Escalation.RESET), (3, Escalation.REOPEN),
+     (None, Escalation.DOWN)],
+)
+async def test_the_escalation_ladder_stops_at_the_first_step_that_answers(
+    swallowed: int | None, reached: Escalation
+) -> None:
+    """An idempotent command (AT+CSQ) that times out: the same command once more -> ATZ ->
+    reopen (start-up again) -> down. The modem ignores ``swallowed`` command lines, so each
+    case is answered again at exactly one step; statistics name it."""
+    async with running("generic", **FAST) as (sim, modem, _):
+        sim.hang(commands=swallowed)
+        if reached is Escalation.RETRY:
+            resp = await modem.command("AT+CSQ")  # the retry's answer is the command's answer
+            assert resp.ok and resp.info("+CSQ") == ["20,99"]
+        else:
+            with pytest.raises(CommandTimeout):
+                await modem.command("AT+CSQ")
+        target = ModemState.DOWN if reached is Escalation.DOWN else ModemState.READY
+        await wait_state(modem, target)
+        stats = modem.statistics()
+        assert stats.last_escalation is reached
+        steps = list(Escalation)[: list(Escalation).index(reached) + 1]
+        assert stats.escalations == EscalationCounts(*(int(s in steps) for s in Escalation))
+        start_ups = 2 if reached is Escalation.REOPEN else 1  # DOWN: start-up never got far
+        assert sim.commands.count("AT+CGSN") == start_ups
+        if reached is Escalation.DOWN:
+            sim.resume()
+            await wait_state(modem, ModemState.READY)
+        assert (await modem.command("AT+CSQ")).ok
+        assert modem.statistics().last_escalation is reached  # a record, until the next hang
+
+
+async def test_a_send_that_timed_out_after_its_pdu_is_unknown_and_never_resent() -> None:
+    async with running("generic", **FAST) as (sim, modem, _):
+        sim.hang_after_next_pdu(sent=True, recover_on_atz=True)
+        (p,) = pdus("did it go?")
+        with pytest.raises(SendOutcomeUnknown) as info:
+            await modem.send(p)
+        assert isinstance(info.value.cause, CommandTimeout) and info.value.possibly_sent
+        assert info.value.link_level and info.value.disposition is Disposition.TEMPORARY
+        await wait_state(modem, ModemState.READY)
+        assert modem.statistics().escalations == EscalationCounts(atz=1)
+        assert sum(c.startswith("AT+CMGS") for c in sim.commands) == 1  # not resent
+        assert [r.mr for r in sim.records] == [0]  # it did leave the modem
+        assert await modem.send(p) == 1  # the modem is usable again
+
+
+async def test_a_send_hanging_before_its_prompt_is_a_plain_timeout() -> None:
+    """No prompt, so no PDU written: nothing can have gone out (the caller may move it)."""
+    async with running("generic", **FAST) as (sim, modem, _):
+        sim.hang(commands=1)
+        (p,) = pdus("never written")
+        with pytest.raises(CommandTimeout) as info:
+            await modem.send(p)
+        assert not isinstance(info.value, SendOutcomeUnknown) and info.value.stage == "prompt"
+        await wait_state(modem, ModemState.READY)
+        assert modem.statistics().escalations == EscalationCounts(atz=1)
+        assert not sim.records and not any(c.startswith("AT+CMGS") for c in sim.commands)
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

@@ -10,12 +10,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.modem.client import ModemState
 from drivers.modem.config import ModemConfig
-from drivers.modem.errors import CmsError, ModemDown
+from drivers.modem.errors import CmsError, ModemDown, SendOutcomeUnknown
 from drivers.modem.limits import DailyCap, ModemLimits
 from drivers.modem.pdu import decode_submit
 from drivers.modem.pool import ModemPool, OutboundMessage
@@ -76,34 +77,75 @@ def sent_texts(sims: list[SimModem]) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
-async def test_unplugged_modem_loses_nothing_and_others_send_its_parts() -> None:
-    async with pool_of(sim_kw={"send_latency": 0.01}, rate_per_minute=1200) as (sims, pool):
+@pytest.mark.parametrize("resend_unknown", [False, True])
+async def test_unplugged_modem_loses_nothing_and_others_send_its_parts(
+    resend_unknown: bool,
+) -> None:
+    pool_kw = {"resend_unknown": resend_unknown}
+    async with pool_of(
+        sim_kw={"send_latency": 0.01}, rate_per_minute=1200, pool_kw=pool_kw
+    ) as (sims, pool):
+        victim = sims[1]
+        # Its first part leaves the modem but the answer never comes; then it is unplugged.
+        victim.hang_after_next_pdu(sent=True)
         msgs = [message(i, parts=1 + i % 3) for i in range(40)]
         futures = [pool.submit_nowait(m) for m in msgs]
-        victim = sims[1]
         async with asyncio.timeout(10):
-            # Unplug in the middle of a send: that part must go out through another modem.
-            await victim.wait_for(
-                lambda: len(victim.records) >= 2 and victim.commands[-1].startswith("AT+CMGS")
-            )
+            await victim.wait_for(lambda: len(victim.records) == 1)
         victim.unplug()
         async with asyncio.timeout(30):
             results = await asyncio.gather(*futures)
-        assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+        lost_answer = decode_submit(victim.records[0].pdu)
+        lost_seq = lost_answer.concat.seq if lost_answer.concat else 1
+        unsure = [r for r in results if not r.ok]
+        if resend_unknown:  # the operator chose a possible duplicate over a delay
+            assert not unsure
+        else:  # never resent blindly: the caller learns exactly which part is in doubt
+            (r,) = unsure
+            m = next(m for m in msgs if m.id == r.id)
+            assert m.destination == lost_answer.destination
+            assert isinstance(r.error, SendOutcomeUnknown) and r.outcome_unknown
+            assert r.unknown == (lost_seq,)
+            assert [p.seq for p in r.parts] == list(range(1, lost_seq))
         for r, m in zip(results, msgs, strict=True):
-            assert len(r.parts) == len(m.message.parts)
-            assert len({p.modem for p in r.parts}) == 1  # never split by default
+            if r.ok:
+                assert len(r.parts) == len(m.message.parts)
+                assert len({p.modem for p in r.parts}) == 1  # never split by default
         sent = sent_texts(sims)
-        for m in msgs:
+        for r, m in zip(results, msgs, strict=True):
             seqs = {seq for _, seq in sent[m.destination]}
-            assert seqs == set(range(1, len(m.message.parts) + 1)), m.id
+            expected = len(m.message.parts) if r.ok else lost_seq
+            assert seqs == set(range(1, expected + 1)), m.id
         stats = pool.statistics()
-        assert stats.messages_done == 40 and stats.messages_failed == 0
+        assert stats.messages_done == 40 - len(unsure) and stats.messages_failed == 0
+        assert stats.messages_unknown == len(unsure)
         by_name = {s.modem.name: s for s in stats.modems}
         assert by_name["m1"].modem.state is ModemState.DOWN
-        assert by_name["m1"].failovers == 1
-        assert sum(s.parts_sent for s in stats.modems) >= sum(len(m.message.parts) for m in msgs)
-        assert all(s.parts_sent > 0 for s in stats.modems)
+        assert by_name["m1"].unknown == 1
+        assert by_name["m1"].failovers == (1 if resend_unknown else 0)
+        assert sum(s.parts_sent for s in stats.modems) >= sum(len(m.message.parts) for m in msgs
+                                                              if m.id not in {r.id for r in unsure})
+        assert all(s.parts_sent > 0 for s in stats.modems if s.modem.name != "m1")
+
+
+async def test_a_part_not_yet_written_when_the_modem_goes_is_moved_without_doubt() -> None:
+    """Unplugged before the PDU reached it (no prompt yet): nothing can have been sent, so the
+    part moves to another modem even without ``resend_unknown``."""
+    async with pool_of(n=2) as (sims, pool):
+        sims[0].hang()  # answers nothing: AT+CMGS never gets its prompt
+        sims[1].hang()
+        future = pool.submit_nowait(message(1))
+        async with asyncio.timeout(10), asyncio.TaskGroup() as tg:
+            waits = [tg.create_task(s.wait_for(lambda s=s: s.ignored >= 1)) for s in sims]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+        first = 0 if sims[0].ignored else 1
+        sims[1 - first].resume()
+        sims[first].unplug()
+        result = await asyncio.wait_for(future, 10)
+        assert result.ok and result.parts[0].modem == f"m{1 - first}"
+        assert pool.statistics().modems[first].unknown == 0
 
 
 async def test_split_allowed_spreads_parts_over_modems() -> None:

@@ -38,11 +38,15 @@ def test_storage_choice_follows_what_each_slot_offers() -> None:
 
 def test_cnmi_fallbacks_down_to_nothing() -> None:
     full = parse_groups("(0-3),(0-3),(0,2),(0-2),(0,1)")
-    assert cnmi_candidates(full, prefer_route=False)[0] == (2, 1, 0, 2, 0)
+    assert cnmi_candidates(full, allow_route=False)[0] == (2, 1, 0, 2, 0)
     sim800 = parse_groups("(0-3),(0-3),(0,2),(0,1),(0,1)")
-    assert cnmi_candidates(sim800, prefer_route=False)[0] == (2, 1, 0, 1, 0)
-    assert cnmi_candidates(full, prefer_route=True)[0] == (2, 2, 0, 1, 0)
-    assert cnmi_candidates(parse_groups("(0),(0)"), prefer_route=False) == []
+    assert cnmi_candidates(sim800, allow_route=False)[0] == (2, 1, 0, 1, 0)
+    # Stored mode first even when routing is allowed; routed only without a stored setting.
+    assert cnmi_candidates(full, allow_route=True)[0] == (2, 1, 0, 2, 0)
+    no_store = parse_groups("(0-3),(0,2,3),(0,2),(0-2),(0,1)")
+    assert cnmi_candidates(no_store, allow_route=False) == []
+    assert cnmi_candidates(no_store, allow_route=True)[0] == (2, 2, 0, 1, 0)
+    assert cnmi_candidates(parse_groups("(0),(0)"), allow_route=False) == []
 
 
 def test_signal_and_registration() -> None:
