@@ -330,8 +330,10 @@ class _Compiler:
         if self.incremental:
             return (f"COALESCE((SELECT MAX(e.ts_ms) FROM event e WHERE e.subscriber_id = s.id "
                     f"AND {spec_sql} AND e.ts_ms <= ?) <= ?, 0)", [*spec_p, now, now - node.ms])
+        # "+": without it SQLite walks the whole (subscriber_id, type, ts_ms) index to get the
+        # GROUP BY order for free, instead of the (type, ts_ms) range (14 s -> 1.6 s at 10M)
         return (f"s.id IN (SELECT e.subscriber_id FROM event e WHERE {spec_sql} AND e.ts_ms <= ? "
-                f"GROUP BY e.subscriber_id HAVING MAX(e.ts_ms) <= ?)",
+                f"GROUP BY +e.subscriber_id HAVING MAX(e.ts_ms) <= ?)",
                 [*spec_p, now, now - node.ms])
 
     def sequence(self, node: Sequence) -> Frag:
