@@ -84,8 +84,13 @@ class ModemLimits:
         return max(self.daily.seconds_blocked(wall, parts), self.bucket.peek(now))
 
     def take(self, now: float, wall: datetime) -> float:
-        """Reserve one part; return the seconds to wait before sending it (gap included)."""
-        wait = self.bucket.take(now)
-        self.daily.add(wall)
+        """Reserve one part; return the seconds to wait before sending it (gap included).
+
+        The random gap comes first and the bucket is charged at ``now + gap``, so the instants
+        parts are released at are the bucket's own (spaced by the rate). A gap added after the
+        bucket's instant would let a long gap followed by a short one put two parts closer
+        together than the cap allows."""
         lo, hi = self.gap
-        return wait + (self.rng.uniform(lo, hi) if hi > 0 else 0.0)
+        gap = self.rng.uniform(lo, hi) if hi > 0 else 0.0
+        self.daily.add(wall)
+        return gap + self.bucket.take(now + gap)

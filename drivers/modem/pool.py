@@ -76,6 +76,7 @@ class PartSent:
     modem: str
     message_reference: int  # TP-MR, to match status reports (with the recipient)
     at: float  # clock() when +CMGS answered
+    released: float = 0.0  # clock() the modem's limits released the part at (sent from then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +310,8 @@ class ModemPool:
         out = job.out
         while job.seqs:
             seq = job.seqs[0]
-            wait = slot.limits.take(self._clock(), self._wall())
+            now = self._clock()
+            wait = slot.limits.take(now, self._wall())
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
@@ -329,7 +331,7 @@ class ModemPool:
                     self._failed_part(slot, job, exc)
                     return
             slot.parts_sent += 1
-            job.result.sent[seq] = PartSent(seq, client.name, mr, self._clock())
+            job.result.sent[seq] = PartSent(seq, client.name, mr, self._clock(), now + wait)
             job.seqs.pop(0)
         self._maybe_finish(job.result, out)
 
