@@ -325,11 +325,16 @@ class ModemClient:
     # --- connection supervision -----------------------------------------------------------
 
     def _candidates(self) -> list[str]:
-        """Ports to try: the last one that worked, the configured one, then (when the modem is
-        known by IMEI) every discovered port, since ports renumber on replug."""
-        first = [p for p in (self.port, self.config.port) if p]
-        found = list(self._discover()) if self.config.imei is not None else []
-        return list(dict.fromkeys(first + found))
+        """Ports to try. A modem on a fixed port: that port. A modem known by IMEI: the
+        configured port, then every discovered port (ports renumber on replug), the last one
+        that worked first -- but only while discovery still lists it: after an unplug its
+        number may belong to another device or program, which we must not open and talk to."""
+        if self.config.imei is None:
+            return [p for p in (self.config.port,) if p]
+        found = list(self._discover())
+        last = [self.port] if self.port in found else []
+        fixed = [self.config.port] if self.config.port else []
+        return list(dict.fromkeys(last + fixed + found))
 
     async def _supervise(self) -> None:
         fatal = False

@@ -204,6 +204,7 @@ class SimModem:
         """Close the pty: the driver's port fails with an I/O error and the device vanishes."""
         self._unplugged = True
         self._close_pty()
+        self.path = ""  # the device node is gone; its number may go to another pty
         if self._pdu_future is not None and not self._pdu_future.done():
             self._pdu_future.cancel()
 

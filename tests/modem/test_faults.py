@@ -5,6 +5,7 @@ re-discovery by IMEI on a new port."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -51,7 +52,10 @@ async def test_injected_cms_errors_fail_the_part_not_the_modem(
 
 
 async def test_sim_busy_after_pin_is_waited_out() -> None:
-    sim_kw = {"pin": "1234", "sim_busy_seconds": 0.3}
+    # The simulator's clock advances 0.1 s each time it is read (about once per command), so
+    # "busy for 0.5 s" means the next few commands whatever the machine's load.
+    steps = itertools.count()
+    sim_kw = {"pin": "1234", "sim_busy_seconds": 0.5, "clock": lambda: next(steps) / 10}
     async with running("generic", sim_kw=sim_kw, pin="1234") as (sim, modem, _):
         assert modem.state is ModemState.READY
         assert sim.commands.count('AT+CPIN="1234"') == 1

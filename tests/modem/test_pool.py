@@ -48,10 +48,9 @@ async def pool_of(
             "send_timeout": 2.0, "health_interval": 3600, "rediscover_interval": 0.05,
         }
         base.update(config_kw)
-        configs = [
-            ModemConfig(name=f"m{i}", port=s.path, imei=s.imei, **base)
-            for i, s in enumerate(sims)
-        ]
+        # Known by IMEI only, found among these simulators' ports: never a fixed path that
+        # may belong to another program's pty after an unplug.
+        configs = [ModemConfig(name=f"m{i}", imei=s.imei, **base) for i, s in enumerate(sims)]
         pool = ModemPool(configs, discover=lambda: [s.path for s in sims if s.path],
                          **(pool_kw or {}))
         async with pool:
