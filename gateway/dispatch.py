@@ -6,6 +6,8 @@ in flight (each route's ``capacity``: about two windows of an SMPP bind, two mes
 Every claimed message gets its own task; the driver's window and rate limiter decide when each
 part goes out, so many messages are in flight at once and a transactional message claimed now
 waits behind at most the in-flight bulk, never behind the queued bulk (issue 5 "Dispatch").
+A message stays "in flight" until its results are committed, so what a ``kill -9`` can make us
+send twice is bounded by the routes' capacity.
 
 Results flow through one ordered write queue to one writer task, which stores them in batches
 (one outbox transaction for the results of a batch, one for its reports). A part's carrier id is put
@@ -35,6 +37,7 @@ message claimed just before the STOP is stopped here, at the last moment before 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -185,6 +188,10 @@ class Dispatcher:
         self._idle.set()
         self._unknowns: dict[int, int] = {}
         self._no_route: set[int] = set()  # requeued to wait: every route down, or a bug
+        self._enqueued = 0  # items ever put on the write queue
+        self._committed = 0  # items ever committed by the writer
+        self._barriers: collections.deque[tuple[int, asyncio.Future[None]]] = \
+            collections.deque()
         self._claimed = 0
         self._accepted = 0
         self._failed = 0
@@ -220,7 +227,7 @@ class Dispatcher:
         ``dlr_unknown_after_s``, never ``delivered`` without proof.
         """
         self._reports += 1
-        self._writes.put_nowait(report)
+        self._put(report)
 
     async def wait_progress(self) -> None:
         """Until the writer commits its next batch (results or reports)."""
@@ -270,6 +277,7 @@ class Dispatcher:
                 # Shielded: a cancelled daemon must not drop results it already took off
                 # the queue (their messages would be sent again after the restart).
                 await asyncio.shield(self._write(batch))
+                self._note_committed(len(batch))
             if done:
                 return
 
@@ -310,7 +318,24 @@ class Dispatcher:
         self._wake.set()
 
     def _put(self, item: WriteItem) -> None:
+        self._enqueued += 1
         self._writes.put_nowait(item)
+
+    async def _wait_committed(self) -> None:
+        """Until everything queued for writing so far is committed."""
+        threshold = self._enqueued
+        if self._committed >= threshold:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append((threshold, done))
+        await done
+
+    def _note_committed(self, n: int) -> None:
+        self._committed += n
+        while self._barriers and self._barriers[0][0] <= self._committed:
+            _, done = self._barriers.popleft()
+            if not done.done():
+                done.set_result(None)
 
     async def _write(self, items: list[WriteItem]) -> None:
         # Outcomes first, then reports: moving a carrier id ahead of a report that arrived
@@ -339,18 +364,23 @@ class Dispatcher:
             self._on_written()
 
     async def _send(self, message: Claimed) -> None:
+        """One message, start to durable result. Its slot is freed only once its results are
+        committed: "in flight" means "would be sent again after a crash", so the duplicates a
+        kill -9 can cause stay within the routes' capacity (about two windows)."""
         try:
-            outcome = await self._try_routes(message)
-        except Exception:  # one bad message must not stop the daemon: log it, send it again
-            log.exception("dispatch: message %d failed unexpectedly; requeued", message.id)
-            self._no_route.add(message.id)  # postponed: a message that always fails never spins
-            outcome = Requeue(message.id)
+            try:
+                outcome = await self._try_routes(message)
+            except Exception:  # one bad message must not stop the daemon: log, send it again
+                log.exception("dispatch: message %d failed unexpectedly; requeued", message.id)
+                self._no_route.add(message.id)  # postponed: one that always fails never spins
+                outcome = Requeue(message.id)
+            if outcome is not None:
+                self._record(outcome)
+                self._put(outcome)
+                log.debug("message %d: %s", message.id, outcome)
+            await self._wait_committed()
         finally:
             self._finished()
-        if outcome is not None:
-            self._record(outcome)
-            self._put(outcome)
-            log.debug("message %d: %s", message.id, outcome)
 
     def _record(self, outcome: Outcome) -> None:
         if isinstance(outcome, PermanentFailure):
