@@ -185,6 +185,7 @@ class Membership:
         self._dirty_subs: set[int] = set()
         self._triggers: dict[int, frozenset[str]] = {}
         self._dirty_loaded: frozenset[int] | None = None  # what DIRTY holds now
+        self._last_counts = (0, 0, 0, 0)
         self._event_mark = self._max_event_id()
         self._remove_listener: Callable[[], None] | None = None
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
@@ -493,9 +494,31 @@ class Membership:
             return BatchResult(0, 0, 0, 0)
         started = time.perf_counter()
         now = self.store.now_ms() if now is None else now
-        segments = pairs = entered_n = exited_n = 0
         order = self._order()
         self._dirty_loaded = None
+        # kept until COMMIT: a failed batch (database locked, ...) is retried whole later
+        pending = {k: dict(v) for k, v in self._dirty.items()}
+        try:
+            self._drain_in_transaction(order, now, pending)
+        except BaseException:
+            for seg_id, subs in pending.items():
+                bucket = self._dirty.setdefault(seg_id, {})
+                for s, cause in subs.items():
+                    bucket.setdefault(s, cause)
+                self._dirty_subs.update(subs)
+            raise
+        segments, pairs, entered_n, exited_n = self._last_counts
+        self._batches += 1
+        self._pairs += pairs
+        self._entered += entered_n
+        self._exited += exited_n
+        self._last_batch_ms = (time.perf_counter() - started) * 1000
+        return BatchResult(segments, pairs, entered_n, exited_n)
+
+    def _drain_in_transaction(
+        self, order: list[SegmentInfo], now: int, pending: dict[int, dict[int, Cause]]
+    ) -> None:
+        segments = pairs = entered_n = exited_n = 0
         with self.store.atomic():
             for seg in order:
                 subs = self._dirty.pop(seg.id, None)
@@ -515,12 +538,8 @@ class Membership:
                                 bucket.setdefault(s, subs[s])
             self._dirty.clear()  # segments dropped meanwhile
             self._dirty_subs.clear()
-        self._batches += 1
-        self._pairs += pairs
-        self._entered += entered_n
-        self._exited += exited_n
-        self._last_batch_ms = (time.perf_counter() - started) * 1000
-        return BatchResult(segments, pairs, entered_n, exited_n)
+        pending.clear()  # committed
+        self._last_counts = (segments, pairs, entered_n, exited_n)
 
     def next_due(self) -> int | None:
         v = self.conn.execute("SELECT MIN(due_ms) FROM segment_recheck").fetchone()[0]

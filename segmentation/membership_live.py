@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from segmentation.membership import BatchResult, Membership
 from segmentation.store import AsyncStore, Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class LiveStatistics:
     exited: int
     last_batch_latency_ms: float
     """Time from the first change of the last batch being noticed to its commit."""
+    failures: int
+    """Batches or re-check rounds that failed (and were retried)."""
 
 
 class LiveMembership:
@@ -57,6 +63,7 @@ class LiveMembership:
         self._first_dirty: float | None = None
         self._batches = self._due_rounds = self._pairs = self._entered = self._exited = 0
         self._latency_ms = 0.0
+        self._failures = 0
 
     @property
     def membership(self) -> Membership:
@@ -113,7 +120,16 @@ class LiveMembership:
             self._wake.clear()
             self._full.clear()
             first, self._first_dirty = self._first_dirty, None
-            result = await self.store.run(_drain, self.membership)
+            try:
+                result = await self.store.run(_drain, self.membership)
+            except sqlite3.OperationalError as exc:
+                # e.g. "database is locked" by another writer: the batch stays dirty (the
+                # core keeps it on failure); try again after one batch window
+                log.warning("membership batch failed, retrying: %s", exc)
+                await self._failed()
+                await asyncio.sleep(self.batch_s)
+                self._wake.set()
+                continue
             if first is not None:
                 self._latency_ms = (time.perf_counter() - first) * 1000
             await self._record(result, due=False)
@@ -121,8 +137,23 @@ class LiveMembership:
     async def _due_loop(self) -> None:
         while True:
             await asyncio.sleep(self.due_every_s)
-            result = await self.store.run(_process_due, self.membership)
+            try:
+                result = await self.store.run(_process_due, self.membership)
+            except sqlite3.OperationalError as exc:
+                log.warning("membership re-check round failed, retrying: %s", exc)
+                await self._failed()
+                continue
             await self._record(result, due=True)
+
+    async def wait_failures(self, n: int) -> None:
+        """Wait until at least ``n`` batches or re-check rounds have failed (and been kept)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._failures >= n)
+
+    async def _failed(self) -> None:
+        async with self._progress:
+            self._failures += 1
+            self._progress.notify_all()
 
     async def _record(self, result: BatchResult, *, due: bool) -> None:
         async with self._progress:
@@ -139,7 +170,7 @@ class LiveMembership:
 
     def statistics(self) -> LiveStatistics:
         return LiveStatistics(self._batches, self._due_rounds, self._pairs, self._entered,
-                              self._exited, self._latency_ms)
+                              self._exited, self._latency_ms, self._failures)
 
 
 def _drain(_store: Store, m: Membership) -> BatchResult:

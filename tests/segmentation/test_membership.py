@@ -273,3 +273,27 @@ def test_random_streams_keep_incremental_equal_to_full_recompute(
         assert drifts == []
     finally:
         store.close()
+
+
+def test_a_failed_batch_stays_dirty_and_is_retried(store: Store, clock: ManualClock,
+                                                   tmp_path_factory: pytest.TempPathFactory
+                                                   ) -> None:
+    import sqlite3
+
+    a, _ = _subs(store, 2)
+    m = Membership(store)
+    m.attach()
+    m.define("buyers", "count(purchase) >= 1")
+    ingest_events(store, [Event("purchase", START_MS, subscriber_id=a, value=1)])
+    other = sqlite3.connect(store.path, isolation_level=None)
+    store.conn.execute("PRAGMA busy_timeout=20")
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(sqlite3.OperationalError):
+            m.drain()
+        assert m.pending == 1 and m.members("buyers") == []
+        other.execute("ROLLBACK")
+        assert m.drain().entered == 1
+        assert m.members("buyers") == [a] and m.pending == 0
+    finally:
+        other.close()

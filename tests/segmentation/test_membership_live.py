@@ -101,3 +101,30 @@ async def test_the_listener_is_removed_when_run_stops(tmp_path: Path) -> None:
         assert await store.run(lambda s: s.statistics().listeners) == 0
     finally:
         await store.aclose()
+
+
+async def test_a_locked_database_delays_the_batch_but_loses_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    await store.run(lambda s: s.conn.execute("PRAGMA busy_timeout=20"))
+    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
+    other = sqlite3.connect(tmp_path / "live.db", isolation_level=None)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
+            other.execute("BEGIN IMMEDIATE")
+            await asyncio.wait_for(live.wait_failures(1), 5)
+            other.execute("ROLLBACK")
+            await asyncio.wait_for(live.wait_batches(1), 5)
+            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
+            assert live.statistics().failures >= 1
+            runner.cancel()
+    finally:
+        other.close()
+        await store.aclose()
