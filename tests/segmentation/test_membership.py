@@ -275,9 +275,7 @@ def test_random_streams_keep_incremental_equal_to_full_recompute(
         store.close()
 
 
-def test_a_failed_batch_stays_dirty_and_is_retried(store: Store, clock: ManualClock,
-                                                   tmp_path_factory: pytest.TempPathFactory
-                                                   ) -> None:
+def test_a_failed_batch_stays_dirty_and_is_retried(store: Store, clock: ManualClock) -> None:
     import sqlite3
 
     a, _ = _subs(store, 2)
