@@ -49,7 +49,7 @@ from segmentation.rules.evaluate import EventRow, SubscriberData, evaluate, next
 from segmentation.store import Store
 
 SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
