@@ -376,7 +376,11 @@ def main() -> int:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{work}{suffix}").unlink(missing_ok=True)
     shutil.copyfile(cached, work)
-    run(work, args.subscribers, args.events)
+    try:
+        run(work, args.subscribers, args.events)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
     return 0
 
 

@@ -113,10 +113,13 @@ class LiveMembership:
     async def _drain_loop(self) -> None:
         while True:
             await self._wake.wait()
-            if not self._full.is_set():
-                # micro-batch: give more changes batch_ms to arrive, unless the batch fills
+            # micro-batch: the oldest pending change waits at most batch_ms in total (less
+            # when the batch fills); changes that piled up during a long drain go at once
+            waited = 0.0 if self._first_dirty is None else time.perf_counter() - self._first_dirty
+            remaining = self.batch_s - waited
+            if remaining > 0 and not self._full.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.batch_s)
+                    await asyncio.wait_for(self._full.wait(), remaining)
             self._wake.clear()
             self._full.clear()
             first, self._first_dirty = self._first_dirty, None
