@@ -2,7 +2,7 @@
 
 One claim loop takes ready messages from the outbox, lane by lane (transactional > automation >
 campaign, :meth:`gateway.outbox.Outbox.claim`), only as many as the routes that are up can keep
-in flight (each route's ``capacity``: about two windows of an SMPP bind, two messages per modem).
+in flight (each route's ``capacity``: a few windows of an SMPP bind, two messages per modem).
 Every claimed message gets its own task; the driver's window and rate limiter decide when each
 part goes out, so many messages are in flight at once and a transactional message claimed now
 waits behind at most the in-flight bulk, never behind the queued bulk (issue 5 "Dispatch").
@@ -366,7 +366,7 @@ class Dispatcher:
     async def _send(self, message: Claimed) -> None:
         """One message, start to durable result. Its slot is freed only once its results are
         committed: "in flight" means "would be sent again after a crash", so the duplicates a
-        kill -9 can cause stay within the routes' capacity (about two windows)."""
+        kill -9 can cause stay within the routes' capacity."""
         try:
             try:
                 outcome = await self._try_routes(message)

@@ -1,7 +1,7 @@
 """``kill -9`` the daemon (``smsgate run`` in its own process) several times during a
 5,000-message run against the SMSC simulator (another process): after the last restart every
 message is final, none is lost, and the duplicates the SMSC saw stay within what can be in
-flight at a kill (two windows of the bind per kill).
+flight at a kill (the bind's capacity, IN_FLIGHT_WINDOWS windows, per kill).
 
 Delivery receipts the simulator had already written to a connection that died are not sent
 again (real SMSCs redeliver unacknowledged deliver_sm; the simulator does not), so a few parts
@@ -24,6 +24,7 @@ import pytest
 from gateway.daemon_procs import REPO, SimProcess, write_config
 from gateway.outbox import Outbox
 from gateway.outbox_types import NewMessage
+from gateway.routes import IN_FLIGHT_WINDOWS
 
 TOTAL = 5_000
 WINDOW = 16
@@ -83,9 +84,9 @@ def test_kill_nine_during_a_run_loses_nothing_and_bounds_duplicates(tmp_path: Pa
         received = sim.command("received", timeout=30)["destinations"]
     final = states(db)
     assert set(final) <= {"delivered", "unknown"} and sum(final.values()) == TOTAL, final
-    # Only reports lost with a dead connection: at most what was awaiting a report (two
-    # windows) plus the simulator's deliver_sm window (64) per kill.
-    assert final["unknown"] <= kills * (2 * WINDOW + 64), final
+    # Only reports lost with a dead connection: at most what was awaiting a report (the
+    # capacity) plus the simulator's deliver_sm window (64) per kill.
+    assert final["unknown"] <= kills * (IN_FLIGHT_WINDOWS * WINDOW + 64), final
     assert set(received) == {n.removeprefix("+") for n in numbers}  # nothing lost
     duplicates = len(received) - TOTAL
-    assert 0 <= duplicates <= kills * 2 * WINDOW, (duplicates, kills)
+    assert 0 <= duplicates <= kills * IN_FLIGHT_WINDOWS * WINDOW, (duplicates, kills)
