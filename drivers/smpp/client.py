@@ -9,7 +9,14 @@ slows the bind down and resubmits it itself.
 
 Inbound deliver_sm are handed to ``handler`` (a receipt or an assembled MO message) and
 deliver_sm_resp is written only after the handler returned; a handler that raises gets the
-SMSC a temporary error (ESME_RX_T_APPN) so the SMSC delivers the PDU again.
+SMSC a temporary error (ESME_RX_T_APPN) so the SMSC delivers the PDU again. A part of a
+multipart MO that does not complete its message is handed over to the ``mo_store`` instead
+(``mo_store.MoPartStore``; in memory unless the caller passes a durable one): its
+deliver_sm_resp is written after ``store.add`` returned.
+
+``submit()`` waits for a bound link, at most ``wait_bound_timeout`` seconds (per call or from
+the config; None waits as long as it takes): then it returns ``Unavailable``, a link-level
+``Rejected`` (nothing was written, so the caller may send the message elsewhere at once).
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from types import MappingProxyType, TracebackType
 
 from drivers.smpp.config import SmppConfig
@@ -34,7 +42,8 @@ from drivers.smpp.errors import (
     classify,
     status_name,
 )
-from drivers.smpp.mo import MobileOriginated, Reassembler
+from drivers.smpp.mo import MobileOriginated, assemble, split_part
+from drivers.smpp.mo_store import InMemoryMoStore, MoGroup, MoPartStore
 from drivers.smpp.pdu import (
     Bind,
     BindType,
@@ -62,10 +71,11 @@ from drivers.smpp.submit import (
     Rejected,
     SubmitOutcome,
     SubmitRequest,
+    Unavailable,
     Unknown,
     submit_requests,
 )
-from drivers.smpp.throttle import AdaptiveRate, reconnect_delay
+from drivers.smpp.throttle import AdaptiveRate, RateMeter, reconnect_delay
 from gateway.codec.errors import CodecError
 
 __all__ = [
@@ -73,10 +83,12 @@ __all__ = [
     "ClientStatistics",
     "Handler",
     "InboundEvent",
+    "MoPartStore",
     "Rejected",
     "SmppClient",
     "SubmitOutcome",
     "SubmitRequest",
+    "Unavailable",
     "Unknown",
     "submit_requests",
 ]
@@ -91,30 +103,10 @@ _BIND_COMMANDS = frozenset(
 )
 
 
-class _RateMeter:
-    """Events per second over a recent span, counted in 0.1 s buckets (constant memory)."""
+class _FromConfig(Enum):
+    """``submit(wait_bound_timeout=...)`` not given: use the config's value."""
 
-    __slots__ = ("_buckets",)
-
-    def __init__(self) -> None:
-        self._buckets: deque[list[int]] = deque(maxlen=100)  # [bucket number, count]
-
-    def add(self, now: float) -> None:
-        bucket = int(now * 10)
-        buckets = self._buckets
-        if buckets and buckets[-1][0] == bucket:
-            buckets[-1][1] += 1
-        else:
-            buckets.append([bucket, 1])
-
-    def rate(self, now: float, span: float = 5.0) -> float:
-        first = int((now - span) * 10)
-        recent = [(b, n) for b, n in self._buckets if b > first]
-        if not recent:
-            return 0.0
-        # Over a young bind, divide by the time it has really been sending.
-        elapsed = min(span, max(now - recent[0][0] / 10, 0.1))
-        return sum(n for _, n in recent) / elapsed
+    VALUE = 0
 
 
 class _Waiter:
@@ -161,7 +153,8 @@ class _Link:
         self.window = asyncio.Semaphore(1)
         # Hand-over to the handler; above ``inbound_limit`` waiting PDUs we stop reading from
         # the socket until the handler catches up (backpressure, naz #27).
-        self.inbound: asyncio.Queue[DeliverSm | MobileOriginated] = asyncio.Queue()
+        # deliver_sm to answer, or MO groups the store released (no PDU to answer).
+        self.inbound: asyncio.Queue[DeliverSm | MoGroup] = asyncio.Queue()
         self.inbound_limit = inbound_queue
         self.reading_paused = False
         self.last_rx = 0.0
@@ -253,6 +246,7 @@ class SmppClient:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        mo_store: MoPartStore | None = None,
     ) -> None:
         self.config = config
         self._handler = handler
@@ -267,8 +261,8 @@ class SmppClient:
             recovery=config.throttle_recovery,
             pause=config.throttle_pause,
         )
-        self._reassembler = Reassembler(config.mo_timeout)
-        self._meter = _RateMeter()
+        self._mo_store: MoPartStore = mo_store or InMemoryMoStore(config.mo_timeout, clock=clock)
+        self._meter = RateMeter()
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -276,6 +270,7 @@ class SmppClient:
         self._accepted = 0
         self._rejected = 0
         self._unknown = 0
+        self._unavailable = 0
         self._reconnects = 0
         self._receipts = 0
         self._mo = 0
@@ -532,8 +527,8 @@ class SmppClient:
                 if link.transport is not None:
                     link.transport.resume_reading()
             item = await link.inbound.get()
-            if isinstance(item, MobileOriginated):
-                await self._deliver_event(item)
+            if isinstance(item, MoGroup):
+                await self._hand_over_released(item)
                 continue
             status = 0
             try:
@@ -559,11 +554,50 @@ class SmppClient:
                 self._receipts += 1
                 await self._deliver_event(receipt)
                 return
-        mo, evicted = self._reassembler.add(pdu, self._clock())
-        for message in evicted:
-            await self._deliver_event(message)
-        if mo is not None:
-            await self._deliver_event(mo)
+        part = split_part(pdu)  # CodecError: a malformed UDH
+        if part.reference is None:
+            await self._deliver_event(assemble([part]))
+            return
+        # The part is handed over once the store has it: only then is it acknowledged.
+        group = await self._mo_store.add(part)
+        if group is not None:
+            await self._deliver_event(group.message)
+            await self._forget(group)
+
+    async def _hand_over_released(self, group: MoGroup) -> None:
+        """An incomplete message the store released after its timeout. No PDU waits for an
+        answer; if the handler fails, the group stays stored and is released again later."""
+        try:
+            await self._deliver_event(group.message)
+        except Exception:
+            log.exception(
+                "smpp %s: handler failed for a timed-out MO; offered again in %ss",
+                self.config.name,
+                self.config.mo_timeout,
+            )
+            return
+        await self._forget(group)
+
+    async def _forget(self, group: MoGroup) -> None:
+        # The message is handed over: a store failure now must not ask for a redelivery
+        # (the handler would get it twice at once); the group is released again later.
+        try:
+            await self._mo_store.remove(group)
+        except Exception:
+            log.exception("smpp %s: could not remove a handed-over MO", self.config.name)
+
+    async def _release_due(self, link: _Link) -> float | None:
+        """Queue the MO groups whose time is up; seconds until the next one is due."""
+        try:
+            delay = await self._mo_store.next_expiry()
+            if delay is not None and delay <= 0:
+                for group in await self._mo_store.expire():
+                    link.inbound.put_nowait(group)
+                delay = await self._mo_store.next_expiry()
+        except Exception:
+            log.exception("smpp %s: MO store failed; trying again shortly", self.config.name)
+            return None
+        return delay
 
     async def _deliver_event(self, event: InboundEvent) -> None:
         if isinstance(event, MobileOriginated):
@@ -592,8 +626,7 @@ class SmppClient:
                 probe = loop.create_future()
                 probe_sent = now
                 link.write(session.send(HeaderOnly(CommandId.ENQUIRE_LINK), now, probe))
-            for message in self._reassembler.expire(now):
-                await link.inbound.put(message)
+            mo_delay = await self._release_due(link)
             if probe is None:
                 wake = [now + cfg.enquire_link_interval - idle]
             else:
@@ -601,16 +634,16 @@ class SmppClient:
             deadline = session.next_deadline()
             if deadline is not None:
                 wake.append(deadline)
-            mo_deadline = self._reassembler.next_deadline()
-            if mo_deadline is not None:
-                wake.append(mo_deadline)
+            if mo_delay is not None:
+                wake.append(now + mo_delay)
             # New submits do not wake this loop, so never sleep past a quarter of a timeout.
             cap = min(1.0, cfg.response_timeout / 4, cfg.link_timeout / 4)
             await asyncio.sleep(min(cap, max(0.001, min(wake) - now)))
 
     # --- submitting ----------------------------------------------------------------------------
 
-    async def _transmitter(self) -> _Link:
+    async def _transmitter(self, deadline: float | None = None) -> _Link | None:
+        """The bound transmitting link; None if it is not bound by ``deadline`` (loop time)."""
         link = self._tx
         if link is not None and link.usable:
             return link
@@ -622,7 +655,11 @@ class SmppClient:
             if link.bound.is_set():
                 # Bound but not transmitting: the session is unbinding because we are closing.
                 raise NotBound(f"smpp {self.config.name} is unbinding")
-            await link.bound.wait()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await link.bound.wait()
+            except TimeoutError:
+                return None
         return link
 
     async def _send_once(self, link: _Link, pdu: SubmitSm) -> Pdu | Unknown | None:
@@ -657,13 +694,34 @@ class SmppClient:
             await link.writable.wait()  # the transport is over its high-water mark
         return await fut
 
-    async def submit(self, request: SubmitRequest) -> SubmitOutcome:
-        """Submit one part. Waits for a bound link, a window slot and the rate limit."""
+    async def submit(
+        self,
+        request: SubmitRequest,
+        *,
+        wait_bound_timeout: float | _FromConfig | None = _FromConfig.VALUE,
+    ) -> SubmitOutcome:
+        """Submit one part. Waits for a bound link, a window slot and the rate limit.
+
+        ``wait_bound_timeout`` (default: the config's): seconds after the call within which
+        a bound link must be there whenever the submit needs one (also after a link lost
+        before the PDU was written); past it, ``Unavailable``. None waits as long as it takes.
+        """
+        if isinstance(wait_bound_timeout, _FromConfig):
+            wait_bound_timeout = self.config.wait_bound_timeout
+        deadline = None
+        if wait_bound_timeout is not None:
+            deadline = asyncio.get_running_loop().time() + wait_bound_timeout
         pdu = request.to_pdu()
         throttled = 0
         link_errors = 0
         while True:
-            link = await self._transmitter()
+            link = await self._transmitter(deadline)
+            if link is None:
+                self._unavailable += 1
+                reason = f"no bound link within {wait_bound_timeout}s"
+                if self._last_error:
+                    reason += f" (last error: {self._last_error})"
+                return Unavailable(CommandStatus.ESME_RINVBNDSTS, StatusClass.LINK, reason)
             result = await self._send_once(link, pdu)
             if result is None:
                 continue  # the link went away before the PDU was written: nothing was sent
@@ -708,6 +766,7 @@ class SmppClient:
             accepted=self._accepted,
             rejected=self._rejected,
             unknown=self._unknown,
+            unavailable=self._unavailable,
             throttles=rate.throttles,
             rate_limit=rate.limit,
             reconnects=self._reconnects,

@@ -45,6 +45,8 @@ class SmppConfig:
     enquire_link_interval: float = 30.0  # idle time before we probe the link
     link_timeout: float = 10.0  # an unanswered enquire_link (or bind) after this: link dead
     response_timeout: float = 30.0  # submit_sm without response after this: outcome unknown
+    # submit() waits this long for a bound link, then returns Unavailable; None: no limit
+    wait_bound_timeout: float | None = None
     connect_timeout: float = 10.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
@@ -64,6 +66,10 @@ class SmppConfig:
             raise ValueError(f"smpp {self.name}: window must be >= 1, got {self.window}")
         if self.throughput is not None and self.throughput <= 0:
             raise ValueError(f"smpp {self.name}: throughput must be > 0, got {self.throughput}")
+        if self.wait_bound_timeout is not None and self.wait_bound_timeout < 0:
+            raise ValueError(
+                f"smpp {self.name}: wait_bound_timeout must be >= 0, got {self.wait_bound_timeout}"
+            )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Certificate and host name are always checked when TLS is on."""

@@ -10,7 +10,9 @@ decodes. Pure: time is passed in.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drivers.smpp.pdu import ShortMessage
@@ -31,6 +33,8 @@ class MoPart:
     total: int
     seq: int
     ref_kind: str  # "udh8" | "udh16" | "sar" | "single"
+    source_addr_ton: int = 0
+    source_addr_npi: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ def split_part(pdu: ShortMessage) -> MoPart:
             concat.total,
             concat.seq,
             kind,
+            pdu.source_addr_ton,
+            pdu.source_addr_npi,
         )
     total, seq, ref = pdu.sar_total_segments, pdu.sar_segment_seqnum, pdu.sar_msg_ref_num
     if ref is not None and total and seq and 1 <= seq <= total and total > 1:
@@ -83,9 +89,30 @@ def split_part(pdu: ShortMessage) -> MoPart:
             total,
             seq,
             "sar",
+            pdu.source_addr_ton,
+            pdu.source_addr_npi,
         )
     return MoPart(
-        pdu.source_addr, pdu.destination_addr, pdu.data_coding, body, udh, None, 1, 1, "single"
+        pdu.source_addr,
+        pdu.destination_addr,
+        pdu.data_coding,
+        body,
+        udh,
+        None,
+        1,
+        1,
+        "single",
+        pdu.source_addr_ton,
+        pdu.source_addr_npi,
+    )
+
+
+def group_key(part: MoPart) -> str:
+    """The text key under which a part's message is collected: sender, recipient, reference
+    kind, reference and total (two senders may use the same reference). JSON, so a store can
+    keep it in one column and nothing in an address can make two keys collide."""
+    return json.dumps(
+        [part.source_addr, part.destination_addr, part.ref_kind, part.reference, part.total]
     )
 
 
@@ -98,15 +125,24 @@ def _text(parts: list[MoPart]) -> str | None:
         return None
 
 
-def _assemble(
-    parts: list[MoPart], pdu: ShortMessage, total: int, complete: bool
-) -> MobileOriginated:
+def assemble(parts: Iterable[MoPart], total: int | None = None) -> MobileOriginated:
+    """The message made of ``parts`` (any order, at least one, duplicates of a seq ignored).
+    ``complete`` is whether every seq from 1 to ``total`` (default: the parts' own) is in."""
+    by_seq = {p.seq: p for p in parts}
+    ordered = [by_seq[s] for s in sorted(by_seq)]
+    if not ordered:
+        raise ValueError("assemble() needs at least one part")
+    total = ordered[0].total if total is None else total
+    return _assemble(ordered, total, all(s in by_seq for s in range(1, total + 1)))
+
+
+def _assemble(parts: list[MoPart], total: int, complete: bool) -> MobileOriginated:
     parts = sorted(parts, key=lambda p: p.seq)
     have = {p.seq for p in parts}
     return MobileOriginated(
         source_addr=parts[0].source_addr,
-        source_addr_ton=pdu.source_addr_ton,
-        source_addr_npi=pdu.source_addr_npi,
+        source_addr_ton=parts[0].source_addr_ton,
+        source_addr_npi=parts[0].source_addr_npi,
         destination_addr=parts[0].destination_addr,
         text=_text(parts),
         user_data=b"".join(p.user_data for p in parts),
@@ -123,7 +159,6 @@ def _assemble(
 class _Pending:
     first_seen: float
     total: int
-    pdu: ShortMessage  # the first part's PDU, for the sender's TON/NPI
     parts: dict[int, MoPart]
 
 
@@ -142,6 +177,9 @@ class Reassembler:
     what waited longer than ``timeout`` as incomplete messages (the policy: deliver what we have,
     marked, rather than drop it). At most ``max_pending`` messages wait; the oldest is released
     first when a new one would exceed it.
+
+    Synchronous and memory-only: the simulator uses it to check what it received. The client
+    collects parts through a ``mo_store.MoPartStore`` instead, which can be durable.
     """
 
     def __init__(self, timeout: float = 120.0, max_pending: int = 10_000) -> None:
@@ -159,14 +197,14 @@ class Reassembler:
         part = split_part(pdu)
         if part.reference is None:
             self._assembled += 1
-            return _assemble([part], pdu, 1, True), []
+            return _assemble([part], 1, True), []
         key = (part.source_addr, part.destination_addr, part.ref_kind, part.reference, part.total)
         pending = self._pending.get(key)
         evicted: list[MobileOriginated] = []
         if pending is None:
             while len(self._pending) >= self.max_pending:
                 evicted.append(self._release(next(iter(self._pending))))
-            pending = self._pending[key] = _Pending(now, part.total, pdu, {})
+            pending = self._pending[key] = _Pending(now, part.total, {})
         if part.seq in pending.parts:
             self._duplicates += 1
             return None, evicted
@@ -175,12 +213,12 @@ class Reassembler:
             return None, evicted
         del self._pending[key]
         self._assembled += 1
-        return _assemble(list(pending.parts.values()), pending.pdu, pending.total, True), evicted
+        return _assemble(list(pending.parts.values()), pending.total, True), evicted
 
     def _release(self, key: tuple[object, ...]) -> MobileOriginated:
         pending = self._pending.pop(key)
         self._timed_out += 1
-        return _assemble(list(pending.parts.values()), pending.pdu, pending.total, False)
+        return _assemble(list(pending.parts.values()), pending.total, False)
 
     def next_deadline(self) -> float | None:
         if not self._pending:

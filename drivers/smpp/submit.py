@@ -77,6 +77,19 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Unavailable(Rejected):
+    """Nothing was written: no bound link within ``wait_bound_timeout``.
+
+    A ``Rejected`` with ``classification`` LINK and ``status`` ESME_RINVBNDSTS ("incorrect
+    bind status for given command", SMPP 3.4 §5.1.3), so callers that map LINK to "this route
+    cannot take it now" send the message elsewhere; it is never ``Unknown``, since the SMSC
+    cannot have seen it. ``reason`` says why, for people.
+    """
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """The request may or may not have reached the SMSC: resending risks a duplicate."""
 
@@ -105,6 +118,7 @@ class ClientStatistics:
     mo_messages: int
     violations: int
     last_error: str | None
+    unavailable: int = 0  # submits that found no bound link within wait_bound_timeout
 
 
 def submit_requests(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 
 from drivers.ratelimit import TokenBucket
@@ -101,3 +102,29 @@ class AdaptiveRate:
 
     def statistics(self, now: float) -> RateStatistics:
         return RateStatistics(self.limit(now), self.ceiling, self._throttles, self._paused_until)
+
+
+class RateMeter:
+    """Events per second over a recent span, counted in 0.1 s buckets (constant memory)."""
+
+    __slots__ = ("_buckets",)
+
+    def __init__(self) -> None:
+        self._buckets: deque[list[int]] = deque(maxlen=100)  # [bucket number, count]
+
+    def add(self, now: float) -> None:
+        bucket = int(now * 10)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == bucket:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([bucket, 1])
+
+    def rate(self, now: float, span: float = 5.0) -> float:
+        first = int((now - span) * 10)
+        recent = [(b, n) for b, n in self._buckets if b > first]
+        if not recent:
+            return 0.0
+        # Over a young bind, divide by the time it has really been sending.
+        elapsed = min(span, max(now - recent[0][0] / 10, 0.1))
+        return sum(n for _, n in recent) / elapsed

@@ -12,6 +12,7 @@ import pytest
 from drivers.sim.smsc import SmscOptions, SmscSimulator
 from drivers.smpp.client import Handler, InboundEvent, SmppClient
 from drivers.smpp.config import BindMode, SmppConfig
+from drivers.smpp.mo_store import MoPartStore
 
 
 def fast_config(port: int, **overrides: Any) -> SmppConfig:
@@ -61,12 +62,15 @@ def collector() -> Collector:
 
 @contextlib.asynccontextmanager
 async def running(
-    options: SmscOptions | None = None, handler: Handler | None = None, **config: Any
+    options: SmscOptions | None = None,
+    handler: Handler | None = None,
+    mo_store: MoPartStore | None = None,
+    **config: Any,
 ) -> AsyncIterator[tuple[SmscSimulator, SmppClient]]:
     """A simulator and a client bound to it."""
     async with (
         SmscSimulator(options) as sim,
-        SmppClient(fast_config(sim.port, **config), handler) as client,
+        SmppClient(fast_config(sim.port, **config), handler, mo_store=mo_store) as client,
     ):
         await client.wait_bound(5)
         yield sim, client
