@@ -9,8 +9,9 @@ worker (+CMTI/+CMT/+CDSI/+CDS: read -> hand over -> delete) and, for modems with
 Inbound durability. **Stored mode** (+CNMI <mt>=1, ``+CMTI``; the default and what start-up
 picks whenever the modem offers it) is the durable mode: a message stays in the modem's storage
 until it was handed over (the handler returned), and only then is it deleted (AT+CMGD). A crash
-or a refused hand-over leaves it stored; start-up (AT+CMGL=4) reads it again, so a message may
-be handed over twice but is never lost. Status reports kept in a separate "SR" storage follow
+or a refused hand-over leaves it stored; start-up (AT+CMGL=4) reads it again, and so does a
+sweep ``handover_retry`` seconds after a refusal, so a message may be handed over twice but is
+never lost. Status reports kept in a separate "SR" storage follow
 the same order (read -> hand over -> delete) and are listed again at start-up too.
 **Routed mode** (+CNMI <mt>=2, ``+CMT``) is used only when the modem offers no stored
 indication and the operator allowed it (``indications = "route"``; otherwise such a modem is
@@ -268,6 +269,7 @@ class ModemClient:
         self._queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._reassembler = Reassembler(config.reassembly_timeout)
         self._held: set[int] = set()  # storage indexes of parts waiting for their siblings
+        self._sweep_at: float | None = None  # read the storage again (a refused hand-over)
         self._tg: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -661,13 +663,17 @@ class ModemClient:
     async def _inbound_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            expiry = self._reassembler.next_expiry()
+            due = [t for t in (self._reassembler.next_expiry(), self._sweep_at) if t is not None]
             try:
-                async with asyncio.timeout_at(expiry):
+                async with asyncio.timeout_at(min(due, default=None)):
                     kind, value = await self._queue.get()
             except TimeoutError:
-                for message in self._reassembler.expire(loop.time()):
+                now = loop.time()
+                for message in self._reassembler.expire(now):
                     await self._hand_over(message)
+                if self._sweep_at is not None and now >= self._sweep_at:
+                    self._sweep_at = None
+                    self._queue.put_nowait(("sweep", None))
                 continue
             try:
                 if kind == "stored":
@@ -757,6 +763,8 @@ class ModemClient:
                 await self._on_report(report)
             except Exception:
                 log.exception("modem %s: report hand-over failed; kept on the modem", self.name)
+                if index is not None:
+                    self._sweep_later()
                 return False
             await self._delete([index])
             return True
@@ -791,10 +799,19 @@ class ModemClient:
             # start-up or polling reads it again. Never delete what was not handed over.
             log.exception("modem %s: inbound hand-over failed; kept on the modem", self.name)
             self._held.difference_update(t for t in message.tokens if isinstance(t, int))
+            if any(t is not None for t in message.tokens):
+                self._sweep_later()
             return False
         self.inbound += 1
         await self._delete(list(message.tokens))
         return True
+
+    def _sweep_later(self) -> None:
+        """A stored message or report was refused: list the storage again after
+        ``handover_retry`` seconds (without polling nothing else would read it before the
+        next start-up)."""
+        if self._sweep_at is None:
+            self._sweep_at = asyncio.get_running_loop().time() + self.config.handover_retry
 
     async def _delete(self, tokens: list[object]) -> None:
         for token in tokens:

@@ -44,6 +44,7 @@ class ModemConfig:
     sim_busy_timeout: float = 30.0  # how long start-up waits out +CME 14 / 515
     health_interval: float = 30.0
     poll_interval: float = 10.0  # AT+CMGL=4 polling when the modem has no usable +CNMI
+    handover_retry: float = 30.0  # storage read again this long after a refused hand-over
     rediscover_interval: float = 5.0
     reassembly_timeout: float = 3600.0  # partial inbound concatenations are handed over after
     wavecom_cpin_grace: float = 0.3  # how long to wait for the OK Wavecom never sends

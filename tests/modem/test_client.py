@@ -208,9 +208,9 @@ async def test_a_report_in_sr_storage_is_deleted_only_after_its_hand_over() -> N
 
 
 async def test_a_refused_sr_report_is_delivered_by_the_next_sweep() -> None:
-    """The next full read (start-up, AT+CMGL polling and the inbound worker's sweep after a
-    modem error all run ``read_all_stored``) lists "SR" too: a report refused earlier is
-    handed over then, without a restart."""
+    """A refused hand-over makes the inbound worker list the storages again after
+    ``handover_retry`` (as start-up and polling do): "SR" too, so the report is handed over
+    then, without a restart."""
     from drivers.modem.client import DeliveryReport, ModemClient
     from drivers.sim.modem import SimModem
     from drivers.sim.modem_profiles import profile
@@ -228,17 +228,50 @@ async def test_a_refused_sr_report_is_delivered_by_the_next_sweep() -> None:
         await inbox.on_report(report)
 
     sim = SimModem(profile("wavecom"), send_latency=0.001)
-    async with sim, ModemClient(config_for(sim), on_report=on_report) as modem:
+    async with sim, ModemClient(config_for(sim, handover_retry=0.2), on_report=on_report) as modem:
         await wait_state(modem, ModemState.READY)
         sim.status_report(delivered_report(8, "+447700900123"))
         async with asyncio.timeout(5):
             await refused.wait()
         assert (await modem.command("AT")).ok
         assert sim.store.used("SR") == 1
+        listings = sim.commands.count("AT+CMGL=4")
         refuse[0] = False
-        await modem.read_all_stored()  # what start-up, polling and error sweeps run
+        await inbox.wait_for(lambda: len(inbox.reports) == 1)
         assert [r.message_reference for r in inbox.reports] == [8]
-        assert sim.store.used("SR") == 0
+        assert sim.commands.count("AT+CMGL=4") > listings  # found by listing the storages
+        await wait_sim(sim, lambda: sim.store.used("SR") == 0)
+
+
+async def test_a_refused_stored_message_is_read_again_without_a_restart() -> None:
+    """Stored mode with +CMTI: a hand-over the receiver refused (database busy) leaves the
+    message stored, and the storage is listed again ``handover_retry`` later."""
+    from drivers.modem.client import InboundMessage, ModemClient
+    from drivers.sim.modem import SimModem
+    from drivers.sim.modem_profiles import profile
+    from tests.modem.modemkit import Inbox, config_for
+
+    inbox = Inbox()
+    refusals = [0]
+
+    async def on_message(m: InboundMessage) -> None:
+        if refusals[0] < 2:
+            refusals[0] += 1
+            raise OSError("database is locked")
+        await inbox.on_message(m)
+
+    sim = SimModem(profile("generic"), send_latency=0.001)
+    async with sim, ModemClient(
+        config_for(sim, handover_retry=0.05), on_message=on_message
+    ) as modem:
+        await wait_state(modem, ModemState.READY)
+        assert not modem.polling
+        (p,) = deliver_pdus("+447700900016", "try again later")
+        index = sim.deliver(p)
+        await inbox.wait_for(lambda: len(inbox.messages) == 1)
+        assert inbox.messages[0].text == "try again later" and refusals[0] == 2
+        await wait_sim(sim, lambda: sim.store.used("SM") == 0)
+        assert sim.commands.count(f"AT+CMGD={index}") == 1
 
 
 async def test_messages_stored_before_start_are_read_and_deleted() -> None:
