@@ -36,10 +36,8 @@ import asyncio
 import contextlib
 import glob
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
-from datetime import datetime
-from enum import StrEnum
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import serial
 import serial_asyncio_fast
@@ -67,6 +65,18 @@ from drivers.modem.errors import (
     SendOutcomeUnknown,
     StartupFailed,
 )
+from drivers.modem.model import (
+    DeliveryReport,
+    Escalation,
+    EscalationCounts,
+    InboundMessage,
+    Location,
+    ModemIdentity,
+    ModemState,
+    ModemStatistics,
+    OnMessage,
+    OnReport,
+)
 from drivers.modem.pdu import Deliver, StatusReport, SubmitPdu, decode_pdu
 from drivers.modem.reassembly import InboundPart, Reassembled, Reassembler
 from drivers.modem.responses import (
@@ -81,99 +91,29 @@ from drivers.modem.responses import (
 )
 from gateway.codec.errors import CodecError
 
+__all__ = [
+    "DeliveryReport",
+    "Escalation",
+    "EscalationCounts",
+    "InboundMessage",
+    "Location",
+    "ModemClient",
+    "ModemIdentity",
+    "ModemState",
+    "ModemStatistics",
+    "OnMessage",
+    "OnReport",
+    "PortRegistry",
+    "default_ports",
+    "ignore_message",
+    "ignore_report",
+]
+
 log = logging.getLogger("smsgate.modem")
 
 ESC = b"\x1b"  # TS 27.005 §3.5.1: cancel the PDU entry after a prompt timeout
 
 
-class ModemState(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    RECOVERING = "recovering"
-    DOWN = "down"
-    CLOSED = "closed"
-
-
-class Escalation(StrEnum):
-    """The steps of hang escalation, in order (issue 4: retry -> ATZ -> reopen -> marked down)."""
-
-    RETRY = "retry"  # the timed-out command once more (idempotent commands only)
-    RESET = "atz"  # ATZ, then the volatile settings again
-    REOPEN = "reopen"  # close the port and run start-up on it again
-    DOWN = "down"  # start-up after the reopen failed too: marked down, rediscovery continues
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationCounts:
-    """How many times each escalation step was taken since the client started."""
-
-    retry: int = 0
-    atz: int = 0
-    reopen: int = 0
-    down: int = 0
-
-    def add(self, step: Escalation) -> EscalationCounts:
-        field = {Escalation.RETRY: "retry", Escalation.RESET: "atz",
-                 Escalation.REOPEN: "reopen", Escalation.DOWN: "down"}[step]
-        return replace(self, **{field: getattr(self, field) + 1})
-
-
-@dataclass(frozen=True, slots=True)
-class ModemIdentity:
-    manufacturer: str
-    model: str
-    revision: str
-    imei: str
-    imsi: str
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    modem: str
-    originator: str
-    text: str
-    scts: datetime
-    parts: int
-    total: int
-
-    @property
-    def complete(self) -> bool:
-        return self.parts == self.total
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    modem: str
-    message_reference: int
-    recipient: str
-    status: int  # TP-ST (TS 23.040 §9.2.3.15)
-    category: str  # delivered / pending-temporary / permanent-failure / temporary-failure-final
-    discharge_time: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ModemStatistics:
-    name: str
-    state: ModemState
-    port: str | None
-    imei: str | None
-    signal_dbm: int | None
-    bars: int
-    registration: Registration
-    operator: str | None
-    sent: int
-    errors: int
-    last_error: str | None
-    polling: bool  # no usable +CNMI: inbound found by AT+CMGL polling
-    inbound: int
-    last_escalation: Escalation | None = None  # furthest step the latest hang reached
-    escalations: EscalationCounts = EscalationCounts()
-    routed: bool = False  # +CMT/+CDS routed mode (not durable across a crash, see the module)
-
-
-Location = int | tuple[str, int]  # storage index in the usual storage, or (storage, index)
-OnMessage = Callable[[InboundMessage], Awaitable[None]]
-OnReport = Callable[[DeliveryReport], Awaitable[None]]
 
 
 def default_ports() -> list[str]:
