@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from drivers.sim.smsc import SmscOptions, SmscSimulator
+from drivers.sim.smsc import SmscConnection, SmscOptions, SmscSimulator
 from drivers.smpp.client import Handler, InboundEvent, SmppClient
 from drivers.smpp.config import BindMode, SmppConfig
 from drivers.smpp.mo_store import MoPartStore
+from drivers.smpp.pdu import CommandId, HeaderOnly
 
 
 def fast_config(port: int, **overrides: Any) -> SmppConfig:
@@ -74,3 +76,19 @@ async def running(
     ):
         await client.wait_bound(5)
         yield sim, client
+
+
+async def settle(sim: SmscSimulator, conn: SmscConnection, rounds: int = 2) -> None:
+    """Barrier instead of a sleep, before checking that the client did NOT write something:
+    ``rounds`` enquire_links from the SMSC, one after the other, each waited for until the
+    client answered. TCP keeps the order, so anything the client wrote in the loop iterations
+    before its last answer has reached the simulator; two rounds leave the client several
+    iterations after whatever the test did last."""
+
+    def answered(token: object) -> bool:
+        return all(o.context is not token for o in conn.session.outstanding())
+
+    for _ in range(rounds):
+        token = object()
+        conn.write(conn.session.send(HeaderOnly(CommandId.ENQUIRE_LINK), sim.loop.time(), token))
+        await sim.wait_for(functools.partial(answered, token))

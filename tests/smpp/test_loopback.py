@@ -30,7 +30,7 @@ from drivers.smpp.pdu import (
     encode,
 )
 from drivers.smpp.receipts import DeliveryReceipt, IdConvention, IdFormat, MessageState
-from tests.smpp.conftest import Collector, fast_config, running
+from tests.smpp.conftest import Collector, fast_config, running, settle
 
 CREDS = {"shop": "secret"}
 
@@ -108,10 +108,10 @@ async def test_a_cancelled_submit_keeps_its_window_slot_until_answered() -> None
         for task in first:
             task.cancel()
         third = asyncio.ensure_future(client.submit(req(3)))
-        await asyncio.sleep(0.05)
+        conn = sim.connections[0]
+        await settle(sim, conn)
         # still two on the wire: the third waits instead of overfilling the window
         assert not third.done() and len(sim.received) == 2
-        conn = sim.connections[0]
         sim.configure(stall_submits=False)
         for r in list(sim.received):
             conn.write(conn.session.send(SubmitSmResp("late", 0, r.pdu.sequence), 0.0))
@@ -331,7 +331,7 @@ async def test_deliver_sm_resp_only_after_the_handler_returned() -> None:
         mo = DeliverSm(source_addr="447700900123", destination_addr="1", short_message=b"hi")
         conn = sim.inject([mo])
         await asyncio.wait_for(seen.wait(), 5)
-        await asyncio.sleep(0.05)
+        await settle(sim, conn)
         assert conn.deliver_results == []
         release.set()
         await sim.wait_for(lambda: bool(conn.deliver_results))
