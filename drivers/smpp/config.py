@@ -54,7 +54,7 @@ class SmppConfig:
     unbind_timeout: float = 2.0  # wait this long for unbind_resp when closing
     throttle_pause: float = 1.0  # seconds without submits after ESME_RTHROTTLED/RMSGQFUL
     throttle_recovery: float = 0.5  # rate growth per second after a throttle (x1.5/s)
-    mo_timeout: float = 120.0  # give up waiting for missing MO parts after this
+    mo_timeout: float = 120.0  # then an MO with parts missing is handed over (complete=False)
     inbound_queue: int = 64  # deliver_sm awaiting the handler before we stop reading
     tls: bool = False
     ca_file: str | None = None  # trust these CAs instead of the system store
