@@ -99,9 +99,8 @@ async def _until_stopped(serve: asyncio.Task[None]) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({serve, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
+    serve.add_done_callback(lambda _: stop.set())  # stdin closed: the parent is gone
+    await stop.wait()
     serve.cancel()
 
 

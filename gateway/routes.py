@@ -350,10 +350,17 @@ class ModemRoute:
         await self.pool.__aexit__(None, None, None)
 
     async def wait_up(self) -> None:
-        waiters = [asyncio.ensure_future(c.wait_ready()) for c in self.pool.clients]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        """Until the first modem is ready. One waiter per modem, all in a TaskGroup scoped to
+        this call: the first one in cancels the rest before the call returns."""
+        up = asyncio.Event()
+
+        async def one(wait_ready: Callable[[], Awaitable[None]]) -> None:
+            await wait_ready()
+            up.set()
+
+        async with asyncio.TaskGroup() as tg:
+            waiters = [tg.create_task(one(c.wait_ready)) for c in self.pool.clients]
+            await up.wait()
             for w in waiters:
                 w.cancel()
         self.is_up()

@@ -41,18 +41,20 @@ async def running(
 ) -> AsyncIterator[Daemon]:
     """The daemon in this process (the simulators are not), started and its routes ``up``."""
     daemon = Daemon(config, options=options, notifier=notifier)
-    task = asyncio.create_task(daemon.run())
-    try:
-        async with asyncio.timeout(15):
-            ready = asyncio.create_task(daemon.ready.wait())
-            await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                task.result()
-            await daemon.wait_routes_up(up)
-        yield daemon
-    finally:
-        daemon.stop()
-        assert await asyncio.wait_for(task, 20) == 0
+    # The daemon lives in a TaskGroup owned by this context: if it fails before it is ready,
+    # the group cancels the wait below and raises the daemon's error.
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(daemon.run(), name="daemon")
+        try:
+            async with asyncio.timeout(15):
+                await daemon.ready.wait()
+                await daemon.wait_routes_up(up)
+            yield daemon
+        finally:
+            daemon.stop()
+            async with asyncio.timeout(20):
+                await asyncio.wait({task})
+        assert task.result() == 0
 
 
 async def until(daemon: Daemon, check: Callable[[], bool], timeout: float = 20.0) -> None:
