@@ -203,3 +203,27 @@ async def test_incomplete_message_is_released_after_the_timeout_even_across_a_re
         assert mo.text is not None and mo.text.startswith(TEXT[:100])
     assert second.counts() == (0, 0)
     second.close()
+
+
+async def test_default_store_hands_over_an_incomplete_message_and_keeps_the_link() -> None:
+    """With the in-memory store too: after mo_timeout the parts that came are handed over,
+    marked incomplete; a handler failing on it no longer takes the link down."""
+    got: list[MobileOriginated] = []
+    delivered = asyncio.Event()
+
+    async def fails_first(event: InboundEvent) -> None:
+        assert isinstance(event, MobileOriginated)
+        got.append(event)
+        if len(got) == 1:
+            raise RuntimeError("database is locked")
+        delivered.set()
+
+    p1, _p2, p3 = mo_parts(TEXT, "447700900123", "12345", reference=11)
+    async with running(None, fails_first, mo_timeout=0.1) as (sim, client):
+        sim.inject([p3, p1])
+        await asyncio.wait_for(delivered.wait(), 5)
+        first, second = got
+        assert first == second  # offered again one mo_timeout after the failure
+        assert not second.complete and second.missing == (2,) and second.parts == 2
+        stats = client.statistics()
+        assert stats.reconnects == 0 and stats.state == "bound_trx"
