@@ -38,7 +38,7 @@ from typing import Protocol
 from drivers.modem.client import DeliveryReport, InboundMessage, ModemState
 from drivers.modem.config import ModemConfig as DriverModemConfig
 from drivers.modem.errors import ModemError
-from drivers.modem.pool import ModemPool, OutboundMessage
+from drivers.modem.pool import MessageResult, ModemPool, OutboundMessage
 from drivers.smpp.client import Accepted, Rejected, SmppClient, SubmitRequest, Unknown
 from drivers.smpp.config import BindMode
 from drivers.smpp.config import SmppConfig as DriverSmppConfig
@@ -390,15 +390,8 @@ class ModemRoute:
             result = await self.pool.send(OutboundMessage(str(message_id), to, wanted))
         finally:
             self._in_flight -= 1
-        if result.ok:
-            for sent in result.parts:
-                on_part(PartResult(seqs[sent.seq - 1], PartStatus.ACCEPTED,
-                                   carrier_id=modem_carrier_id(sent.modem,
-                                                               sent.message_reference)))
-            return
-        status, code, text = modem_failure(result.error)
-        for seq in seqs:
-            on_part(PartResult(seq, status, code=code, text=text))
+        for part in modem_part_results(seqs, result):
+            on_part(part)
 
     def statistics(self) -> RouteStatistics:
         s = self.pool.statistics()
@@ -419,6 +412,35 @@ class ModemRoute:
             ",".join(str(m.modem.state) for m in s.modems), self._in_flight, self.capacity,
             rate, (*detail, ("queued", str(s.queued_jobs))),
         )
+
+
+def modem_part_results(seqs: Sequence[int], result: MessageResult) -> list[PartResult]:
+    """The pool's verdict on the parts ``seqs`` (the pool numbered them 1..n) as part results.
+
+    An unknown outcome (AT+CMGS took the PDU, no answer came: drivers/modem/pool.py) is split
+    three ways: parts confirmed before it are accepted with their carrier ids (their status
+    reports must match), the parts in doubt are UNKNOWN (the dispatcher's bounded resend), and
+    the parts never attempted are TEMPORARY: they certainly did not go out.
+    """
+    accepted = [
+        PartResult(seqs[sent.seq - 1], PartStatus.ACCEPTED,
+                   carrier_id=modem_carrier_id(sent.modem, sent.message_reference))
+        for sent in result.parts
+    ]
+    if result.ok:
+        return accepted
+    if result.outcome_unknown:
+        text = str(result.error) if result.error else "outcome unknown"
+        doubt = {seqs[n - 1] for n in result.unknown}
+        done = {r.seq for r in accepted} | doubt
+        return [
+            *accepted,
+            *(PartResult(seq, PartStatus.UNKNOWN, text=text) for seq in sorted(doubt)),
+            *(PartResult(seq, PartStatus.TEMPORARY, text=f"not sent: {text}")
+              for seq in seqs if seq not in done),
+        ]
+    status, code, text = modem_failure(result.error)
+    return [PartResult(seq, status, code=code, text=text) for seq in seqs]
 
 
 def modem_failure(error: Exception | None) -> tuple[PartStatus, int | None, str]:
