@@ -7,11 +7,13 @@
    open the segment store (own thread) on the same database file; load the opted-out numbers;
 2. start every route (SMPP binds, modem pools) and, in one TaskGroup: the claim loop, the result
    writer, the timers (reports overdue -> ``unknown``; final states -> segment-store events),
-   the status writer (every second, read by ``smsgate status``) and the systemd watchdog;
+   live segment membership (the events the daemon ingests -- delivered, failed, reply, consent
+   -- move numbers in and out of segments within a batch window, 250 ms), the status writer
+   (every second, read by ``smsgate status``) and the systemd watchdog;
 3. on SIGTERM/SIGINT (or :meth:`Daemon.stop`): stop claiming, wait up to ``drain_timeout_s`` for
-   in-flight responses, store every result, unbind and close the ports, write a final
-   ``stopped`` status, exit 0. What did not finish stays ``sending`` on disk and is recovered
-   by the next start.
+   in-flight responses, store every result and its events, drain segment membership once more,
+   unbind and close the ports, write a final ``stopped`` status, exit 0. What did not finish
+   stays ``sending`` on disk and is recovered by the next start.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -39,7 +42,8 @@ from gateway.routes import ModemRoute, Route, SmppRoute
 from gateway.routing import RouteKind, Router
 from gateway.sdnotify import Notifier, keep_alive
 from gateway.status import ensure_schema, write_snapshot
-from segmentation.store import AsyncStore
+from segmentation.membership_live import LiveMembership
+from segmentation.store import AsyncStore, Store
 
 log = logging.getLogger("smsgate.daemon")
 
@@ -52,6 +56,7 @@ class DaemonOptions:
     timers_interval_s: float = 1.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    membership_batch_ms: float = 250.0  # segment membership micro-batch window
 
 
 class Daemon:
@@ -70,6 +75,7 @@ class Daemon:
         self.routes: dict[str, Route] = {}
         self.dispatcher: Dispatcher | None = None
         self.inbound: InboundHandler | None = None
+        self.membership: LiveMembership | None = None
         self.ready = asyncio.Event()
 
     def stop(self) -> None:
@@ -123,6 +129,8 @@ class Daemon:
         self.dispatcher = dispatcher
         inbound.on_enqueued = dispatcher.wake
         events = EventPump(box, store)
+        live = LiveMembership(store, batch_ms=self.options.membership_batch_ms)
+        self.membership = live
         async with AsyncExitStack() as stack:
             for name, route in self._build_routes(dispatcher, inbound).items():
                 await stack.enter_async_context(route)
@@ -131,6 +139,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 claims = tg.create_task(dispatcher.run_claims(), name="claims")
                 writer = tg.create_task(dispatcher.run_writer(), name="writer")
+                segments = tg.create_task(live.run(), name="membership")
                 loops = [
                     tg.create_task(self._timers(box, events), name="timers"),
                     tg.create_task(self._status_loop(box), name="status"),
@@ -162,8 +171,11 @@ class Daemon:
                     writer.cancel()
                 for task in loops:
                     task.cancel()
-            await dispatcher.flush()
-            await events.pump()
+                await asyncio.wait(loops)
+                # The last results and their events go in while membership still listens.
+                await dispatcher.flush()
+                await events.pump()
+                await self._last_membership_batch(live, segments)
             log.info("stopped: unbinding and closing ports")
         self.notifier.close()
         return 0
@@ -208,6 +220,23 @@ class Daemon:
                     on_inbound=inbound.handle, on_health=health,
                 )
         return routes
+
+    async def _last_membership_batch(self, live: LiveMembership,
+                                     task: asyncio.Task[None]) -> None:
+        """Drain what is still pending (at most one batch window's worth), then stop the loops.
+        Bounded by the drain timeout: a locked database must not keep systemd waiting."""
+        try:
+            async with asyncio.timeout(self.config.daemon.drain_timeout_s):
+                await live.wait_started()
+                membership = live.membership
+
+                def drain(_store: Store) -> int:
+                    return membership.drain().entered
+
+                await live.store.run(drain)
+        except (TimeoutError, sqlite3.OperationalError) as exc:
+            log.warning("segment membership not drained at stop (%s): re-checked later", exc)
+        task.cancel()
 
     # -- loops -----------------------------------------------------------------------------------
 

@@ -4,8 +4,11 @@ sd_notify READY/STATUS/WATCHDOG datagrams on a real AF_UNIX socket."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from gateway.outbox_types import NewMessage
 from gateway.routes import RouteInbound
 from gateway.sdnotify import Notifier
 from segmentation.consent import record_consent
+from segmentation.membership import Membership
 from segmentation.store import Store
 from segmentation.subscribers import upsert_subscriber
 from tests.daemon.test_daemon import FAST, counts, enqueue, running, until
@@ -56,6 +60,62 @@ async def test_start_only_after_stop_and_events_reach_the_segment_store(tmp_path
                 "ON s.id = e.subscriber_id")}
     assert consent == ["revoke", "grant"]
     assert {(SUBSCRIBER, "delivered"), (SUBSCRIBER, "reply"), (FAILING, "failed")} <= events
+
+
+def repliers(path: Path) -> list[int]:
+    """Members of the segment, read through a connection of our own (as `smsgate` would)."""
+    with Store(path) as store:
+        return Membership(store).members("repliers")
+
+
+def define_repliers(path: Path, numbers: tuple[str, ...]) -> list[int]:
+    with Store(path) as store:
+        ids = [upsert_subscriber(store, n) for n in numbers]
+        Membership(store).define("repliers", "count(reply, last 1d) >= 1")
+    return ids
+
+
+async def test_a_reply_through_the_smsc_enters_a_segment_within_a_second(tmp_path: Path) -> None:
+    with SimProcess("smsc", {"receipt_delay": 0.01}) as sim:
+        config = load_config(write_config(tmp_path, smsc_port=sim.port))
+        path = config.database.path
+        (subscriber,) = define_repliers(path, (SUBSCRIBER,))
+        async with running(config) as daemon:
+            live = daemon.membership
+            assert live is not None
+            await live.wait_started()
+            assert repliers(path) == []
+            started = time.monotonic()
+            sim.command("inject_mo", text="Sounds good, see you", source=SUBSCRIBER)
+            # Re-read the members after every batch the live membership commits.
+            async with asyncio.timeout(10):
+                while repliers(path) != [subscriber]:
+                    s = live.statistics()
+                    await live.wait_batches(s.batches + s.due_rounds + 1)
+            took = time.monotonic() - started
+            stats = live.statistics()
+            inbound = daemon.inbound
+            assert inbound is not None and inbound.statistics().received == 1
+        assert stats.entered == 1 and stats.last_batch_latency_ms < 1000
+        assert took < 3.0  # SMPP round trip + one 250 ms batch; generous for a busy machine
+
+
+async def test_the_drain_at_stop_puts_pending_changes_into_segments(tmp_path: Path) -> None:
+    """A batch window far longer than the test: only the drain at stop (Daemon.stop sets the
+    event SIGTERM sets) can move the number."""
+    with SimProcess("smsc", {"receipt_delay": 0.01}) as sim:
+        config = load_config(write_config(tmp_path, smsc_port=sim.port))
+        path = config.database.path
+        (subscriber,) = define_repliers(path, (SUBSCRIBER,))
+        options = dataclasses.replace(FAST, membership_batch_ms=60_000)
+        async with running(config, options) as daemon:
+            inbound, live = daemon.inbound, daemon.membership
+            assert inbound is not None and live is not None
+            await live.wait_started()
+            await inbound.process(RouteInbound("sim-smsc", SUBSCRIBER, "1", "Thanks!"))
+            assert repliers(path) == []  # pending, waiting for its batch window
+        assert repliers(path) == [subscriber]
+        assert live.statistics().batches == 0  # the loop never drained: the stop did
 
 
 @contextlib.contextmanager
