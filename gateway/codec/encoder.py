@@ -15,12 +15,11 @@ make.
 
 from __future__ import annotations
 
-import re
 from codecs import utf_16_be_decode, utf_16_be_encode
 from typing import NamedTuple
 
 from gateway.codec.errors import CodecError
-from gateway.codec.gsm7 import DEFAULT_SEPTETS, GSM7_CHARSET, header_septets
+from gateway.codec.gsm7 import DEFAULT_SEPTETS, header_septets
 from gateway.codec.model import (
     Concat,
     EncodedMessage,
@@ -33,7 +32,7 @@ from gateway.codec.model import (
 from gateway.codec.nls import COMBINATIONS, ShiftTables, candidates
 from gateway.codec.references import REFERENCES, ReferenceCounter
 from gateway.codec.split import ESC, split_septets, split_utf16
-from gateway.codec.substitutions import SUBSTITUTABLE, substitute
+from gateway.codec.substitutions import substitute
 from gateway.codec.udh import (
     IEI_CONCAT_8,
     IEI_NLI_LOCKING,
@@ -55,7 +54,6 @@ _USER_DATA_OCTETS = 140
 _CONCAT_IE_OCTETS = {Concat.UDH8: 5, Concat.UDH16: 6, Concat.SAR: 6, Concat.PAYLOAD: 5}
 _NLS_IE_OCTETS = 3  # TS 23.040 §9.2.3.24.15/16: IEI + IEDL + language id
 
-_GSM7_RUN = re.compile("[" + "".join(sorted(map(re.escape, GSM7_CHARSET))) + "]+")
 _SEQ = tuple(bytes((i,)) for i in range(256))
 _DEFAULT_OPTIONS = EncodeOptions()
 _DEFAULT_TABLES = COMBINATIONS[(0, 0)]
@@ -155,16 +153,6 @@ def _choose(text: str, options: EncodeOptions, septets: bytes | None) -> _Plan:
     return _ucs2_plan(text, concat_octets)
 
 
-def _forcing_ucs2(text: str, options: EncodeOptions) -> tuple[str, ...]:
-    """The distinct characters outside GSM-7 (not counting those a substitution would fix), in
-    order of first appearance. Deleting the GSM-7 runs with a regex and de-duplicating with
-    ``dict.fromkeys`` keeps it C-level (CJK text is nothing but such characters)."""
-    bad = dict.fromkeys(_GSM7_RUN.sub("", text))
-    if options.substitutions:
-        return tuple(ch for ch in bad if ch not in SUBSTITUTABLE)
-    return tuple(bad)
-
-
 def encode(
     text: str,
     options: EncodeOptions = _DEFAULT_OPTIONS,
@@ -186,8 +174,8 @@ def encode(
             # The common case: one GSM-7 part (no shift table can save a part here).
             part = make_part(1, 1, b"", septets, n, text, None)
             return make_message(
-                text, Encoding.GSM7, DCS_GSM7, 0, options.concat, None, (part,), None, (), (),
-                1, SINGLE_SEPTETS - n,
+                text, Encoding.GSM7, DCS_GSM7, 0, options.concat, None, (part,), None, (),
+                options.substitutions, 1, SINGLE_SEPTETS - n,
             )
     elif len(text) <= SINGLE_UNITS and not options.substitutions:
         try:
@@ -200,7 +188,7 @@ def encode(
             part = make_part(1, 1, b"", data, n, text, None)
             return make_message(
                 text, Encoding.UCS2, DCS_UCS2, 0, options.concat, None, (part,), None, (),
-                _forcing_ucs2(text, options), 1, SINGLE_UNITS - n,
+                options.substitutions, 1, SINGLE_UNITS - n,
             )
     if options.substitutions or options.national_languages:
         plan = _choose(text, options, septets)
@@ -300,7 +288,7 @@ def _build(
         tuple(parts),
         national,
         plan.substitutions,
-        () if gsm else _forcing_ucs2(plan.text, options),
+        options.substitutions,
         total,
         capacity - last_units,
     )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.codec.errors import CodecError
+from gateway.codec.gsm7 import GSM7_CHARSET
 from gateway.codec.nls import LANGUAGE_IDS
+from gateway.codec.substitutions import SUBSTITUTABLE
+
+# Runs of characters the default alphabet carries; what is left once they are removed forced UCS-2.
+_GSM7_RUN = re.compile("[" + "".join(sorted(map(re.escape, GSM7_CHARSET))) + "]+")
 
 
 class Encoding(StrEnum):
@@ -93,9 +99,26 @@ class EncodedMessage:
     parts: tuple[Part, ...]  # PAYLOAD: exactly one Part holding the whole message
     national_language: tuple[int, int] | None  # (locking id, single id) when shift tables used
     substitutions: tuple[tuple[str, str], ...]  # (original, replacement) pairs applied
-    ucs2_chars: tuple[str, ...]  # the characters that forced UCS-2
+    substitutions_enabled: bool  # options.substitutions (see ucs2_chars)
     segments: int  # SMS segments the handset receives (PAYLOAD: as if UDH8)
     units_left: int  # units still free in the last segment
+
+    @property
+    def ucs2_chars(self) -> tuple[str, ...]:
+        """The distinct characters that forced UCS-2, in order of first appearance; () for GSM-7.
+
+        With substitutions enabled, characters a substitution would have fixed do not count.
+        Computed on demand, not in ``encode()``: previews and the CLI ask for it, the send path
+        never does, and on long UCS-2 texts it cost as much as the rest of the encoding.
+        Removing the GSM-7 runs with a regex and de-duplicating with ``dict.fromkeys`` keeps it
+        C-level (CJK text is nothing but such characters).
+        """
+        if self.encoding is not Encoding.UCS2:
+            return ()
+        bad = dict.fromkeys(_GSM7_RUN.sub("", self.text))
+        if self.substitutions_enabled:
+            return tuple(ch for ch in bad if ch not in SUBSTITUTABLE)
+        return tuple(bad)
 
 
 # --- hot-path constructors ---------------------------------------------------------------------
@@ -139,8 +162,8 @@ class _MessageSlots:
         "reference",
         "segments",
         "substitutions",
+        "substitutions_enabled",
         "text",
-        "ucs2_chars",
         "units_left",
     )
 
@@ -155,7 +178,7 @@ class _MessageSlots:
         parts: tuple[Part, ...],
         national_language: tuple[int, int] | None,
         substitutions: tuple[tuple[str, str], ...],
-        ucs2_chars: tuple[str, ...],
+        substitutions_enabled: bool,
         segments: int,
         units_left: int,
     ) -> None:
@@ -168,7 +191,7 @@ class _MessageSlots:
         self.parts = parts
         self.national_language = national_language
         self.substitutions = substitutions
-        self.ucs2_chars = ucs2_chars
+        self.substitutions_enabled = substitutions_enabled
         self.segments = segments
         self.units_left = units_left
 
@@ -198,14 +221,14 @@ def make_message(
     parts: tuple[Part, ...],
     national_language: tuple[int, int] | None,
     substitutions: tuple[tuple[str, str], ...],
-    ucs2_chars: tuple[str, ...],
+    substitutions_enabled: bool,
     segments: int,
     units_left: int,
 ) -> EncodedMessage:
     """``EncodedMessage(...)`` for the hot path (same arguments, same result)."""
     m = _MessageSlots(
         text, encoding, data_coding, esm_class, concat, reference, parts, national_language,
-        substitutions, ucs2_chars, segments, units_left,
+        substitutions, substitutions_enabled, segments, units_left,
     )
     m.__class__ = EncodedMessage  # type: ignore[assignment]
     return m  # type: ignore[return-value]

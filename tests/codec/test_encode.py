@@ -296,11 +296,11 @@ def test_hot_path_constructors_equal_the_dataclasses() -> None:
         "seq", "total", "udh", "payload", "units", "text", "sar"
     ]
     msg_args = ("ab", Encoding.GSM7, 0, 0x40, Concat.SAR, 5, (Part(*part_args),), (1, 0),
-                (("’", "'"),), (), 3, 10)
+                (("’", "'"),), True, 3, 10)
     assert make_message(*msg_args) == M(*msg_args)  # type: ignore[arg-type]
     assert [f.name for f in fields(M)] == [
         "text", "encoding", "data_coding", "esm_class", "concat", "reference", "parts",
-        "national_language", "substitutions", "ucs2_chars", "segments", "units_left",
+        "national_language", "substitutions", "substitutions_enabled", "segments", "units_left",
     ]
     with pytest.raises(AttributeError):
         make_part(*part_args).seq = 9  # type: ignore[misc]
