@@ -36,6 +36,7 @@ from gateway.daemon_inbound import InboundHandler
 from gateway.dispatch import Dispatcher, DispatchSettings
 from gateway.dispatch_db import AsyncOutbox
 from gateway.inbound.keywords import Replies
+from gateway.mo_store import MoPartDb
 from gateway.outbox import Outbox
 from gateway.outbox_states import RetryPolicy
 from gateway.routes import ModemRoute, Route, SmppRoute
@@ -132,7 +133,10 @@ class Daemon:
         live = LiveMembership(store, batch_ms=self.options.membership_batch_ms)
         self.membership = live
         async with AsyncExitStack() as stack:
-            for name, route in self._build_routes(dispatcher, inbound).items():
+            # Opened first, closed last: the binds use it until they are closed.
+            mo_db = await MoPartDb.open(self.config.database.path)
+            stack.push_async_callback(mo_db.aclose)
+            for name, route in self._build_routes(dispatcher, inbound, mo_db).items():
                 await stack.enter_async_context(route)
                 self.routes[name] = route
             dispatcher.set_routes(self.routes)
@@ -181,7 +185,7 @@ class Daemon:
         return 0
 
     def _build_routes(
-        self, dispatcher: Dispatcher, inbound: InboundHandler
+        self, dispatcher: Dispatcher, inbound: InboundHandler, mo_db: MoPartDb,
     ) -> dict[str, SmppRoute | ModemRoute]:
         cfg = self.config
         routes: dict[str, SmppRoute | ModemRoute] = {}
@@ -198,6 +202,7 @@ class Daemon:
         for bind in cfg.smpp:
             routes[bind.name] = SmppRoute(
                 bind, on_report=dispatcher.report, on_inbound=inbound.handle, on_health=health,
+                mo_db=mo_db,
             )
         # One pool per modem or group that a rule names; a modem may serve one pool only.
         used: set[str] = set()

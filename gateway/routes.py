@@ -47,6 +47,7 @@ from drivers.smpp.mo import MobileOriginated
 from drivers.smpp.receipts import DeliveryReceipt, IdConvention, IdFormat, MessageState
 from gateway.codec import Concat, EncodedMessage
 from gateway.config import ModemConfig, SmppConfig
+from gateway.mo_store import MoPartDb
 from gateway.outbox_states import ReportOutcome
 from gateway.outbox_types import Report
 
@@ -175,7 +176,7 @@ class SmppRoute:
 
     def __init__(
         self, cfg: SmppConfig, *, on_report: OnReports, on_inbound: OnInbound,
-        on_health: OnHealth,
+        on_health: OnHealth, mo_db: MoPartDb | None = None,
     ) -> None:
         self.name = cfg.name
         self.concat = Concat(cfg.concat)
@@ -185,7 +186,11 @@ class SmppRoute:
         self._on_inbound = on_inbound
         self._on_health = on_health
         self._in_flight = 0
-        self.client = SmppClient(driver_smpp_config(cfg), handler=self._handle)
+        driver_cfg = driver_smpp_config(cfg)
+        # Parts of a multipart MO wait in the daemon's database (acknowledged parts survive a
+        # crash); without one, in memory (the driver's default).
+        self.mo_store = None if mo_db is None else mo_db.store(cfg.name, driver_cfg.mo_timeout)
+        self.client = SmppClient(driver_cfg, handler=self._handle, mo_store=self.mo_store)
         self._was_up = False
 
     async def __aenter__(self) -> SmppRoute:
