@@ -73,6 +73,10 @@ class SmppConfig:
     id_format: IdFormat = _HEX_IDS
     enquire_link_s: float = 30.0
     response_timeout_s: float = 10.0
+    # A submit waits this long for a bound link, then the route refuses it (the dispatcher
+    # tries the next route); None: wait as long as the dispatch timeout allows.
+    wait_bound_timeout_s: float | None = None
+    mo_timeout_s: float = 120.0  # a multipart MO with parts missing is stored after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,9 @@ class DaemonConfig:
     drain_timeout_s: float = 10.0
     dlr_unknown_after_s: float = 48 * 3600.0
     max_retries: int = 5
+    # Modem pools: move a part whose AT+CMGS got no answer to another modem (a possible
+    # duplicate) instead of reporting it unknown (drivers/modem/pool.py).
+    resend_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +462,8 @@ def _smpp(t: _Reader) -> SmppConfig:
         response_timeout_s=t.number(
             "response_timeout_s", 10.0, positive=True
         ),
+        wait_bound_timeout_s=t.number("wait_bound_timeout_s", None, positive=True),
+        mo_timeout_s=t.number("mo_timeout_s", 120.0, positive=True),
     )
     if config.ca_file is not None and not config.tls:
         raise t.error("ca_file", "ca_file is only used with tls = true")
@@ -551,6 +560,7 @@ def _daemon(t: _Reader) -> DaemonConfig:
             "dlr_unknown_after_s", d.dlr_unknown_after_s, positive=True
         ),
         max_retries=t.integer("max_retries", d.max_retries, maximum=100),
+        resend_unknown=t.boolean("resend_unknown", d.resend_unknown),
     )
     t.done()
     return config

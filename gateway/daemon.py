@@ -223,6 +223,7 @@ class Daemon:
                 routes[name] = ModemRoute(
                     name, [modems[m] for m in members], on_report=dispatcher.report,
                     on_inbound=inbound.handle, on_health=health,
+                    resend_unknown=cfg.daemon.resend_unknown,
                 )
         return routes
 

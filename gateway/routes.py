@@ -146,6 +146,7 @@ def driver_smpp_config(cfg: SmppConfig) -> DriverSmppConfig:
             IdFormat(cfg.id_format.submit), IdFormat(cfg.id_format.report)
         ),
         enquire_link_interval=cfg.enquire_link_s, response_timeout=cfg.response_timeout_s,
+        wait_bound_timeout=cfg.wait_bound_timeout_s, mo_timeout=cfg.mo_timeout_s,
         tls=cfg.tls, ca_file=str(cfg.ca_file) if cfg.ca_file else None,
     )
 
@@ -330,7 +331,7 @@ class ModemRoute:
 
     def __init__(
         self, name: str, modems: Sequence[ModemConfig], *, on_report: OnReports,
-        on_inbound: OnInbound, on_health: OnHealth,
+        on_inbound: OnInbound, on_health: OnHealth, resend_unknown: bool = False,
     ) -> None:
         self.name = name
         self.concat = Concat.UDH8  # TS 23.040 §9.2.3.24.1 in the TPDU: modems have no SAR
@@ -343,7 +344,7 @@ class ModemRoute:
         self._rate = (time.monotonic(), 0, 0.0)  # (when, parts sent then, parts/s since before)
         self.pool = ModemPool(
             [driver_modem_config(m) for m in modems],
-            on_message=self._message, on_report=self._report,
+            on_message=self._message, on_report=self._report, resend_unknown=resend_unknown,
             discover=lambda: [m.port for m in modems if m.port],
         )
 

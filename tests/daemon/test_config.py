@@ -102,6 +102,48 @@ def test_full_config_is_typed(tmp_path: Path) -> None:
     assert config.groups() == {"modems": ("m1",), "uk": ("m1",)}
 
 
+BIND = MINIMAL + """
+[[smpp]]
+name = "a"
+host = "127.0.0.1"
+system_id = "shop"
+"""
+
+
+def test_smpp_timeouts_and_resend_unknown_default_and_parse(tmp_path: Path) -> None:
+    from gateway.routes import driver_smpp_config
+
+    default = load_config(write(tmp_path, BIND), {})
+    assert default.smpp[0].wait_bound_timeout_s is None
+    assert default.smpp[0].mo_timeout_s == 120.0
+    assert default.daemon.resend_unknown is False
+    text = (BIND + "wait_bound_timeout_s = 2.5\nmo_timeout_s = 30\n"
+            + "\n[daemon]\nresend_unknown = true\n")
+    config = load_config(write(tmp_path, text), {})
+    assert (config.smpp[0].wait_bound_timeout_s, config.smpp[0].mo_timeout_s) == (2.5, 30.0)
+    assert config.daemon.resend_unknown is True
+    driver = driver_smpp_config(config.smpp[0])
+    assert (driver.wait_bound_timeout, driver.mo_timeout) == (2.5, 30.0)
+    assert driver_smpp_config(default.smpp[0]).wait_bound_timeout is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "line", "expect"),
+    [
+        ("wait_bound_timeout_s = 0\n", "smpp[0].wait_bound_timeout_s", 8, "> 0"),
+        ("wait_bound_timeout_s = \"5\"\n", "smpp[0].wait_bound_timeout_s", 8, "number"),
+        ("mo_timeout_s = -1\n", "smpp[0].mo_timeout_s", 8, "> 0"),
+        ("\n[daemon]\nresend_unknown = 1\n", "daemon.resend_unknown", 10, "true or false"),
+    ],
+)
+def test_new_keys_errors_name_key_and_line(
+    tmp_path: Path, extra: str, key: str, line: int, expect: str
+) -> None:
+    err = fails(tmp_path, BIND + extra)
+    assert (err.key, err.line) == (key, line), str(err)
+    assert expect in err.message
+
+
 def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL), {"B_PASS": "from-env"})
     assert "from-env" not in repr(config)
@@ -327,3 +369,18 @@ def test_missing_file_has_no_line_number(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "absent.toml", {})
     assert str(info.value).startswith(f"{tmp_path / 'absent.toml'}: cannot read")
+
+
+async def test_resend_unknown_reaches_the_modem_pool() -> None:
+    from gateway.config import ModemConfig
+    from gateway.outbox_types import Report
+    from gateway.routes import ModemRoute, RouteInbound
+
+    async def ignore(_: RouteInbound | Report) -> None:
+        return None
+
+    modems = [ModemConfig("m1", port="/dev/null")]
+    for wanted in (False, True):
+        route = ModemRoute("modems", modems, on_report=ignore, on_inbound=ignore,
+                           on_health=lambda _n, _u: None, resend_unknown=wanted)
+        assert route.pool.resend_unknown is wanted
