@@ -245,11 +245,11 @@ class Outbox:
         returned message and its unsent parts are ``sending`` on disk when this returns.
         """
         now = self.clock()
-        claimed: list[Claimed] = []
+        ready: list[tuple[Lane, tuple[int, str, str, str, int, int, int | None]]] = []
         with self._tx() as conn:
             self._expire_due(conn, now)
             for lane in sorted(lanes):
-                room = limit - len(claimed)
+                room = limit - len(ready)
                 if room <= 0:
                     break
                 rows = conn.execute(
@@ -259,37 +259,35 @@ class Outbox:
                     "ORDER BY not_before_ms, id LIMIT ?",
                     (int(lane), now, room),
                 ).fetchall()
-                unsent = self._queued_parts(conn, [r[0] for r in rows])
-                for mid, dest, sender, body, total, retries, expires in rows:
-                    claimed.append(Claimed(
-                        mid, lane, dest, sender, body, total, tuple(unsent.get(mid, ())),
-                        retries, expires,
-                    ))
-            ids = [(now, c.id) for c in claimed]
-            conn.executemany(
-                "UPDATE outbox_message SET state = 'sending', updated_ms = ? WHERE id = ?", ids
-            )
-            conn.executemany(
-                "UPDATE outbox_part SET state = 'sending' "
-                "WHERE message_id = ? AND state = 'queued'",
-                [(c.id,) for c in claimed],
-            )
-            self._history([(c.id, now, State.SENDING.value, None) for c in claimed])
+                ready.extend((lane, row) for row in rows)
+            if not ready:
+                return []
+            # Set-based: one statement per chunk of ids for the messages and one for their parts,
+            # whose RETURNING names the unsent parts (no separate SELECT for them).
+            ids = [row[0] for _, row in ready]
+            unsent: dict[int, list[int]] = {}
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start:start + _ID_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    "UPDATE outbox_message SET state = 'sending', updated_ms = ? "
+                    f"WHERE id IN ({marks})",
+                    (now, *chunk),
+                )
+                for mid, seq in conn.execute(
+                    "UPDATE outbox_part SET state = 'sending' "
+                    f"WHERE message_id IN ({marks}) AND state = 'queued' RETURNING message_id, seq",
+                    chunk,
+                ):
+                    unsent.setdefault(mid, []).append(seq)
+            claimed = [
+                Claimed(mid, lane, dest, sender, body, total, tuple(sorted(unsent.get(mid, ()))),
+                        retries, expires)
+                for lane, (mid, dest, sender, body, total, retries, expires) in ready
+            ]
+            sending = State.SENDING.value
+            self._history([(mid, now, sending, None) for mid in ids])
         return claimed
-
-    @staticmethod
-    def _queued_parts(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {}
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start:start + _ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for mid, seq in conn.execute(
-                f"SELECT message_id, seq FROM outbox_part WHERE message_id IN ({marks}) "
-                "AND state = 'queued' ORDER BY message_id, seq",
-                chunk,
-            ):
-                out.setdefault(mid, []).append(seq)
-        return out
 
     def reshape(self, message_id: int, total_parts: int) -> None:
         """Set the part count the route really splits into, before any part was submitted."""
