@@ -45,6 +45,8 @@ class InboundStatistics:
     flagged: int
     replies_sent: int
     cancelled: int
+    duplicates: int  # redelivered copies stored without effects of their own
+    incomplete: int  # multipart texts stored with parts missing
 
 
 class InboundHandler:
@@ -60,6 +62,7 @@ class InboundHandler:
         self.on_enqueued: Callable[[], None] | None = None
         self._received = self._opt_outs = self._opt_ins = self._help = 0
         self._flagged = self._sent = self._cancelled = 0
+        self._duplicates = self._incomplete = 0
 
     async def start(self) -> None:
         await self._box.run(lambda ob: ensure_schema(ob.conn))
@@ -74,10 +77,40 @@ class InboundHandler:
         now = self._clock_ms()
         sender = e164(message.sender)
         self._received += 1
-        inbox_id = await self._box.run(
-            lambda ob: store_inbound(ob.conn, now, message.route, sender, message.recipient,
-                                     message.text)
+        stored = await self._box.run(
+            lambda ob: store_inbound(
+                ob.conn, now, message.route, sender, message.recipient, message.text,
+                complete=message.complete, missing=message.missing, identity=message.identity,
+            )
         )
+        if not message.complete:
+            self._incomplete += 1
+            log.info("inbound %d on route %s is incomplete (missing parts %s)", stored.inbox_id,
+                     message.route, list(message.missing) or "unknown")
+        first = stored.duplicate_of
+        if first is None:
+            return await self._decide(message, sender, stored.inbox_id, now)
+        self._duplicates += 1
+        if stored.first_action is not None:
+            # The first copy's effects happened: this one only leaves its row.
+            log.info("inbound %d is a redelivered copy of %d: no second effect",
+                     stored.inbox_id, first)
+            action, keyword = Action(stored.first_action), stored.first_keyword
+        else:
+            # The first copy was stored but never decided (a crash in between): decide now,
+            # as the first copy, so its idempotency keys (inbox:<id>, mo:<id>) still hold.
+            log.info("inbound %d is a copy of undecided %d: deciding it now",
+                     stored.inbox_id, first)
+            result = await self._decide(message, sender, first, now)
+            action, keyword = result.action, result.keyword
+        await self._box.run(
+            lambda ob: note_decision(ob.conn, stored.inbox_id, action, keyword, None, None)
+        )
+        return InboundResult(stored.inbox_id, action, keyword, None, 0, duplicate_of=first)
+
+    async def _decide(self, message: RouteInbound, sender: str, inbox_id: int, now: int
+                      ) -> InboundResult:
+        """The keyword decision and its effects for the text stored as ``inbox_id``."""
         state, since = await self._store.run(consent_of, sender)
         confirmed = await self._box.run(lambda ob: last_confirmation_ms(ob.conn, sender))
         action, keyword, reply, flagged = decide_for(
@@ -121,7 +154,8 @@ class InboundHandler:
 
     def statistics(self) -> InboundStatistics:
         return InboundStatistics(self._received, self._opt_outs, self._opt_ins, self._help,
-                                 self._flagged, self._sent, self._cancelled)
+                                 self._flagged, self._sent, self._cancelled, self._duplicates,
+                                 self._incomplete)
 
 
 def _reply_event_if_subscriber(store: object, phone: str, inbox_id: int, ts_ms: int,

@@ -19,6 +19,21 @@ segmentation-compliance.md §6):
 
 Replies are enqueued with the client reference ``mo:<inbox id>`` so a replay after a crash
 never sends a second one (the outbox's (sender, ref) idempotency).
+
+Copies and fragments (field-failures.md: at-least-once delivery):
+
+* A carrier or modem that did not see our acknowledgement (we crashed after committing the row)
+  delivers the same text again. A text from the same sender, on the same route, with the same
+  body and the same network identity (:class:`gateway.routes.RouteInbound.identity`, or none on
+  both) as the sender's latest text on that route, within :data:`DUPLICATE_WINDOW_MS`, is a
+  copy. Only the latest: STOP, START, STOP from a person is three decisions, not two (an
+  opt-out must never be swallowed as a copy). A copy is kept (row with
+  ``duplicate_of``) but has no effect of its own -- no second confirmation, no second reply
+  event. If the first copy's decision was never noted (the crash came between the row and the
+  decision), the copy carries the decision out under the first copy's inbox id, so the
+  idempotency keys above still hold.
+* A multipart text released with parts missing (``complete = 0``, ``missing`` as a JSON list
+  of part numbers when known) is stored and decided like any other; the row says it is partial.
 """
 
 from __future__ import annotations
@@ -49,11 +64,28 @@ SCHEMA = (
         action      TEXT,                -- opt_out / opt_in / help / flagged / other
         keyword     TEXT,
         flagged     TEXT,                -- why an operator should read it
-        reply_id    INTEGER              -- outbox id of our reply, if any
+        reply_id    INTEGER,             -- outbox id of our reply, if any
+        complete    INTEGER NOT NULL DEFAULT 1,  -- 0: multipart text with parts missing
+        missing     TEXT,                -- JSON list of the missing part numbers, if known
+        identity    TEXT,                -- the network's identity of the text (routes.py)
+        duplicate_of INTEGER             -- inbox id of the first copy of a redelivered text
     ) STRICT
     """,
     "CREATE INDEX IF NOT EXISTS inbox_message_sender ON inbox_message(sender, id)",
 )
+
+# Added after the first release: ALTER TABLE for databases created before them.
+_ADDED_COLUMNS = (
+    ("complete", "INTEGER NOT NULL DEFAULT 1"),
+    ("missing", "TEXT"),
+    ("identity", "TEXT"),
+    ("duplicate_of", "INTEGER"),
+)
+
+DUPLICATE_WINDOW_MS = 10 * 60 * 1000
+"""How long after a text an identical one counts as a redelivery: an SMSC retries an
+unacknowledged deliver_sm within minutes (field-failures.md), a daemon restart takes seconds.
+Longer would swallow a person who really sends the same words twice."""
 
 PROGRAM = "marketing"
 """The consent programme STOP revokes (segmentation schema: 'marketing' | 'transactional')."""
@@ -76,24 +108,52 @@ class InboundResult:
     keyword: str | None
     reply_id: int | None
     cancelled: int
+    duplicate_of: int | None = None  # a redelivered copy of this inbox id: no effects of its own
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInbound:
+    """A committed inbox row; for a copy, the first copy's id and decision (None: undecided)."""
+
+    inbox_id: int
+    duplicate_of: int | None = None
+    first_action: str | None = None
+    first_keyword: str | None = None
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     for statement in SCHEMA:
         conn.execute(statement)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(inbox_message)")}
+    for name, declaration in _ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE inbox_message ADD COLUMN {name} {declaration}")
 
 
 def store_inbound(
-    conn: sqlite3.Connection, now_ms: int, route: str, sender: str, recipient: str, text: str
-) -> int:
-    """Commit one received text; returns its inbox id."""
+    conn: sqlite3.Connection, now_ms: int, route: str, sender: str, recipient: str, text: str,
+    *, complete: bool = True, missing: tuple[int, ...] = (), identity: str | None = None,
+) -> StoredInbound:
+    """Commit one received text, noting whether it is a copy of one stored within
+    :data:`DUPLICATE_WINDOW_MS`. Runs on the connection's one thread, so the look-up and the
+    insert are not interleaved with another text's."""
+    latest = conn.execute(
+        "SELECT id, action, keyword, body, identity FROM inbox_message WHERE sender = ? "
+        "AND route = ? AND duplicate_of IS NULL AND received_ms >= ? ORDER BY id DESC LIMIT 1",
+        (sender, route, now_ms - DUPLICATE_WINDOW_MS),
+    ).fetchone()
+    first = latest if latest is not None and (latest[3], latest[4]) == (text, identity) else None
     cur = conn.execute(
-        "INSERT INTO inbox_message (received_ms, route, sender, recipient, body) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (now_ms, route, sender, recipient, text),
+        "INSERT INTO inbox_message (received_ms, route, sender, recipient, body, complete, "
+        "missing, identity, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (now_ms, route, sender, recipient, text, int(complete),
+         None if complete and not missing else json.dumps(list(missing)), identity,
+         None if first is None else first[0]),
     )
     assert cur.lastrowid is not None
-    return cur.lastrowid
+    if first is None:
+        return StoredInbound(cur.lastrowid)
+    return StoredInbound(cur.lastrowid, int(first[0]), first[1], first[2])
 
 
 def last_confirmation_ms(conn: sqlite3.Connection, sender: str) -> int | None:

@@ -75,12 +75,22 @@ class PartResult:
 
 @dataclass(frozen=True, slots=True)
 class RouteInbound:
-    """A complete (or timed-out partial) inbound text received on ``route``."""
+    """A complete (or timed-out partial) inbound text received on ``route``.
+
+    ``complete`` is False for a multipart text released with parts still missing (their
+    numbers in ``missing`` when the driver knows them). ``identity`` is what the network says
+    about this message beyond its text, when there is anything: the modem's TP-SCTS (SMSC
+    timestamp, TS 23.040 §9.2.3.11) or the concatenation reference and count (§9.2.3.24.1).
+    Copies of one message carry the same identity; the inbox uses it to spot redeliveries.
+    """
 
     route: str
     sender: str
     recipient: str
     text: str
+    complete: bool = True
+    missing: tuple[int, ...] = ()
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +227,11 @@ class SmppRoute:
             await self._on_report(report_from_receipt(self.name, event))
             return
         text = event.text if event.text is not None else event.user_data.hex()
-        await self._on_inbound(
-            RouteInbound(self.name, event.source_addr, event.destination_addr, text)
-        )
+        identity = None if event.reference is None else f"ref:{event.reference}/{event.total}"
+        await self._on_inbound(RouteInbound(
+            self.name, event.source_addr, event.destination_addr, text,
+            complete=event.complete, missing=event.missing, identity=identity,
+        ))
 
     async def send(
         self, message_id: int, to: str, sender: str, encoded: EncodedMessage,
@@ -379,8 +391,10 @@ class ModemRoute:
         return up
 
     async def _message(self, message: InboundMessage) -> None:
-        await self._on_inbound(RouteInbound(self.name, message.originator, message.modem,
-                                            message.text))
+        await self._on_inbound(RouteInbound(
+            self.name, message.originator, message.modem, message.text,
+            complete=message.complete, identity=f"scts:{message.scts.isoformat()}",
+        ))
 
     async def _report(self, report: DeliveryReport) -> None:
         await self._on_report(report_from_modem(self.name, report))
