@@ -6,6 +6,8 @@
     {"cmd": "stats"}                                   -> simulator statistics
     {"cmd": "configure", "options": {...}}             -> SmscOptions changes at run time
     {"cmd": "inject_mo", "text": ..., "source": ..., "destination": ...}
+        optional "parts": [1, 3] and "reference": N deliver only those parts of the
+        concatenated text (a part lost, or the rest of a message sent later)
     {"cmd": "drop"}                                    -> abort every connection
     {"cmd": "received"}                                -> destinations of accepted submits
 
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.sim.smsc import SmscOptions, SmscSimulator
+from drivers.sim.smsc_messages import mo_parts
 from drivers.smpp.pdu import DeliverSm, SubmitSm
 
 
@@ -104,6 +107,15 @@ async def _until_stopped(serve: asyncio.Task[None]) -> None:
     serve.cancel()
 
 
+def _inject_mo(sim: SmscSimulator, cmd: dict[str, Any]) -> None:
+    source, destination = cmd["source"].removeprefix("+"), cmd.get("destination", "12345")
+    if "parts" not in cmd:
+        sim.inject_mo(cmd["text"], source, destination)
+        return
+    every = mo_parts(cmd["text"], source, destination, reference=int(cmd.get("reference", 1)))
+    sim.inject([every[n - 1] for n in cmd["parts"]])
+
+
 async def run_smsc(opts: dict[str, Any]) -> None:
     fail = {k.removeprefix("+"): v for k, v in opts.pop("fail_numbers", {}).items()}
     stop = {k.removeprefix("+") for k in opts.pop("stop_numbers", [])}
@@ -118,8 +130,7 @@ async def run_smsc(opts: dict[str, Any]) -> None:
                 sim.configure(**cmd["options"])
                 return None
             if kind == "inject_mo":
-                sim.inject_mo(cmd["text"], cmd["source"].removeprefix("+"),
-                              cmd.get("destination", "12345"))
+                _inject_mo(sim, cmd)
                 return None
             if kind == "drop":
                 sim.drop_all()
