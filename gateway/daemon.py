@@ -289,6 +289,7 @@ class Daemon:
             "dispatch": asdict(d) if d else {},
             "parts_per_s": rate,
             "opted_out": len(self.dispatcher.opted_out) if self.dispatcher else 0,
+            "inbound": asdict(self.inbound.statistics()) if self.inbound else {},
         }
 
     async def _write_status(self, box: AsyncOutbox, state: str) -> None:

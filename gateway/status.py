@@ -117,6 +117,14 @@ def render(snapshot: Snapshot | None, queues: dict[str, dict[str, int]], now_ms:
                 f"reports={d.get('reports', 0)} rate={snapshot.data.get('parts_per_s', 0.0):.1f} "
                 "parts/s"
             )
+        i = snapshot.data.get("inbound", {})
+        if i:
+            lines.append(
+                f"  inbound: received={i.get('received', 0)} opt_outs={i.get('opt_outs', 0)} "
+                f"opt_ins={i.get('opt_ins', 0)} help={i.get('help', 0)} "
+                f"flagged={i.get('flagged', 0)} duplicates={i.get('duplicates', 0)} "
+                f"incomplete={i.get('incomplete', 0)}"
+            )
     lines.append("queues (lane: state=count):")
     if not queues:
         lines.append("  (empty)")

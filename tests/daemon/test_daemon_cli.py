@@ -78,6 +78,7 @@ def test_run_status_and_sigterm_drain(tmp_path: Path) -> None:
             assert route["name"] == "sim-smsc" and route["up"] is True
             human = smsgate("status", "--config", str(config)).stdout
             assert "route sim-smsc (smpp) up" in human
+            assert "inbound: received=0 " in human and "duplicates=0" in human
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0
         finally:

@@ -85,6 +85,7 @@ async def test_a_text_missing_a_part_is_stored_incomplete(tmp_path: Path) -> Non
             sim.command("inject_mo", text=LONG, source=SENDER, parts=[1], reference=9)
             await until(daemon, lambda: inbound.statistics().received == 1)
             assert inbound.statistics().incomplete == 1
+            assert daemon.snapshot()["inbound"]["incomplete"] == 1  # for `smsgate status`
             store = smpp_route(daemon).mo_store
             assert store is not None
             await eventually(daemon, lambda: _counts_are(store, (0, 0)))  # handed over
