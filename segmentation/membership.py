@@ -448,7 +448,11 @@ class Membership:
             # subscribers not found among the new rows
             for sid in change.subscriber_ids - per_sub.keys():
                 per_sub[sid] = set(change.event_types)
-            per_sub = {sid: _with_inbound(types) for sid, types in per_sub.items()}
+        # a batch has thousands of subscribers but only a handful of distinct type sets:
+        # match each set against each segment's triggers once, not once per subscriber
+        by_types: dict[frozenset[str], list[int]] = {}
+        for sid, types in per_sub.items():
+            by_types.setdefault(frozenset(_with_inbound(types)), []).append(sid)
         created = "profile.created" in change.attributes
         for seg in self._refresh().values():
             if created:  # a new subscriber: every segment may hold for it
@@ -458,12 +462,12 @@ class Membership:
             if triggers is None:
                 triggers = self._triggers[seg.id] = trigger_events(seg.deps)
             by_cause: dict[Cause, list[int]] = {}
-            for sid, types in per_sub.items():
-                hit = types & triggers
+            for type_set, sids in by_types.items():
+                hit = type_set & triggers
                 if hit:
                     ev_cause: Cause = ("event", ",".join(sorted(hit - {ANY_INBOUND})
-                                                         or sorted(types)))
-                    by_cause.setdefault(ev_cause, []).append(sid)
+                                                         or sorted(type_set)))
+                    by_cause.setdefault(ev_cause, []).extend(sids)
             keys = change.attributes & seg.deps.keys
             if keys:
                 attr_cause: Cause = ("attribute", ",".join(sorted(keys)))
