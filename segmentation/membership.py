@@ -12,9 +12,11 @@ what a full evaluation of every segment's rule would give, recording every entry
   traits, profile fields, consent programs) it names. ``drain`` re-evaluates only those pairs
   with the incremental SQL, segments in topological order, so a change in segment A reaches a
   segment B = ``in_segment("A")`` in the same batch.
-- **time** — after evaluating a time-sensitive segment, the earliest instant each subscriber's
-  result can flip without new data goes into ``segment_recheck``; ``process_due`` re-evaluates
-  due pairs. "Inactive for 30 days" starts when it becomes true, not at a nightly rebuild.
+- **time** — after evaluating a time-sensitive segment, a time no later than the earliest
+  instant each subscriber's result can flip without new data goes into ``segment_recheck``
+  (exact after a full recompute; an incremental batch may leave an earlier one, see
+  ``_reschedule``); ``process_due`` re-evaluates due pairs. "Inactive for 30 days" starts
+  when it becomes true, not at a nightly rebuild.
 - **reconcile** — a full recompute compared with stored membership; drift is reported (and
   fixed on request, as transitions with cause ``reconcile``).
 
@@ -396,19 +398,28 @@ class Membership:
         return entered, exited
 
     def _reschedule(self, seg: SegmentInfo, now: int) -> None:
-        """Replace the dirty subscribers' re-check times, writing only those that changed
-        (an index write costs far more than the read that avoids it)."""
+        """Keep each dirty subscriber's re-check time at or before the first instant its
+        result can flip without new data, writing as few rows as that allows.
+
+        A stored time still in the future that is not later than the new one stays: the
+        re-check then comes early, re-evaluates the pair (the result cannot have flipped
+        yet, so no transition) and writes the exact time. That skips the common write on
+        ingest, where an event pushes "no interaction for 30 days" later (measured at 1M
+        subscribers: 45 % of re-check writes), and each skipped write is a random leaf of
+        the primary key and of ``segment_recheck_due`` dirtied in the commit. Spent rows
+        (due <= now) are always replaced or removed, so ``process_due`` makes progress."""
         c = self.conn
         nq = compile_next_check(seg.rule, now, dirty=DIRTY)
         due = {} if nq is None else {int(a): int(b) for a, b in c.execute(nq.sql, nq.params)}
         have = {int(a): int(b) for a, b in c.execute(
             "SELECT subscriber_id, due_ms FROM segment_recheck WHERE segment_id = ? AND "
             f"subscriber_id IN (SELECT id FROM {DIRTY})", (seg.id,))}
-        gone = sorted(s for s in have if s not in due)
+        gone = sorted(s for s, h in have.items() if s not in due and h <= now)
         if gone:
             c.executemany("DELETE FROM segment_recheck WHERE segment_id = ? AND subscriber_id = ?",
                           [(seg.id, s) for s in gone])
-        moved = sorted((s, d) for s, d in due.items() if have.get(s) != d)
+        moved = sorted((s, d) for s, d in due.items()
+                       if (h := have.get(s)) is None or d < h or h <= now)
         if moved:
             c.executemany(
                 "INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) VALUES (?, ?, ?) "
