@@ -96,8 +96,9 @@ def export_subscriber(store: Store, number: str) -> dict[str, Any]:
                             "FROM event WHERE subscriber_id = ? ORDER BY ts_ms, id", (sid,))
         ]
         out["memberships"] = _dicts(
-            store, "SELECT g.name AS segment, m.entered_ms, m.version FROM segment_member m "
-            "JOIN segment g ON g.id = m.segment_id WHERE m.subscriber_id = ? ORDER BY g.name",
+            store, "SELECT g.name AS segment, m.entered_ms, m.version FROM segment g "
+            "CROSS JOIN segment_member m ON m.segment_id = g.id AND m.subscriber_id = ? "
+            "ORDER BY g.name",
             (sid,))
         out["membership_history"] = _dicts(
             store, "SELECT g.name AS segment, t.ts_ms, t.direction, t.cause, t.cause_ref "
@@ -156,10 +157,12 @@ def erase_subscriber(store: Store, number: str, *, reason: str = "erasure") -> E
             attrs = int(store.scalar(
                 "SELECT count(*) FROM subscriber_attr WHERE subscriber_id = ?", (sid,)))
             memberships = int(store.scalar(
-                "SELECT count(*) FROM segment_member WHERE subscriber_id = ?", (sid,)))
+                "SELECT count(*) FROM segment_member WHERE segment_id IN (SELECT id FROM segment) "
+                "AND subscriber_id = ?", (sid,)))
             conn.execute(
                 "UPDATE segment SET member_count = max(member_count - 1, 0) WHERE id IN "
-                "(SELECT segment_id FROM segment_member WHERE subscriber_id = ?)", (sid,))
+                "(SELECT segment_id FROM segment_member WHERE segment_id IN "
+                "(SELECT id FROM segment) AND subscriber_id = ?)", (sid,))
             conn.execute("DELETE FROM subscriber WHERE id = ?", (sid,))  # cascades
         rows = conn.execute(
             "SELECT id, keyword_text, disclosure, evidence, dedupe_key FROM consent "
