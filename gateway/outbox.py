@@ -29,6 +29,7 @@ segment store). Other processes (CLI, TUI) open their own :class:`Outbox` on the
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -245,48 +246,46 @@ class Outbox:
         returned message and its unsent parts are ``sending`` on disk when this returns.
         """
         now = self.clock()
-        ready: list[tuple[Lane, tuple[int, str, str, str, int, int, int | None]]] = []
+        claimed: list[Claimed] = []
         with self._tx() as conn:
             self._expire_due(conn, now)
             for lane in sorted(lanes):
-                room = limit - len(ready)
+                room = limit - len(claimed)
                 if room <= 0:
                     break
-                rows = conn.execute(
-                    "SELECT id, dest, sender, body, total_parts, retries, expires_ms "
-                    "FROM outbox_message INDEXED BY outbox_message_ready "
+                # One JSON row per lane, with each message's unsent parts: a plain SELECT
+                # steps once per row, and every step releases and re-takes the GIL the event
+                # loop competes for (see _write_history). Sorted again here because the order
+                # an aggregate sees its rows in is not guaranteed.
+                text = conn.execute(
+                    "SELECT json_group_array(json_array(not_before_ms, id, dest, sender, body, "
+                    "total_parts, retries, expires_ms, (SELECT json_group_array(seq) "
+                    "FROM outbox_part WHERE message_id = m.id AND state = 'queued'))) "
+                    "FROM (SELECT * FROM outbox_message INDEXED BY outbox_message_ready "
                     f"WHERE state IN {_WAITING_SQL} AND lane = ? AND not_before_ms <= ? "
-                    "ORDER BY not_before_ms, id LIMIT ?",
+                    "ORDER BY not_before_ms, id LIMIT ?) AS m",
                     (int(lane), now, room),
-                ).fetchall()
-                ready.extend((lane, row) for row in rows)
-            if not ready:
-                return []
-            # Set-based: one statement per chunk of ids for the messages and one for their parts,
-            # whose RETURNING names the unsent parts (no separate SELECT for them).
-            ids = [row[0] for _, row in ready]
-            unsent: dict[int, list[int]] = {}
-            for start in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[start:start + _ID_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                conn.execute(
-                    "UPDATE outbox_message SET state = 'sending', updated_ms = ? "
-                    f"WHERE id IN ({marks})",
-                    (now, *chunk),
+                ).fetchone()[0]
+                rows = sorted(json.loads(text))
+                claimed.extend(
+                    Claimed(mid, lane, dest, sender, body, total, _seqs(seqs), retries, expires)
+                    for _, mid, dest, sender, body, total, retries, expires, seqs in rows
                 )
-                for mid, seq in conn.execute(
-                    "UPDATE outbox_part SET state = 'sending' "
-                    f"WHERE message_id IN ({marks}) AND state = 'queued' RETURNING message_id, seq",
-                    chunk,
-                ):
-                    unsent.setdefault(mid, []).append(seq)
-            claimed = [
-                Claimed(mid, lane, dest, sender, body, total, tuple(sorted(unsent.get(mid, ()))),
-                        retries, expires)
-                for lane, (mid, dest, sender, body, total, retries, expires) in ready
-            ]
+            if not claimed:
+                return claimed
+            ids = json.dumps([c.id for c in claimed])
+            conn.execute(
+                "UPDATE outbox_message SET state = 'sending', updated_ms = ? "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (now, ids),
+            )
+            conn.execute(
+                "UPDATE outbox_part SET state = 'sending' "
+                "WHERE message_id IN (SELECT value FROM json_each(?)) AND state = 'queued'",
+                (ids,),
+            )
             sending = State.SENDING.value
-            self._history([(mid, now, sending, None) for mid in ids])
+            self._history([(c.id, now, sending, None) for c in claimed])
         return claimed
 
     def reshape(self, message_id: int, total_parts: int) -> None:
@@ -347,12 +346,26 @@ class Outbox:
     ) -> None:
         if not run:
             return
-        cur = conn.executemany(
-            "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = ?, "
-            "submitted_ms = ? WHERE message_id = ? AND seq = ? AND state IN ('sending', 'queued')",
-            [(s.route, s.carrier_id, now, s.message_id, s.seq) for s in run],
-        )
-        if cur.rowcount < len(run):
+        rows = [(s.message_id, s.seq, s.route, s.carrier_id) for s in run]
+        if len({(r[0], r[1]) for r in rows}) == len(rows):
+            # One statement over a JSON array (one sqlite3_step, one GIL release: see
+            # _write_history). UPDATE .. FROM applies one source row per part, so it is only
+            # used when no part appears twice in the run; otherwise in order, row by row.
+            updated = conn.execute(
+                "UPDATE outbox_part SET state = 'submitted', route = j.value ->> 2, "
+                "carrier_id = j.value ->> 3, submitted_ms = ? FROM json_each(?) AS j "
+                "WHERE outbox_part.message_id = j.value ->> 0 AND outbox_part.seq = j.value ->> 1 "
+                "AND outbox_part.state IN ('sending', 'queued')",
+                (now, json.dumps(rows)),
+            ).rowcount
+        else:
+            updated = conn.executemany(
+                "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = ?, "
+                "submitted_ms = ? WHERE message_id = ? AND seq = ? "
+                "AND state IN ('sending', 'queued')",
+                [(s.route, s.carrier_id, now, s.message_id, s.seq) for s in run],
+            ).rowcount
+        if updated < len(run):
             # Some parts were already final (e.g. cancelled): keep their ids for late reports.
             conn.executemany(
                 "UPDATE outbox_part SET route = ?, carrier_id = ? "
@@ -513,37 +526,44 @@ class Outbox:
     ) -> None:
         """Derive sent messages' states from their parts (``outbox_states.aggregate``);
         a route given for a message is recorded as its route."""
-        ids = list(messages)
-        changes: list[tuple[str, str | None, int, int]] = []
-        routes: list[tuple[str, int, int]] = []
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start:start + _ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            # Raw strings, not enums: PartState and State are StrEnums, so the rules compare
-            # them directly, and this runs for every message of every batch.
-            found: dict[int, tuple[str, list[str]]] = {}
-            for mid, mstate, pstate in conn.execute(
-                "SELECT m.id, m.state, p.state FROM outbox_message m JOIN outbox_part p "
-                f"ON p.message_id = m.id WHERE m.id IN ({marks})",
-                chunk,
-            ):
-                found.setdefault(mid, (mstate, []))[1].append(pstate)
-            for mid, (current, parts) in found.items():
-                route = messages[mid]
-                new = settled_state(current, parts)
-                if new is not None:
-                    changes.append((new.value, route, now, mid))
-                    self._history_rows.append((mid, now, new.value, None))
-                elif route is not None:
-                    routes.append((route, now, mid))
-        conn.executemany(
-            "UPDATE outbox_message SET state = ?, route = coalesce(?, route), updated_ms = ? "
-            "WHERE id = ?",
-            changes,
-        )
-        conn.executemany(
-            "UPDATE outbox_message SET route = ?, updated_ms = ? WHERE id = ?", routes
-        )
+        if not messages:
+            return
+        # Set-based (see _write_history): the ids go in as one JSON array, the parts come back
+        # as one JSON row, and the updates are one statement per (new state, route) group.
+        found: dict[int, tuple[str, list[str]]] = {}
+        text = conn.execute(
+            "SELECT json_group_array(json_array(m.id, m.state, p.state)) "
+            "FROM outbox_message m JOIN outbox_part p ON p.message_id = m.id "
+            "WHERE m.id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(messages)),),
+        ).fetchone()[0]
+        # Raw strings, not enums: PartState and State are StrEnums, so the rules compare
+        # them directly, and this runs for every message of every batch.
+        for mid, mstate, pstate in json.loads(text):
+            found.setdefault(mid, (mstate, []))[1].append(pstate)
+        changes: dict[tuple[str, str | None], list[int]] = {}
+        routes: dict[str, list[int]] = {}
+        history = self._history_rows
+        for mid, (current, parts) in found.items():
+            route = messages[mid]
+            new = settled_state(current, parts)
+            if new is not None:
+                changes.setdefault((new.value, route), []).append(mid)
+                history.append((mid, now, new.value, None))
+            elif route is not None:
+                routes.setdefault(route, []).append(mid)
+        for (state, route), ids in changes.items():
+            conn.execute(
+                "UPDATE outbox_message SET state = ?, route = coalesce(?, route), updated_ms = ? "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (state, route, now, json.dumps(ids)),
+            )
+        for route, ids in routes.items():
+            conn.execute(
+                "UPDATE outbox_message SET route = ?, updated_ms = ? "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (route, now, json.dumps(ids)),
+            )
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -690,14 +710,17 @@ class Outbox:
         return State(row[0]) if row else None
 
     def _write_history(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
+        # One statement over a JSON array, not executemany: each executemany row is one
+        # sqlite3_step, and every step releases and re-takes the GIL the event loop competes
+        # for (one step here, whatever the batch size).
         last = int(self.conn.execute(
             "SELECT value FROM outbox_sequence WHERE name = 'history'"
         ).fetchone()[0])
-        self.conn.executemany(
+        self.conn.execute(
             "INSERT INTO outbox_history (message_id, id, ts_ms, state, detail) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(mid, last + n, ts, state, detail)
-             for n, (mid, ts, state, detail) in enumerate(rows, start=1)],
+            "SELECT j.value ->> 0, ? + j.key, j.value ->> 1, j.value ->> 2, j.value ->> 3 "
+            "FROM json_each(?) AS j",
+            (last + 1, json.dumps(rows)),
         )
         self.conn.execute(
             "UPDATE outbox_sequence SET value = ? WHERE name = 'history'", (last + len(rows),)
@@ -720,6 +743,12 @@ def settled_state(current: str, parts: Sequence[str]) -> State | None:
     if new is None or new == current or not can_move(State(current), new):
         return None
     return new
+
+
+def _seqs(value: list[int] | str) -> tuple[int, ...]:
+    """Part numbers from the claim's JSON: nested as an array, or as its text should SQLite
+    not keep the inner array's JSON subtype through the subquery."""
+    return tuple(sorted(value if isinstance(value, list) else json.loads(value)))
 
 
 def _code_detail(code: int | None, text: str) -> str:
