@@ -230,6 +230,38 @@ def test_multipart_submitted_then_delivered_from_its_parts(outbox: Outbox) -> No
     ]
 
 
+def test_a_part_submitted_twice_in_one_batch_keeps_its_first_carrier_id(outbox: Outbox) -> None:
+    # The set-based update applies one source row per part; a repeated part takes the ordered
+    # path, so the first submit of the batch wins as it always did.
+    a = outbox.enqueue(msg(1))
+    b = outbox.enqueue(msg(2))
+    outbox.claim(2)
+    outbox.mark_many([
+        Submitted(a.id, 0, "carrier-a", "first"), Submitted(b.id, 0, "carrier-a", "b0"),
+        Submitted(a.id, 0, "carrier-a", "second"),
+    ])
+    ma, mb = outbox.get(a.id), outbox.get(b.id)
+    assert ma is not None and mb is not None
+    assert [p.carrier_id for p in ma.parts] == ["first"]
+    assert [p.carrier_id for p in mb.parts] == ["b0"]
+    assert (ma.state, mb.state) == (State.SUBMITTED, State.SUBMITTED)
+    assert history_states(outbox, a.id) == [State.QUEUED, State.SENDING, State.SUBMITTED]
+
+
+def test_claim_returns_text_and_fields_exactly(outbox: Outbox, clock: Clock) -> None:
+    # The claim reads its rows as JSON (one step per lane): text must come back unchanged.
+    text = 'quote " back \\ slash \n newline \t tab \x01 € 漢字 😀 end'
+    a = outbox.enqueue(NewMessage("+447700900001", text, sender="Shop", ref="r1",
+                                  expires_ms=clock() + 60_000))
+    b = outbox.enqueue(NewMessage("+447700900002", "x" * 400))
+    claimed = {c.id: c for c in outbox.claim(10)}
+    ca, cb = claimed[a.id], claimed[b.id]
+    assert (ca.to, ca.sender, ca.text, ca.total_parts, ca.parts, ca.retries, ca.expires_ms) == (
+        "+447700900001", "Shop", text, 1, (0,), 0, clock() + 60_000
+    )
+    assert (cb.sender, cb.parts, cb.expires_ms) == ("", (0, 1, 2), None)
+
+
 def test_one_undeliverable_part_makes_the_message_undeliverable(outbox: Outbox) -> None:
     a = outbox.enqueue(msg(1, text="z" * 200))
     outbox.claim(1)
