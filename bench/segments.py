@@ -1,6 +1,7 @@
 """Segment store benchmark: counts, draft preview, live ingest, event->membership latency, RSS.
 
     .venv/bin/python bench/segments.py [--subscribers 1000000] [--events 10000000]
+    .venv/bin/python bench/segments.py --quick   # 10,000 / 100,000: for iterating (~40 s)
 
 A deterministic synthetic data set (subscribers, typed attributes, consent, 365 days of
 events, daily roll-ups, traits) is generated once by SQL in a child process and cached under
@@ -273,7 +274,7 @@ def run(db: Path, n_subs: int, n_events: int) -> None:
     batch = 5000  # events per ingest transaction, as the CSV/MQTT paths batch them
     pending_events = _events(rng, n_subs, total, clock())
     ingest_s = drain_s = 0.0
-    drains = []
+    drains: list[float] = []
     for i in range(0, total, batch):
         t = time.perf_counter()
         ingest_events(store, pending_events[i:i + batch])
@@ -281,9 +282,9 @@ def run(db: Path, n_subs: int, n_events: int) -> None:
         if m.pending >= 1000:
             t = time.perf_counter()
             m.drain()
-            d = _ms(t)
-            drains.append(d)
-            drain_s += d / 1000
+            took = _ms(t)
+            drains.append(took)
+            drain_s += took / 1000
     t = time.perf_counter()
     m.drain()
     drain_s += _ms(t) / 1000
@@ -359,9 +360,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--quick", action="store_true",
+                    help="10,000 subscribers and 100,000 events, for iterating on a change")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.quick:
+        args.subscribers, args.events = 10_000, 100_000
     CACHE.mkdir(parents=True, exist_ok=True)
     cached = CACHE / f"segments-{args.subscribers}-{args.events}.db"
     if args.generate_only:
