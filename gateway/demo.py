@@ -156,19 +156,20 @@ async def run_demo(out: TextIO, folder: Path) -> Summary:
         subscribers = add_subscribers(config.database.path, [m.to for m in batch])
         daemon = Daemon(config, options=DaemonOptions(status_interval_s=0.5,
                                                       timers_interval_s=0.5))
-        task = asyncio.create_task(daemon.run())
-        try:
-            # Both routes up first, so the batch shows routing rather than failover.
-            async with asyncio.timeout(20):
-                await daemon.wait_routes_up()
-            with Outbox(config.database.path) as box:
-                ids = [acc.id for acc in box.enqueue_many(batch)]
-            print(f"demo: {len(ids)} messages queued ({subscribers} demo subscribers)",
-                  file=out)
-            summary = await _watch(daemon, task, config.database.path, ids, out, start)
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(task, 30)
+        # The daemon task lives in a TaskGroup: leaving the group waits for its drain and exit.
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(daemon.run(), name="demo-daemon")
+            try:
+                # Both routes up first, so the batch shows routing rather than failover.
+                async with asyncio.timeout(20):
+                    await daemon.wait_routes_up()
+                with Outbox(config.database.path) as box:
+                    ids = [acc.id for acc in box.enqueue_many(batch)]
+                print(f"demo: {len(ids)} messages queued ({subscribers} demo subscribers)",
+                      file=out)
+                summary = await _watch(daemon, task, config.database.path, ids, out, start)
+            finally:
+                daemon.stop()
         summary.seconds = time.monotonic() - start
         return summary
 
