@@ -288,6 +288,26 @@ class Outbox:
             self._history([(c.id, now, sending, None) for c in claimed])
         return claimed
 
+    def postpone(self, ids: Sequence[int], delay_ms: int) -> int:
+        """Move queued messages ``delay_ms`` into the future: ``not_before_ms`` (their "ready
+        from") becomes ``max(not_before_ms, now + delay_ms)``; returns how many moved.
+
+        For a message whose only route is down: without it, it comes straight back at the head
+        of its lane on every claim and crowds out messages for routes that are up. Rows in any
+        other state are left alone (a message claimed or settled meanwhile is not queued).
+        """
+        if not ids:
+            return 0
+        until = self.clock() + delay_ms
+        with self._tx() as conn:
+            # The ids as one JSON array: one statement, no variable limit (see _write_history).
+            return conn.execute(
+                "UPDATE outbox_message SET not_before_ms = ? "
+                "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' "
+                "AND not_before_ms < ?",
+                (until, json.dumps(list(ids)), until),
+            ).rowcount
+
     def reshape(self, message_id: int, total_parts: int) -> None:
         """Set the part count the route really splits into, before any part was submitted."""
         if total_parts < 1:

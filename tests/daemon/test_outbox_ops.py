@@ -1,0 +1,73 @@
+"""Outbox operations the dispatcher calls besides claim and mark: postpone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox import Lane, NewMessage, Outbox, Requeue, State
+
+START = 1_700_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: Clock) -> Iterator[Outbox]:
+    with Outbox(tmp_path / "smsgate.db", clock=clock) as ob:
+        yield ob
+
+
+def not_before(outbox: Outbox, mid: int) -> int:
+    m = outbox.get(mid)
+    assert m is not None
+    return m.not_before_ms
+
+
+def test_postpone_moves_queued_messages_behind_the_delay(outbox: Outbox, clock: Clock) -> None:
+    a, b = (outbox.enqueue(NewMessage(f"+44770090000{i}", "hi")).id for i in (1, 2))
+    claimed = outbox.claim(10)
+    outbox.mark_many([Requeue(c.id) for c in claimed])
+    assert outbox.postpone([a], 30_000) == 1
+    assert not_before(outbox, a) == START + 30_000
+    assert not_before(outbox, b) == START
+    # b is ready now, a only after the delay
+    assert [c.id for c in outbox.claim(10)] == [b]
+    clock.now = START + 29_999
+    assert outbox.claim(10) == []
+    clock.now = START + 30_000
+    assert [c.id for c in outbox.claim(10)] == [a]
+
+
+def test_postpone_never_moves_a_message_earlier(outbox: Outbox, clock: Clock) -> None:
+    later = START + 60_000
+    mid = outbox.enqueue(NewMessage("+447700900001", "hi", lane=Lane.CAMPAIGN)).id
+    outbox.claim(1)
+    outbox.mark_many([Requeue(mid)])
+    assert outbox.postpone([mid], 60_000) == 1
+    assert outbox.postpone([mid], 10_000) == 0
+    assert not_before(outbox, mid) == later
+
+
+def test_postpone_leaves_other_states_alone(outbox: Outbox, clock: Clock) -> None:
+    scheduled = outbox.enqueue(NewMessage("+447700900001", "s", not_before_ms=START + 5_000)).id
+    sending = outbox.enqueue(NewMessage("+447700900002", "x")).id
+    assert [c.id for c in outbox.claim(10)] == [sending]
+    assert outbox.postpone([scheduled, sending, 999], 60_000) == 0
+    assert not_before(outbox, scheduled) == START + 5_000
+    m = outbox.get(sending)
+    assert m is not None and m.state == State.SENDING and m.not_before_ms == START
+    assert outbox.postpone([], 60_000) == 0
