@@ -19,6 +19,10 @@ what a full evaluation of every segment's rule would give, recording every entry
   when it becomes true, not at a nightly rebuild.
 - **reconcile** — a full recompute compared with stored membership; drift is reported (and
   fixed on request, as transitions with cause ``reconcile``).
+- **manual** — a segment of kind ``manual`` has no rule: its members are a list set with
+  :meth:`Membership.set_manual_members` (replace, append or remove; transitions with cause
+  ``manual``). Recompute, drain, re-checks and reconcile never evaluate it; segments that read
+  it with ``in_segment`` are re-evaluated when the list changes.
 
 ``segment.member_count`` is maintained with every change, so stored counts are O(1).
 """
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from gateway.errors import SmsgateError
 from segmentation.ingest import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
 from segmentation.membership_data import load_subscriber
-from segmentation.rules.ast import Rule, dumps, loads, validate
+from segmentation.rules.ast import InSegment, Rule, dumps, loads, validate
 from segmentation.rules.compile import (
     Deps,
     compile_count,
@@ -47,7 +51,11 @@ from segmentation.store import Change, Store
 
 DIRTY = "temp.membership_dirty"
 FRESH = "temp.membership_fresh"
+MANUAL_IDS = "temp.membership_manual"
 CAUSES = ("event", "time", "definition", "manual", "attribute", "reconcile")
+MANUAL_DEFINITION = '{"kind":"manual"}'
+"""``segment.definition`` of a manual segment: a marker, never parsed as a rule tree."""
+MANUAL_MODES = ("replace", "append", "remove")
 
 Cause = tuple[str, str | None]
 
@@ -88,8 +96,17 @@ class SegmentInfo:
     last_full_ms: int | None
 
     @property
+    def manual(self) -> bool:
+        """A list set by hand (``set_manual_members``), not a rule. Its ``rule`` is
+        ``in_segment(<itself>)`` — what its membership means when read — and its ``deps`` are
+        empty: nothing but the list changes it."""
+        return self.kind == "manual"
+
+    @property
     def text(self) -> str:
         """The rule as text: what it was defined with, else the printed tree."""
+        if self.manual:
+            return "(manual list)"
         return self.dsl_text or format_rule(self.rule)
 
 
@@ -172,6 +189,17 @@ def _with_inbound(types: set[str]) -> set[str]:
     return types | {ANY_INBOUND} if types - OUTBOUND_TYPES else types
 
 
+def _subscriber_id(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SegmentError(name, f"subscriber id {value!r} is not an integer")
+    return value
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 200 or "\x00" in name:
+        raise SegmentError(name, "a segment name is 1-200 characters")
+
+
 class Membership:
     """The membership engine over one :class:`Store` (see the module docstring)."""
 
@@ -179,7 +207,7 @@ class Membership:
         self.store = store
         self.conn = store.conn
         self.on_dirty = on_dirty
-        for table in (DIRTY, FRESH):
+        for table in (DIRTY, FRESH, MANUAL_IDS):
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table}(id INTEGER PRIMARY KEY)")
         self._catalogue: dict[str, SegmentInfo] = {}
         self._signature: tuple[object, ...] | None = None
@@ -206,9 +234,12 @@ class Membership:
                 "deps, created_ms, last_full_ms FROM segment ORDER BY id"
             ):
                 sid, name, kind, status, version, count, definition, text, deps, created, full = row
+                # a manual segment's definition is a marker, not a rule tree (never parsed)
+                rule = InSegment(name) if kind == "manual" else loads(definition)
                 cat[name] = SegmentInfo(
-                    sid, name, kind, status, version, count, loads(definition), text,
-                    Deps.from_json(json.loads(deps)), created, full,
+                    sid, name, kind, status, version, count, rule, text,
+                    Deps() if kind == "manual" else Deps.from_json(json.loads(deps)),
+                    created, full,
                 )
             self._catalogue, self._signature = cat, sig
             self._triggers = {}
@@ -293,8 +324,12 @@ class Membership:
 
     def define(self, name: str, rule: Rule | str, *, kind: str = "dynamic") -> Diff:
         """Create or redefine a segment and recompute it (and its dependents) fully."""
-        if not name or len(name) > 200 or "\x00" in name:
-            raise SegmentError(name, "a segment name is 1-200 characters")
+        _check_name(name)
+        if kind == "manual":
+            raise SegmentError(name, "a manual segment has no rule: use define_manual")
+        existing = self._refresh().get(name)
+        if existing is not None and existing.manual:
+            raise SegmentError(name, "is a manual segment (a list, not a rule); drop it first")
         text = rule if isinstance(rule, str) else None
         tree = parse(rule) if isinstance(rule, str) else validate(rule)
         self._check_references(name, tree)
@@ -328,6 +363,99 @@ class Membership:
             self.conn.execute("DELETE FROM segment WHERE id = ?", (seg.id,))
         self._dirty.pop(seg.id, None)
         self._refresh(force=True)
+
+    # -- manual segments -----------------------------------------------------------------------
+
+    def define_manual(self, name: str) -> SegmentInfo:
+        """Create an empty manual segment (idempotent: an existing one is returned as is)."""
+        _check_name(name)
+        existing = self._refresh().get(name)
+        if existing is not None:
+            if not existing.manual:
+                raise SegmentError(name, f"already exists as a {existing.kind} segment")
+            return self.get(name)
+        now = self.store.now_ms()
+        with self.store.atomic():
+            self.conn.execute(
+                "INSERT INTO segment(name, definition, dsl_text, version, kind, status, deps, "
+                "created_ms, last_full_ms) VALUES (?, ?, NULL, 1, 'manual', 'ready', '{}', ?, ?)",
+                (name, MANUAL_DEFINITION, now, now))
+        self._refresh(force=True)
+        return self.get(name)
+
+    def set_manual_members(self, name: str, subscriber_ids: Iterable[int],
+                           mode: str = "replace") -> Diff:
+        """Change a manual segment's list: ``replace`` it, ``append`` to it or ``remove`` from
+        it. Members, ``member_count`` and transitions (cause ``manual``, ref the mode) are
+        written in one transaction, set-wise (a list may have a million ids); segments that
+        read this one with ``in_segment`` are re-evaluated for the changed subscribers in the
+        same transaction. Unknown subscriber ids raise :class:`SegmentError`, nothing written."""
+        started = time.perf_counter()
+        if mode not in MANUAL_MODES:
+            raise SegmentError(name, f"mode {mode!r}: expected one of {', '.join(MANUAL_MODES)}")
+        seg = self.get(name)
+        if not seg.manual:
+            raise SegmentError(name, f"is a {seg.kind} segment; only manual lists are set by hand")
+        c = self.conn
+        now = self.store.now_ms()
+        cause: Cause = ("manual", mode)
+        with self.store.atomic():
+            c.execute(f"DELETE FROM {MANUAL_IDS}")
+            c.executemany(f"INSERT OR IGNORE INTO {MANUAL_IDS}(id) VALUES (?)",
+                          ((_subscriber_id(name, s),) for s in subscriber_ids))
+            unknown = [int(r[0]) for r in c.execute(
+                f"SELECT id FROM {MANUAL_IDS} WHERE id NOT IN (SELECT id FROM subscriber) "
+                "ORDER BY id LIMIT 5")]
+            if unknown:
+                raise SegmentError(name, "no subscriber with id " + ", ".join(map(str, unknown)))
+            member = ("EXISTS (SELECT 1 FROM segment_member m WHERE m.segment_id = ? "
+                      "AND m.subscriber_id = {})")
+            entered: list[int] = []
+            exited: list[int] = []
+            if mode in ("replace", "append"):
+                entered = [int(r[0]) for r in c.execute(
+                    f"SELECT id FROM {MANUAL_IDS} WHERE NOT {member.format('id')} ORDER BY id",
+                    (seg.id,))]
+            if mode == "replace":
+                exited = [int(r[0]) for r in c.execute(
+                    "SELECT subscriber_id FROM segment_member WHERE segment_id = ? AND "
+                    f"subscriber_id NOT IN (SELECT id FROM {MANUAL_IDS}) ORDER BY 1", (seg.id,))]
+            elif mode == "remove":
+                exited = [int(r[0]) for r in c.execute(
+                    f"SELECT id FROM {MANUAL_IDS} WHERE {member.format('id')} ORDER BY id",
+                    (seg.id,))]
+            self._apply(seg, entered, exited, now, dict.fromkeys(entered + exited, cause))
+            dependents = self._dependents(name)
+            if dependents and (entered or exited):
+                changed = entered + exited
+                for dep in dependents:
+                    if name in dep.deps.segments:
+                        self.mark_dirty(dep.id, changed, cause)
+                # nested: the list and what follows from it commit (or fail) together
+                self.drain(now)
+        count = self.count(name)
+        return Diff(name, len(entered), len(exited), count,
+                    (time.perf_counter() - started) * 1000)
+
+    def _apply(self, seg: SegmentInfo, entered: list[int], exited: list[int], now: int,
+               causes: dict[int, Cause]) -> None:
+        """Write entries and exits of one segment: members, transitions, count."""
+        c = self.conn
+        if entered:
+            c.executemany("INSERT INTO segment_member(segment_id, subscriber_id, entered_ms, "
+                          "version) VALUES (?, ?, ?, ?)",
+                          [(seg.id, s, now, seg.version) for s in sorted(entered)])
+        if exited:
+            c.executemany("DELETE FROM segment_member WHERE segment_id = ? AND subscriber_id = ?",
+                          [(seg.id, s) for s in sorted(exited)])
+        if entered or exited:
+            c.executemany(
+                "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
+                "cause, cause_ref) VALUES (?, ?, ?, ?, ?, ?)",
+                [(seg.id, s, now, "enter", *causes[s]) for s in sorted(entered)]
+                + [(seg.id, s, now, "exit", *causes[s]) for s in sorted(exited)])
+            c.execute("UPDATE segment SET member_count = member_count + ? WHERE id = ?",
+                      (len(entered) - len(exited), seg.id))
 
     # -- evaluation --------------------------------------------------------------------------------
 
@@ -378,21 +506,7 @@ class Membership:
             "SELECT m.subscriber_id FROM segment_member m WHERE m.segment_id = ? AND "
             f"m.subscriber_id IN (SELECT id FROM {DIRTY})", (seg.id,))}
         entered, exited = fresh - old, old - fresh
-        if entered:
-            c.executemany("INSERT INTO segment_member(segment_id, subscriber_id, entered_ms, "
-                          "version) VALUES (?, ?, ?, ?)",
-                          [(seg.id, s, now, seg.version) for s in sorted(entered)])
-        if exited:
-            c.executemany("DELETE FROM segment_member WHERE segment_id = ? AND subscriber_id = ?",
-                          [(seg.id, s) for s in sorted(exited)])
-        if entered or exited:
-            c.executemany(
-                "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
-                "cause, cause_ref) VALUES (?, ?, ?, ?, ?, ?)",
-                [(seg.id, s, now, "enter", *subs[s]) for s in sorted(entered)]
-                + [(seg.id, s, now, "exit", *subs[s]) for s in sorted(exited)])
-            c.execute("UPDATE segment SET member_count = member_count + ? WHERE id = ?",
-                      (len(entered) - len(exited), seg.id))
+        self._apply(seg, sorted(entered), sorted(exited), now, subs)
         if seg.deps.time_sensitive:
             self._reschedule(seg, now)
         return entered, exited
@@ -466,6 +580,8 @@ class Membership:
             by_types.setdefault(frozenset(_with_inbound(types)), []).append(sid)
         created = "profile.created" in change.attributes
         for seg in self._refresh().values():
+            if seg.manual:  # only set_manual_members changes a list
+                continue
             if created:  # a new subscriber: every segment may hold for it
                 self.mark_dirty(seg.id, change.subscriber_ids, ("attribute", "profile.created"))
                 continue
@@ -537,7 +653,7 @@ class Membership:
         with self.store.atomic():
             for seg in order:
                 subs = self._dirty.pop(seg.id, None)
-                if not subs:
+                if not subs or seg.manual:
                     continue
                 entered, exited = self._evaluate(seg, subs, now)
                 segments += 1
@@ -593,8 +709,12 @@ class Membership:
             for seg in self._order():
                 c = self.conn
                 c.execute(f"DELETE FROM {FRESH}")
-                q = compile_select(seg.rule, now)
-                c.execute(f"INSERT INTO {FRESH}(id) {q.sql}", q.params)
+                if seg.manual:  # the list is the truth: only its count can drift
+                    c.execute(f"INSERT INTO {FRESH}(id) SELECT subscriber_id FROM segment_member"
+                              " WHERE segment_id = ?", (seg.id,))
+                else:
+                    q = compile_select(seg.rule, now)
+                    c.execute(f"INSERT INTO {FRESH}(id) {q.sql}", q.params)
                 missing = tuple(int(r[0]) for r in c.execute(
                     f"SELECT id FROM {FRESH} WHERE id NOT IN (SELECT subscriber_id FROM "
                     "segment_member WHERE segment_id = ?) ORDER BY id", (seg.id,)))
@@ -607,7 +727,11 @@ class Membership:
                 drift = Drift(seg.name, missing[:sample], extra[:sample], stored, counted)
                 out.append(drift)
                 if fix and not drift.clean:
-                    self._recompute(seg, now, ("reconcile", None))
+                    if seg.manual:
+                        c.execute("UPDATE segment SET member_count = ? WHERE id = ?",
+                                  (counted, seg.id))
+                    else:
+                        self._recompute(seg, now, ("reconcile", None))
         return out
 
     def explain(self, subscriber_id: int, name: str, now: int | None = None) -> ExplainResult:
