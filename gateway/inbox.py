@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gateway.errors import SmsgateError
@@ -173,6 +174,59 @@ def note_decision(
         "UPDATE inbox_message SET action = ?, keyword = ?, flagged = ?, reply_id = ? WHERE id = ?",
         (action.value, keyword, flagged, reply_id, inbox_id),
     )
+
+
+# -- erasure and export (gateway.erasure) ------------------------------------------------------
+
+_INBOX_COLUMNS = ("id", "received_ms", "route", "sender", "recipient", "body", "action",
+                  "keyword", "flagged", "reply_id", "complete", "missing", "identity",
+                  "duplicate_of")
+
+
+def _sender_ids(conn: sqlite3.Connection, senders: Collection[str]) -> str:
+    """The ids of every text from ``senders`` (forms of one number), as a JSON array."""
+    return json.dumps([int(r[0]) for r in conn.execute(
+        "SELECT id FROM inbox_message WHERE sender IN (SELECT value FROM json_each(?)) "
+        "ORDER BY id", (json.dumps(sorted(senders)),))])
+
+
+def export_inbox(conn: sqlite3.Connection, senders: Collection[str]) -> list[dict[str, object]]:
+    """Every stored text from ``senders``, oldest first (for a data subject export)."""
+    if not _has_inbox(conn):
+        return []
+    rows = conn.execute(
+        f"SELECT {', '.join(_INBOX_COLUMNS)} FROM inbox_message WHERE id IN "
+        "(SELECT value FROM json_each(?)) ORDER BY id", (_sender_ids(conn, senders),),
+    ).fetchall()
+    out = []
+    for row in rows:
+        item = dict(zip(_INBOX_COLUMNS, row, strict=True))
+        item["complete"] = bool(item["complete"])
+        item["missing"] = json.loads(str(item["missing"])) if item["missing"] else None
+        out.append(item)
+    return out
+
+
+def erase_inbox(conn: sqlite3.Connection, senders: Collection[str]) -> list[tuple[int, str, int]]:
+    """Delete every text from ``senders`` in the caller's transaction; returns what was
+    deleted as ``(day, action, n)`` counts (UTC day received, the decision or 'undecided')
+    for the erased-message tally. The texts' replies are outbox messages to the same number,
+    erased with the outbox."""
+    if not _has_inbox(conn):
+        return []
+    ids = _sender_ids(conn, senders)
+    counts = [(int(day), str(action), int(n)) for day, action, n in conn.execute(
+        "SELECT received_ms / 86400000, coalesce(action, 'undecided'), count(*) "
+        "FROM inbox_message WHERE id IN (SELECT value FROM json_each(?)) GROUP BY 1, 2", (ids,),
+    )]
+    conn.execute("DELETE FROM inbox_message WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+    return counts
+
+
+def _has_inbox(conn: sqlite3.Connection) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox_message'"
+    ).fetchone() is not None
 
 
 # -- consent ledger (segment store) ------------------------------------------------------------

@@ -17,9 +17,10 @@ monotonic clock does not).
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -190,6 +191,47 @@ class SqliteMoStore:
             return int(groups), int(parts)
 
         return await self._db.run(counts)
+
+
+# -- erasure and export (gateway.erasure), on a caller's connection and transaction ----------
+
+
+def _has_parts(conn: sqlite3.Connection) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mo_pending_part'"
+    ).fetchone() is not None
+
+
+def export_parts(conn: sqlite3.Connection, senders: Collection[str]) -> list[dict[str, object]]:
+    """Parts from ``senders`` still waiting for the rest of their message (raw user data in
+    hex with its data_coding: a lone part may not decode on its own)."""
+    if not _has_parts(conn):
+        return []
+    rows = conn.execute(
+        "SELECT route, source_addr, destination_addr, data_coding, user_data, reference, total, "
+        "seq FROM mo_pending_part WHERE source_addr IN (SELECT value FROM json_each(?)) "
+        "ORDER BY route, key, seq", (json.dumps(sorted(senders)),),
+    ).fetchall()
+    names = ("route", "source_addr", "destination_addr", "data_coding", "user_data",
+             "reference", "total", "seq")
+    return [{**dict(zip(names, r, strict=True)), "user_data": bytes(r[4]).hex()} for r in rows]
+
+
+def erase_parts(conn: sqlite3.Connection, senders: Collection[str]) -> tuple[int, int]:
+    """Delete every waiting message (group and parts) with a part from ``senders``; returns
+    (groups, parts) deleted. The group key names the sender too (drivers.smpp.mo.group_key),
+    so the group row goes with its parts. An SMSC that later delivers a missing part of such
+    a message starts a new group, which holds only that part."""
+    if not _has_parts(conn):
+        return 0, 0
+    keys = json.dumps([json.loads(r[0]) for r in conn.execute(
+        "SELECT DISTINCT json_array(route, key) FROM mo_pending_part "
+        "WHERE source_addr IN (SELECT value FROM json_each(?))", (json.dumps(sorted(senders)),),
+    )])
+    doomed = "(route, key) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
+    parts = conn.execute(f"DELETE FROM mo_pending_part WHERE {doomed}", (keys,)).rowcount
+    groups = conn.execute(f"DELETE FROM mo_pending_group WHERE {doomed}", (keys,)).rowcount
+    return groups, parts
 
 
 class _transaction:

@@ -18,7 +18,9 @@ Erasure removes the person and keeps what the law and good practice need:
 - untouched: aggregate figures elsewhere (campaign statistics and the like). Segment
   ``member_count`` counters are decremented, since they count current members.
 
-Tables outside the segment store (the outbox) are erased by their owners.
+This module erases the segment store's tables only (segmentation imports nothing of the
+daemon's); ``gateway.erasure.erase_number`` runs :func:`erase_segment_data` and the outbox,
+inbox and MO-part erasure in one transaction over the whole file (``docs/privacy.md``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ class ErasureReport:
     memberships: int
     consent_rows_pseudonymised: int
     suppression_added: bool
+    removed: tuple[tuple[str, int], ...] = ()  # (table, rows deleted), subscriber's tables only
+
+    @property
+    def found_anything(self) -> bool:
+        return (self.subscriber_id is not None or self.consent_rows_pseudonymised > 0
+                or self.suppression_added)
 
 
 def _iso(ms: int | None) -> str | None:
@@ -74,10 +82,17 @@ def export_subscriber(store: Store, number: str) -> dict[str, Any]:
     Raises :class:`PrivacyError` when there is neither a subscriber nor a consent row.
     """
     e164 = normalise(number, store.default_region)
+    out = export_segment_data(store, e164)
+    if out["profile"] is None and not out["consent"]:
+        raise PrivacyError(e164, "no subscriber and no consent records")
+    return out
+
+
+def export_segment_data(store: Store, e164: str) -> dict[str, Any]:
+    """:func:`export_subscriber` for a normalised number, without the "nothing stored" check
+    (the gateway's export adds the outbox and inbox and decides that over all of them)."""
     profile = store.query("SELECT * FROM subscriber WHERE phone_e164 = ?", (e164,))
     consent = [asdict(c) for c in consent_history(store, e164)]
-    if not profile and not consent:
-        raise PrivacyError(e164, "no subscriber and no consent records")
     out: dict[str, Any] = {"number": e164, "exported_at": _iso(store.now_ms()),
                            "profile": None, "attributes": {}, "traits": None, "events": [],
                            "consent": consent, "memberships": [], "membership_history": []}
@@ -111,7 +126,7 @@ def export_subscriber(store: Store, number: str) -> dict[str, Any]:
     return out
 
 
-def _number_forms(e164: str) -> list[str]:
+def number_forms(e164: str) -> list[str]:
     """Spellings of a number that may appear in free text, longest first."""
     forms = {e164, e164.lstrip("+")}
     try:
@@ -141,24 +156,49 @@ def _rekey(store: Store, dedupe_key: str | None) -> str | None:
     return "erased:" + number_hash(store.hash_key, dedupe_key)
 
 
+# Tables that hold rows per subscriber, all removed by ``ON DELETE CASCADE`` (segmentation.schema).
+# Tables keyed (segment_id, subscriber_id) are counted through the segment ids, one primary-key
+# probe per segment (segment_member has no subscriber index: schema migration 3).
+_CASCADED: tuple[tuple[str, str], ...] = (
+    ("subscriber_attr", "subscriber_id = ?"),
+    ("event", "subscriber_id = ?"),
+    ("event_daily", "subscriber_id = ?"),
+    ("trait", "subscriber_id = ?"),
+    ("segment_member", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
+    ("segment_transition", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
+    ("segment_recheck", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
+)
+
+
 def erase_subscriber(store: Store, number: str, *, reason: str = "erasure") -> ErasureReport:
-    """Erase ``number`` as the module docstring describes; all or nothing."""
+    """Erase ``number`` as the module docstring describes; all or nothing.
+
+    Raises :class:`PrivacyError` when nothing was stored (no subscriber, no consent row, and
+    the suppression was already there).
+    """
     e164 = normalise(number, store.default_region)
+    with store.atomic():
+        report = erase_segment_data(store, e164, reason=reason)
+        if not report.found_anything:
+            raise PrivacyError(e164, "nothing stored for this number")
+    return report
+
+
+def erase_segment_data(store: Store, e164: str, *, reason: str = "erasure") -> ErasureReport:
+    """The segment store's part of an erasure, for a normalised number, in the caller's
+    transaction when there is one (``gateway.erasure`` adds the outbox and inbox to it)."""
     digest = number_hash(store.hash_key, e164)
-    forms = _number_forms(e164)
+    forms = number_forms(e164)
     with store.atomic():
         conn = store.conn
         sid_raw = store.scalar("SELECT id FROM subscriber WHERE phone_e164 = ?", (e164,))
         sid = None if sid_raw is None else int(sid_raw)
-        events = attrs = memberships = 0
+        removed: dict[str, int] = {}
         if sid is not None:
-            events = int(store.scalar("SELECT count(*) FROM event WHERE subscriber_id = ?",
-                                      (sid,)))
-            attrs = int(store.scalar(
-                "SELECT count(*) FROM subscriber_attr WHERE subscriber_id = ?", (sid,)))
-            memberships = int(store.scalar(
-                "SELECT count(*) FROM segment_member WHERE segment_id IN (SELECT id FROM segment) "
-                "AND subscriber_id = ?", (sid,)))
+            removed["subscriber"] = 1
+            for table, where in _CASCADED:
+                removed[table] = int(store.scalar(
+                    f"SELECT count(*) FROM {table} WHERE {where}", (sid,)))
             conn.execute(
                 "UPDATE segment SET member_count = max(member_count - 1, 0) WHERE id IN "
                 "(SELECT segment_id FROM segment_member WHERE segment_id IN "
@@ -177,11 +217,11 @@ def erase_subscriber(store: Store, number: str, *, reason: str = "erasure") -> E
             "INSERT INTO suppression(phone_hash, scope, reason, ts_ms) VALUES (?, 'marketing', "
             "?, ?) ON CONFLICT(phone_hash, scope) DO NOTHING", (digest, reason, store.now_ms()),
         ).rowcount == 1
-        if sid is None and not rows and not added:
-            raise PrivacyError(e164, "nothing stored for this number")
         store.note_change(subscriber_ids={sid} if sid is not None else (),
                           attributes={"erased", "suppression"})
-    return ErasureReport(digest, sid, events, attrs, memberships, len(rows), added)
+    return ErasureReport(digest, sid, removed.get("event", 0), removed.get("subscriber_attr", 0),
+                         removed.get("segment_member", 0), len(rows), added,
+                         tuple(sorted(removed.items())))
 
 
 SEGMENT_CSV_COLUMNS = ("phone", "country", "region", "tz", "locale", "entered_at")
