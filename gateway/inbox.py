@@ -264,19 +264,22 @@ def record_consent(
     store: Store, phone: str, action: str, keyword_text: str, inbox_id: int, ts_ms: int
 ) -> None:
     """Append one keyword row to the consent ledger (append-only, latest row wins, §6.4);
-    the inbox id is the evidence and the dedupe key, so a replay records it once.
+    the inbox id is the evidence and the dedupe key, so a replay records it once. In the same
+    transaction the subscriber's status follows (STOP: 'stopped', START after it: 'active';
+    :func:`segmentation.consent.set_status_for_keyword`), so the ledger and the status an
+    operator or a campaign preview reads never disagree.
 
     A STOP must be honoured whoever sends it: a sender the ledger's number check rejects
     (test ranges, short codes) is recorded as written instead of being dropped.
     """
     evidence = {"inbox_id": inbox_id}
-    try:
-        ledger.record_consent(
-            store, phone, PROGRAM, action, "keyword", actor="inbound", ts_ms=ts_ms,
-            keyword_text=keyword_text, evidence=evidence, dedupe_key=f"inbox:{inbox_id}",
-        )
-    except SmsgateError:
-        with store.atomic() as conn:
+    with store.atomic() as conn:
+        try:
+            ledger.record_consent(
+                store, phone, PROGRAM, action, "keyword", actor="inbound", ts_ms=ts_ms,
+                keyword_text=keyword_text, evidence=evidence, dedupe_key=f"inbox:{inbox_id}",
+            )
+        except SmsgateError:
             conn.execute(
                 "INSERT INTO consent (phone_e164, program, action, ts_ms, method, keyword_text, "
                 "evidence, actor, dedupe_key) VALUES (?, ?, ?, ?, 'keyword', ?, ?, 'inbound', ?) "
@@ -285,6 +288,7 @@ def record_consent(
                  f"inbox:{inbox_id}"),
             )
             store.note_change(attributes={f"consent.{PROGRAM}"})
+        ledger.set_status_for_keyword(store, phone, action)
 
 
 def reply_event(store: Store, phone: str, inbox_id: int, ts_ms: int, route: str) -> None:

@@ -131,6 +131,39 @@ def record_consent(
         return int(cur.lastrowid or 0)
 
 
+# What a keyword does to ``subscriber.status`` (segmentation.schema): a STOP stops an active
+# subscriber, a START/UNSTOP/YES after it makes them active again. Only these two statuses
+# move: 'invalid' (a number that cannot receive) is not cured by a text, and an operator's
+# other statuses are theirs. The ledger stays the gate; the status is what people read.
+KEYWORD_STATUS: dict[str, tuple[str, str]] = {
+    "revoke": ("active", "stopped"),
+    "grant": ("stopped", "active"),
+}
+
+
+def set_status_for_keyword(store: Store, number: str, action: str) -> int | None:
+    """Move an existing subscriber's status as :data:`KEYWORD_STATUS` says for ``action``
+    (``revoke`` / ``grant``); returns the subscriber id when it changed, else None. Run it in
+    the transaction that records the ledger row, so the two are never seen apart."""
+    if action not in KEYWORD_STATUS:
+        raise ConsentError("action", action, "must be grant or revoke")
+    try:
+        e164 = normalise(number, store.default_region)
+    except SmsgateError:
+        return None  # not a number the store accepts, so no subscriber has it
+    old, new = KEYWORD_STATUS[action]
+    with store.atomic():
+        row = store.conn.execute(
+            "UPDATE subscriber SET status = ? WHERE phone_e164 = ? AND status = ? RETURNING id",
+            (new, e164, old),
+        ).fetchall()
+        if not row:
+            return None
+        sid = int(row[0][0])
+        store.note_change(subscriber_ids={sid}, attributes={"profile.status"})
+        return sid
+
+
 def _entry(row: tuple[Any, ...]) -> ConsentEntry:
     (id_, phone, sid, program, action, ts, method, kw, disclosure, evidence, actor) = row
     return ConsentEntry(id_, phone, sid, program, action, ts, method, kw, disclosure,
