@@ -139,7 +139,8 @@ def export_number(store: Store, number: str) -> dict[str, Any]:
         out["pending_mo_parts"] = export_parts(conn, forms.senders)
     if out["profile"] is None and not any(
             out[k] for k in ("consent", "outbox_messages", "inbox_messages", "pending_mo_parts")):
-        raise PrivacyError(e164, "nothing stored for this number")
+        raise PrivacyError(e164, "no subscriber and no consent records, and no messages to "
+                                 "or from it")
     return out
 
 

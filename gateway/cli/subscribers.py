@@ -4,7 +4,9 @@
   row on standard error (``row N, column X: why``), a summary on standard output; exit 2 when
   any row was bad (the good rows are kept).
 - ``smsgate event add NUMBER TYPE [--at TIME] [--value V] [--prop K=V]... [--id ID]``.
-- ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``.
+- ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``:
+  over the whole database file (segment store, outbox, inbox, waiting MO parts; see
+  ``gateway.erasure`` and ``docs/privacy.md``).
 
 The database, default region and hash key come from the config (``[database] path``,
 ``[segments] default_region``, ``[segments] hash_key`` / ``hash_key_env``); ``--db FILE`` uses a
@@ -90,8 +92,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub_sub.required = True
     export = sub_sub.add_parser(
         "export", help="print everything stored about a number as JSON",
-        description="Print the profile, attributes, traits, events, consent records and "
-        "segment memberships of NUMBER as one JSON object (exit 1 if nothing is stored).")
+        description="Print the profile, attributes, traits, events, consent records, "
+        "segment memberships, messages sent to NUMBER (with their parts and history), texts "
+        "received from it and parts of texts still being reassembled, as one JSON object "
+        "(exit 1 if nothing is stored).")
     export.add_argument("number", metavar="NUMBER")
     export.add_argument("--output", "-o", metavar="FILE", type=Path,
                         help="write to FILE instead of standard output")
@@ -99,11 +103,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.set_defaults(func=subscriber_export_command)
     erase = sub_sub.add_parser(
         "erase", help="erase a number's personal data (keeps a suppression hash)",
-        description="Delete the profile, attributes, events, roll-ups, traits and segment "
-        "memberships of NUMBER; keep its consent records with the number replaced by a keyed "
-        "hash; add a marketing suppression for the hash. Irreversible: needs --yes.")
+        description="In one transaction: delete the profile, attributes, events, roll-ups, "
+        "traits and segment memberships of NUMBER, every message to it (queued ones are "
+        "cancelled; one a running daemon is sending may still go out) with its parts and "
+        "history, every text from it and any parts of one still being reassembled; keep its "
+        "consent records with the number replaced by a keyed hash, and message counts per "
+        "day; add a marketing suppression for the hash. Prints the rows removed per table. "
+        "Irreversible: needs --yes. See docs/privacy.md.")
     erase.add_argument("number", metavar="NUMBER")
     erase.add_argument("--yes", action="store_true", help="confirm the erasure")
+    erase.add_argument("--vacuum", action="store_true",
+                       help="rewrite the database file afterwards, so no old copy of a deleted "
+                            "row is left in its free space (slow on a large file; locks it)")
     erase.add_argument("--json", action="store_true", help="print the report as JSON")
     _store_arguments(erase)
     erase.set_defaults(func=subscriber_erase_command)
@@ -272,10 +283,10 @@ def event_add_command(args: argparse.Namespace) -> int:
 
 
 def subscriber_export_command(args: argparse.Namespace) -> int:
-    from segmentation.privacy import export_subscriber
+    from gateway.erasure import export_number
 
     def body(store: Store) -> int:
-        data = export_subscriber(store, args.number)
+        data = export_number(store, args.number)
         text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True)
         if args.output is not None:
             try:
@@ -290,23 +301,33 @@ def subscriber_export_command(args: argparse.Namespace) -> int:
 
 
 def subscriber_erase_command(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from segmentation.privacy import erase_subscriber
+    from gateway.erasure import erase_number, report_json
 
     if not args.yes:
         print("smsgate: erasure cannot be undone; add --yes to confirm", file=sys.stderr)
         return 2
 
     def body(store: Store) -> int:
-        report = erase_subscriber(store, args.number)
+        report = erase_number(store, args.number, vacuum=args.vacuum)
         if args.json:
-            _print_json(asdict(report))
-        else:
-            print(f"erased: {report.events} events, {report.attributes} attributes, "
-                  f"{report.memberships} segment memberships removed; "
-                  f"{report.consent_rows_pseudonymised} consent records kept under the hash; "
-                  f"suppression {'added' if report.suppression_added else 'already present'}")
+            _print_json(report_json(report))
+            return 0
+        seg = report.segment
+        print("erased; rows removed per table:")
+        for table, n in report.removed:
+            print(f"  {table}: {n}")
+        if not report.removed:
+            print("  (none)")
+        if report.outbox.cancelled or report.outbox.in_flight:
+            print(f"{report.outbox.cancelled} queued messages cancelled; "
+                  f"{report.outbox.in_flight} were already with a carrier or being sent "
+                  "(their late results are ignored)")
+        print(f"kept: {seg.consent_rows_pseudonymised} consent records under the keyed hash; "
+              f"suppression {'added' if seg.suppression_added else 'already present'}; "
+              "message counts in erased_message_tally")
+        if not report.wal_truncated:
+            print("note: another process was reading the database, so its write-ahead log "
+                  "was not truncated yet; it will be at the next checkpoint")
         return 0
 
     return _run(args, body)

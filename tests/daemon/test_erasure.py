@@ -9,7 +9,11 @@ erased message finds nothing and changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 
 from drivers.smpp.mo import MoPart
+from gateway.cli import main
 from gateway.config import KeywordsConfig
 from gateway.daemon_events import final_states_after, ingest_for_subscribers, to_events
 from gateway.daemon_inbound import InboundHandler
@@ -35,6 +40,7 @@ from segmentation.ingest import Event, ingest_events
 from segmentation.privacy import PrivacyError, number_forms
 from segmentation.store import AsyncStore, Store
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = b"erasure-test-key"
 NUMBER = "+447911123456"
 OTHER = "+447912345678"
@@ -328,3 +334,35 @@ def test_a_number_known_only_to_the_outbox_is_erased(tmp_path: Path) -> None:
         report = erase_number(store, NUMBER)
     assert report.segment.subscriber_id is None and report.outbox.cancelled == 1
     assert hits(path, needles(NUMBER)) == []
+
+
+def test_cli_export_and_erase(world: World, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMSGATE_HASH_KEY", KEY.decode())
+    db = ["--db", str(world.path), "--default-region", "GB"]
+    assert main(["subscriber", "export", "07911 123456", *db]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {m["text"] for m in data["outbox_messages"]} >= set(BODY[NUMBER][:3])
+    assert [m["body"] for m in data["inbox_messages"]][-1] == BODY[NUMBER][3]
+    assert main(["subscriber", "erase", "07911 123456", *db]) == 2  # no --yes
+    assert "--yes" in capsys.readouterr().err
+    # one real process, as an operator runs it
+    env = {**os.environ, "SMSGATE_HASH_KEY": KEY.decode()}
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "subscriber", "erase", NUMBER,
+                        "--yes", *db], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "erased; rows removed per table:"
+    for line in ("  outbox_message: 7", "  inbox_message: 3", "  mo_pending_part: 1",
+                 "  subscriber: 1", "  event: 3"):
+        assert line in lines
+    assert "3 queued messages cancelled; 2 were already with a carrier" in r.stdout
+    assert NUMBER not in r.stdout and "7911123456" not in r.stdout
+    assert main(["subscriber", "export", NUMBER, *db]) == 1
+    assert "no subscriber and no consent records" in capsys.readouterr().err
+    assert main(["subscriber", "erase", NUMBER, "--yes", "--json", *db]) == 1
+    assert "nothing stored" in capsys.readouterr().err
+    assert main(["subscriber", "erase", "+4479", "--yes", *db]) == 2
+    assert "bad phone number" in capsys.readouterr().err
+    assert hits(world.path, needles(NUMBER)) == []
