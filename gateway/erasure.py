@@ -93,9 +93,10 @@ def address_forms(e164: str) -> NumberForms:
         nsn = phonenumbers.national_significant_number(parsed)
         national = "".join(ch for ch in phonenumbers.format_number(
             parsed, phonenumbers.PhoneNumberFormat.NATIONAL) if ch.isdigit())
-        for form in {nsn, national} - {""}:
-            # inbox.e164() turns a bare national address into "+" + its digits
-            senders.update({form, inbox_address(form)})
+        senders.update({nsn, national} - {""})
+    # inbox.e164() stores an address without '+' as '+' and its digits, whatever they were
+    # (a national number, '00' and the country code): those spellings are in the inbox too.
+    senders.update({inbox_address(form) for form in senders})
     return NumberForms(e164, frozenset({e164}), frozenset(senders))
 
 

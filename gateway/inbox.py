@@ -93,10 +93,16 @@ PROGRAM = "marketing"
 
 
 def e164(address: str) -> str:
-    """SMPP source_addr (TON 1, no '+') and modem originators as E.164 when they are numbers."""
+    """SMPP source_addr (TON 1, no '+') and modem originators as E.164 when they are numbers.
+
+    '00' is the international prefix (ITU-T E.164 §6.2.1 recommends it; most of Europe dials
+    it), so '0044...' is '+44...': the opted-out set and the STOP's cancellation compare with
+    the outbox's E.164 destinations and must see the same spelling."""
     digits = address.strip()
     if digits.startswith("+"):
         return digits
+    if digits.startswith("00") and digits.isdigit() and len(digits) >= 9:
+        return "+" + digits[2:]
     if digits.isdigit() and len(digits) >= 7:
         return "+" + digits
     return digits

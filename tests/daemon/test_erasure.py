@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from drivers.smpp.mo import MoPart
 from gateway.cli import main
@@ -29,6 +31,9 @@ from gateway.daemon_inbound import InboundHandler
 from gateway.dispatch_db import AsyncOutbox
 from gateway.erasure import address_forms, erase_number, export_number
 from gateway.inbound.keywords import Action, Replies
+from gateway.inbox import e164 as inbox_e164
+from gateway.inbox import ensure_schema as ensure_inbox
+from gateway.inbox import store_inbound
 from gateway.mo_store import MoPartDb
 from gateway.outbox import Outbox
 from gateway.outbox_states import Lane, ReportOutcome
@@ -39,6 +44,7 @@ from segmentation.csvio import import_subscribers
 from segmentation.ingest import Event, ingest_events
 from segmentation.privacy import PrivacyError, number_forms
 from segmentation.store import AsyncStore, Store
+from segmentation.subscribers import upsert_subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = b"erasure-test-key"
@@ -366,3 +372,57 @@ def test_cli_export_and_erase(world: World, monkeypatch: pytest.MonkeyPatch,
     assert main(["subscriber", "erase", "+4479", "--yes", *db]) == 2
     assert "bad phone number" in capsys.readouterr().err
     assert hits(world.path, needles(NUMBER)) == []
+
+
+def _example(region: str) -> str:
+    number = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
+    assert number is not None
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+@pytest.mark.parametrize("region", ["GB", "US", "DE", "FR", "IN", "AU", "BR", "JP"])
+def test_texts_are_found_in_every_form_an_address_arrives_in(tmp_path: Path,
+                                                             region: str) -> None:
+    """The same person's texts, from addresses written every way SMPP and modems write them
+    (international with and without '+', '00', national with the trunk prefix, the national
+    significant number), all go; a text from another number stays."""
+    e164 = _example(region)
+    parsed = phonenumbers.parse(e164)
+    national = "".join(c for c in phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
+                       if c.isdigit())
+    nsn = phonenumbers.national_significant_number(parsed)
+    addresses = sorted({e164, e164[1:], "00" + e164[1:], national, nsn})
+    path = tmp_path / "smsgate.db"
+    with store_at(path, Clock()) as store:
+        conn = store.conn
+        ensure_inbox(conn)
+        for i, address in enumerate(addresses):
+            store_inbound(conn, T0 + i, ROUTE, inbox_e164(address), "1", f"text {i}")
+        store_inbound(conn, T0, ROUTE, OTHER, "1", "from the other number")
+
+    async def add_parts() -> None:
+        parts = await MoPartDb.open(path)
+        try:
+            for i, address in enumerate(addresses):
+                await parts.store(ROUTE, 600).add(MoPart(
+                    address, "1", 0, b"half", None, i, 2, 1, "udh8", 1, 1))
+        finally:
+            await parts.aclose()
+    asyncio.run(add_parts())
+    with store_at(path, Clock()) as store:  # default region GB: a GB number given nationally
+        report = erase_number(store, national if region == "GB" else e164)
+        assert report.inbox_messages == len(addresses)
+        assert (report.mo_groups, report.mo_parts) == (len(addresses), len(addresses))
+        left = store.conn.execute("SELECT sender FROM inbox_message").fetchall()
+    assert left == [(OTHER,)]
+
+
+def test_a_file_with_only_the_segment_store(tmp_path: Path) -> None:
+    path = tmp_path / "segments.db"
+    with store_at(path, Clock()) as store:
+        upsert_subscriber(store, NUMBER)
+        report = erase_number(store, NUMBER)
+        tables = {r[0] for r in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert dict(report.removed) == {"subscriber": 1, "trait": 1}
+    assert not tables & {"outbox_message", "inbox_message", "erased_message_tally"}

@@ -16,6 +16,8 @@ from gateway.daemon_inbound import InboundHandler
 from gateway.dispatch_db import AsyncOutbox
 from gateway.inbound.keywords import Action, Replies
 from gateway.inbox import record_consent
+from gateway.outbox import Outbox
+from gateway.outbox_types import NewMessage
 from gateway.routes import RouteInbound
 from segmentation.consent import set_status_for_keyword
 from segmentation.store import AsyncStore, Change, Store
@@ -123,3 +125,18 @@ def test_the_status_and_the_consent_row_commit_together(tmp_path: Path) -> None:
         assert {"profile.status", "consent.marketing"} <= changes[-1].attributes
         assert set_status_for_keyword(store, NUMBER, "revoke") is None  # already stopped
         assert set_status_for_keyword(store, "12345", "grant") is None  # a short code
+
+
+async def test_a_stop_from_an_address_with_the_00_prefix_is_the_number(tmp_path: Path) -> None:
+    """'0044...' is '+44...': the STOP cancels the number's queued messages and joins the
+    dispatcher's opted-out set under the outbox's spelling."""
+    path = tmp_path / "smsgate.db"
+    with Store(path) as store:
+        upsert_subscriber(store, NUMBER)
+    with Outbox(path) as box:
+        box.enqueue(NewMessage(NUMBER, "a campaign text"))
+    async with handler(path, Clock()) as inbound:
+        result = await inbound.process(RouteInbound(ROUTE, "0044" + NUMBER[3:], "1", "STOP"))
+        assert result.action is Action.OPT_OUT and result.cancelled == 1
+        assert NUMBER in inbound.opted_out
+    assert status(path) == "stopped"
