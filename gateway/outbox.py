@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway import outbox_read
+from gateway.outbox_history import HistoryRow, write_history
 from gateway.outbox_schema import COMPONENT, MIGRATIONS, VERSION_TABLE
 from gateway.outbox_states import (
     FINAL,
@@ -111,7 +112,7 @@ class Outbox:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.execute("PRAGMA cache_size=-32768")
-        self._history_rows: list[tuple[int, int, str, str | None]] = []
+        self._history_rows: list[HistoryRow] = []
         self.migrate()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -136,8 +137,7 @@ class Outbox:
         self._history_rows.clear()
         try:
             yield self.conn
-            if self._history_rows:
-                self._write_history(self._history_rows)
+            write_history(self.conn, self._history_rows)
         except BaseException:
             self._history_rows.clear()
             self.conn.execute("ROLLBACK")
@@ -191,7 +191,7 @@ class Outbox:
         results: list[Accepted] = []
         rows: list[tuple[object, ...]] = []
         parts: list[tuple[int, int]] = []
-        history: list[tuple[int, int, str, str | None]] = []
+        history: list[HistoryRow] = []
         with self._tx() as conn:
             next_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM outbox_message")
                           .fetchone()[0]) + 1
@@ -255,8 +255,8 @@ class Outbox:
                     break
                 # One JSON row per lane, with each message's unsent parts: a plain SELECT
                 # steps once per row, and every step releases and re-takes the GIL the event
-                # loop competes for (see _write_history). Sorted again here because the order
-                # an aggregate sees its rows in is not guaranteed.
+                # loop competes for (see gateway.outbox_history). Sorted again here because
+                # the order an aggregate sees its rows in is not guaranteed.
                 text = conn.execute(
                     "SELECT json_group_array(json_array(not_before_ms, id, dest, sender, body, "
                     "total_parts, retries, expires_ms, (SELECT json_group_array(seq) "
@@ -300,7 +300,7 @@ class Outbox:
             return 0
         until = self.clock() + delay_ms
         with self._tx() as conn:
-            # The ids as one JSON array: one statement, no variable limit (see _write_history).
+            # The ids as one JSON array: one statement (see gateway.outbox_history).
             return conn.execute(
                 "UPDATE outbox_message SET not_before_ms = ? "
                 "WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' "
@@ -369,7 +369,7 @@ class Outbox:
         rows = [(s.message_id, s.seq, s.route, s.carrier_id) for s in run]
         if len({(r[0], r[1]) for r in rows}) == len(rows):
             # One statement over a JSON array (one sqlite3_step, one GIL release: see
-            # _write_history). UPDATE .. FROM applies one source row per part, so it is only
+            # gateway.outbox_history). UPDATE .. FROM applies one source row per part, so it is only
             # used when no part appears twice in the run; otherwise in order, row by row.
             updated = conn.execute(
                 "UPDATE outbox_part SET state = 'submitted', route = j.value ->> 2, "
@@ -406,7 +406,7 @@ class Outbox:
 
     def _back_to_queue(
         self, conn: sqlite3.Connection, mid: int, now: int, not_before: int | None,
-        detail: str, history: list[tuple[int, int, str, str | None]],
+        detail: str, history: list[HistoryRow],
     ) -> None:
         if self._state(conn, mid) != State.SENDING:
             return
@@ -429,7 +429,7 @@ class Outbox:
 
     def _temporary(
         self, conn: sqlite3.Connection, f: TemporaryFailure, now: int,
-        history: list[tuple[int, int, str, str | None]],
+        history: list[HistoryRow],
     ) -> None:
         row = conn.execute(
             "SELECT state, retries, max_retries, expires_ms FROM outbox_message WHERE id = ?",
@@ -459,7 +459,7 @@ class Outbox:
 
     def _permanent(
         self, conn: sqlite3.Connection, f: PermanentFailure, now: int,
-        history: list[tuple[int, int, str, str | None]],
+        history: list[HistoryRow],
     ) -> None:
         if self._state(conn, f.message_id) != State.SENDING:
             return
@@ -473,7 +473,7 @@ class Outbox:
 
     def _finish(
         self, conn: sqlite3.Connection, mid: int, state: State, now: int, detail: str | None,
-        history: list[tuple[int, int, str, str | None]],
+        history: list[HistoryRow],
     ) -> None:
         """Move a not-yet-submitted message (or its unsent rest) to a final state."""
         part_state = PartState.FAILED if state == State.FAILED else PartState(state.value)
@@ -548,8 +548,9 @@ class Outbox:
         a route given for a message is recorded as its route."""
         if not messages:
             return
-        # Set-based (see _write_history): the ids go in as one JSON array, the parts come back
-        # as one JSON row, and the updates are one statement per (new state, route) group.
+        # Set-based (see gateway.outbox_history): the ids go in as one JSON array, the parts
+        # come back as one JSON row, and the updates are one statement per (new state, route)
+        # group.
         found: dict[int, tuple[str, list[str]]] = {}
         text = conn.execute(
             "SELECT json_group_array(json_array(m.id, m.state, p.state)) "
@@ -598,7 +599,7 @@ class Outbox:
             f"WHERE state IN {_WAITING_SQL} AND expires_ms IS NOT NULL AND expires_ms <= ?",
             (now,),
         )]
-        history: list[tuple[int, int, str, str | None]] = []
+        history: list[HistoryRow] = []
         for mid in ids:
             self._finish(conn, mid, State.EXPIRED, now, "deadline passed before sending", history)
         self._history(history)
@@ -628,11 +629,11 @@ class Outbox:
     def recover(self) -> int:
         """At start-up: parts left ``sending`` by a crash go back to ``queued`` (sent again)."""
         now = self.clock()
-        history: list[tuple[int, int, str, str | None]] = []
+        history: list[HistoryRow] = []
         with self._tx() as conn:
+            # One scan at start-up: an index on state would cost every claim and mark.
             ids = [r[0] for r in conn.execute(
-                "SELECT id FROM outbox_message INDEXED BY outbox_message_state "
-                "WHERE state = 'sending'"
+                "SELECT id FROM outbox_message WHERE state = 'sending'"
             )]
             for mid in ids:
                 self._back_to_queue(conn, mid, now, None, "recovered after restart", history)
@@ -647,7 +648,7 @@ class Outbox:
     def cancel(self, message_id: int) -> bool:
         """Cancel a message that has not been handed out; False when it is too late."""
         now = self.clock()
-        history: list[tuple[int, int, str, str | None]] = []
+        history: list[HistoryRow] = []
         with self._tx() as conn:
             if self._state(conn, message_id) not in WAITING:
                 return False
@@ -658,7 +659,7 @@ class Outbox:
     def cancel_queued_for_number(self, e164: str, detail: str = "opt-out") -> int:
         """Cancel every waiting message to ``e164`` (the STOP path); returns how many."""
         now = self.clock()
-        history: list[tuple[int, int, str, str | None]] = []
+        history: list[HistoryRow] = []
         with self._tx() as conn:
             ids = [r[0] for r in conn.execute(
                 f"SELECT id FROM outbox_message WHERE dest = ? AND state IN {_WAITING_SQL}",
@@ -671,7 +672,7 @@ class Outbox:
 
     def _cancel(
         self, conn: sqlite3.Connection, mid: int, now: int, detail: str,
-        history: list[tuple[int, int, str, str | None]],
+        history: list[HistoryRow],
     ) -> None:
         conn.execute(
             "UPDATE outbox_part SET state = 'cancelled' WHERE message_id = ? AND state = 'queued'",
@@ -729,24 +730,7 @@ class Outbox:
         row = conn.execute("SELECT state FROM outbox_message WHERE id = ?", (mid,)).fetchone()
         return State(row[0]) if row else None
 
-    def _write_history(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
-        # One statement over a JSON array, not executemany: each executemany row is one
-        # sqlite3_step, and every step releases and re-takes the GIL the event loop competes
-        # for (one step here, whatever the batch size).
-        last = int(self.conn.execute(
-            "SELECT value FROM outbox_sequence WHERE name = 'history'"
-        ).fetchone()[0])
-        self.conn.execute(
-            "INSERT INTO outbox_history (message_id, id, ts_ms, state, detail) "
-            "SELECT j.value ->> 0, ? + j.key, j.value ->> 1, j.value ->> 2, j.value ->> 3 "
-            "FROM json_each(?) AS j",
-            (last + 1, json.dumps(rows)),
-        )
-        self.conn.execute(
-            "UPDATE outbox_sequence SET value = ? WHERE name = 'history'", (last + len(rows),)
-        )
-
-    def _history(self, rows: Iterable[tuple[int, int, str, str | None]]) -> None:
+    def _history(self, rows: Iterable[HistoryRow]) -> None:
         """Queue history rows for the transaction in progress (written at its COMMIT)."""
         self._history_rows.extend(rows)
 

@@ -23,6 +23,7 @@ from gateway.outbox import (
     NewMessage,
     Outbox,
     OutboxError,
+    Outcome,
     PermanentFailure,
     Report,
     ReportOutcome,
@@ -115,12 +116,12 @@ class OutboxMachine(RuleBasedStateMachine):
     @rule(data=st.data(), kind=st.sampled_from(["temporary", "permanent", "requeue"]))
     def fail(self, data: st.DataObject, kind: str) -> None:
         mid = data.draw(st.sampled_from(self._ids("sending")))
-        outcome = {
+        outcomes: dict[str, Outcome] = {
             "temporary": TemporaryFailure(mid, code=0x58),
             "permanent": PermanentFailure(mid, code=0x0B),
             "requeue": Requeue(mid),
-        }[kind]
-        self.outbox.mark_many([outcome])
+        }
+        self.outbox.mark_many([outcomes[kind]])
 
     @precondition(lambda self: bool(self._sending_parts()))
     @rule(data=st.data(), route=st.sampled_from(ROUTES))
