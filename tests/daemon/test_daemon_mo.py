@@ -83,8 +83,9 @@ async def test_a_text_missing_a_part_is_stored_incomplete(tmp_path: Path) -> Non
             inbound = daemon.inbound
             assert inbound is not None
             sim.command("inject_mo", text=LONG, source=SENDER, parts=[1], reference=9)
-            await until(daemon, lambda: inbound.statistics().received == 1)
-            assert inbound.statistics().incomplete == 1
+            # `received` counts on arrival, `incomplete` once the row is stored: wait for both.
+            await until(daemon, lambda: inbound.statistics().incomplete == 1)
+            assert inbound.statistics().received == 1
             assert daemon.snapshot()["inbound"]["incomplete"] == 1  # for `smsgate status`
             store = smpp_route(daemon).mo_store
             assert store is not None
