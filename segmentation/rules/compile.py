@@ -8,7 +8,10 @@ Two modes (``../shared/reference/segmentation-compliance.md`` §5.4):
 
 - **full** — every subscriber. Event and attribute conditions become non-correlated
   ``s.id IN (SELECT ... GROUP BY ... HAVING ...)`` sets that SQLite materialises once, reading
-  the ``(type, ts_ms)`` and ``(key, value)`` indexes instead of probing per subscriber.
+  the ``(type, ts_ms)`` and ``(key, value)`` indexes instead of probing per subscriber;
+  except where a cheaper exact form exists: event types with a trait column are prefiltered
+  by the trait row (:meth:`_Compiler._aggregate_by_trait`), a ``last()`` window pair is one
+  pass (:meth:`_Compiler.last_window`), circles test a bounding box first (:func:`_box`).
 - **incremental** — only the ids in a temp table (``s.id IN (SELECT id FROM dirty)``, which
   SQLite answers by rowid look-ups driven by the dirty list; see :func:`_source`). Conditions
   are correlated sub-queries on ``(subscriber_id, type, ts_ms)``, cheap for a few subscribers.
@@ -22,6 +25,7 @@ yields 0 or 1, never NULL, so ``NOT`` is plain.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -73,6 +77,21 @@ _GEO_COLUMNS: Final = {
     "postal_code": "s.postal_code",
 }
 _TABLE_RE: Final = re.compile(r"(temp\.)?[a-z_][a-z0-9_]*\Z")
+
+# event type -> trait column holding the latest time of that type. The ingest invariant
+# (segmentation/ingest.py: traits equal a recomputation from the raw events; its LAST_TS_TRAIT,
+# kept equal to this by a test) makes these exact necessary conditions in full mode: a
+# subscriber with an event of the type in (now - D, now] has ``last_<type>_ms > now - D``, and
+# a count of purchases never exceeds ``orders``.
+EVENT_TRAIT: Final = {
+    "link_click": "last_click_ms",
+    "product_view": "last_view_ms",
+    "cart_add": "last_cart_ms",
+    "purchase": "last_purchase_ms",
+    "reply": "last_reply_ms",
+    "sent": "last_sent_ms",
+    "delivered": "last_delivered_ms",
+}
 
 
 @dataclass(frozen=True)
@@ -160,13 +179,12 @@ class _Compiler:
 
     def cond(self, rule: Rule) -> Frag:
         match rule:
-            case And(ch) | Or(ch):
+            case And(ch):
+                return self.conjunction(ch)
+            case Or(ch):
                 parts = [self.cond(c) for c in ch]
-                joiner = " AND " if isinstance(rule, And) else " OR "
-                return (
-                    "(" + joiner.join(s for s, _ in parts) + ")",
-                    [x for _, p in parts for x in p],
-                )
+                return ("(" + " OR ".join(s for s, _ in parts) + ")",
+                        [x for _, p in parts for x in p])
             case Not(child):
                 s, p = self.cond(child)
                 return f"NOT {s}", p
@@ -200,8 +218,12 @@ class _Compiler:
                 col = _GEO_COLUMNS[field]
                 return f"COALESCE({col} IN ({_placeholders(len(values))}), 0)", list(values)
             case Near(lat, lon, km):
+                box, bp = _box("s.lat", "s.lon", lat, lon, km)
                 s, p = _chord2("s.lat", "s.lon", lat, lon)
-                return f"COALESCE({s} <= ?, 0)", [*p, geo.chord2_limit(km)]
+                if not box:
+                    return f"COALESCE({s} <= ?, 0)", [*p, geo.chord2_limit(km)]
+                return (f"(CASE WHEN {box} THEN COALESCE({s} <= ?, 0) ELSE 0 END)",
+                        [*bp, *p, geo.chord2_limit(km)])
             case Random(salt, lo, hi):
                 a, b, c, e = geo.bucket_coefficients(salt)
                 pr = geo.HASH_PRIME
@@ -254,8 +276,11 @@ class _Compiler:
                     f"({_placeholders(len(wanted))}))", wanted)
         if t == "geo":
             assert isinstance(v, Circle)
+            b, bp = _box("a.value_num", "a.value_num2", v.lat, v.lon, v.km)
             s, p = _chord2("a.value_num", "a.value_num2", v.lat, v.lon)
-            return f"{s} <= ?", [*p, geo.chord2_limit(v.km)]
+            if not b:
+                return f"{s} <= ?", [*p, geo.chord2_limit(v.km)]
+            return f"{b} AND {s} <= ?", [*bp, *p, geo.chord2_limit(v.km)]
         if t == "bool":
             return "a.value_num = ?", [1 if v else 0]
         if op == "between":
@@ -301,6 +326,8 @@ class _Compiler:
                 f"AND e.ts_ms >= ? AND e.ts_ms <= ?)) {sop} ?",
                 [spec.type, d.first_day, d.last_day, *spec_p, *d.head, *spec_p, *d.tail, rhs],
             )
+        if spec.type in EVENT_TRAIT:
+            return self._aggregate_by_trait(spec, window, op, rhs, kind)
         # Full mode reads raw events through the (type, ts_ms) index even for long windows:
         # event_daily has no (type, day) index, and scanning it whole was measured 3-4x slower
         # at 1M subscribers / 10M events (draft preview 2.2 s -> 0.66 s). The roll-up serves
@@ -317,9 +344,40 @@ class _Compiler:
         return (f"s.id IN (SELECT sid FROM ({inner}) GROUP BY sid HAVING {total} {sop} ?)",
                 [*inner_p, rhs])
 
+    def _aggregate_by_trait(
+        self, spec: EventSpec, window: int | None, op: str, rhs: float, kind: str
+    ) -> Frag:
+        """Full mode, an event type with a trait: the trait row rules out (exactly, by the
+        ingest invariant) every subscriber who cannot have a qualifying event, and only the
+        rest are counted by a correlated look-up on the covering (subscriber_id, type, ts_ms)
+        index. The set form instead fetched every event row in the window by rowid to learn
+        its subscriber: 1.5 s for ``count(purchase, last 365d) >= 5`` at 1M / 10M, 0.3 s
+        this way. The look-up names ``t.subscriber_id`` so SQLite cannot hoist it ahead of
+        the trait join (it would then run for every subscriber)."""
+        col = EVENT_TRAIT[spec.type]
+        agg = "COUNT(*)" if kind == "count" else "TOTAL(e.value)"
+        spec_sql, spec_p = _spec(spec, "e")
+        w, wp = _window("e", window, self.now)
+        look = (f"(SELECT {agg} FROM event e WHERE e.subscriber_id = t.subscriber_id "
+                f"AND {spec_sql} AND {w}) {SQL_OPS[op]} ?")
+        look_p = [*spec_p, *wp, rhs]
+        if window is None:
+            some, some_p = f"t.{col} IS NOT NULL", []
+        else:
+            some, some_p = f"t.{col} > ?", [self.now - window]
+        # CASE, not AND/OR: SQLite 3.40 evaluates both sides of an AND inside an expression
+        # (under NOT, COALESCE, ...), CASE never evaluates a branch it does not take
+        if compare(op, 0, rhs):  # no qualifying event passes: only the others are looked up
+            return f"(CASE WHEN {some} THEN {look} ELSE 1 END)", [*some_p, *look_p]
+        if kind == "count" and spec.type == "purchase":
+            some, some_p = f"{some} AND t.orders >= ?", [*some_p, _min_count(op, rhs)]
+        return f"(CASE WHEN {some} THEN {look} ELSE 0 END)", [*some_p, *look_p]
+
     def last_event(self, node: LastEvent) -> Frag:
         spec_sql, spec_p = _spec(node.event, "e")
         now = self.now
+        if not self.incremental and not node.event.where and node.event.type in EVENT_TRAIT:
+            return self._last_by_trait(node)
         if node.op == "within_last":
             w, wp = _window("e", node.ms, now)
             if self.incremental:
@@ -335,6 +393,67 @@ class _Compiler:
         return (f"s.id IN (SELECT e.subscriber_id FROM event e WHERE {spec_sql} AND e.ts_ms <= ? "
                 f"GROUP BY +e.subscriber_id HAVING MAX(e.ts_ms) <= ?)",
                 [*spec_p, now, now - node.ms])
+
+    def _last_by_trait(self, node: LastEvent) -> Frag:
+        """Full mode, no property filter: the trait column is the newest event of the type,
+        so it is the answer whenever it is not in the future; only a subscriber with an event
+        stamped after now needs a look-up (the newest one up to now)."""
+        col, now = f"t.{EVENT_TRAIT[node.event.type]}", self.now
+        spec_sql, spec_p = _spec(node.event, "e")
+        if node.op == "within_last":
+            test, test_p = f"{col} > ?", [now - node.ms]
+            look = (f"EXISTS (SELECT 1 FROM event e WHERE e.subscriber_id = t.subscriber_id "
+                    f"AND {spec_sql} AND e.ts_ms > ? AND e.ts_ms <= ?)")
+            look_p = [*spec_p, now - node.ms, now]
+        else:
+            test, test_p = f"{col} <= ?", [now - node.ms]
+            look = (f"COALESCE((SELECT MAX(e.ts_ms) FROM event e WHERE e.subscriber_id = "
+                    f"t.subscriber_id AND {spec_sql} AND e.ts_ms <= ?) <= ?, 0)")
+            look_p = [*spec_p, now, now - node.ms]
+        return (f"(CASE WHEN {col} IS NULL THEN 0 WHEN {col} <= ? THEN {test} ELSE {look} END)",
+                [now, *test_p, *look_p])
+
+    def last_window(self, spec: EventSpec, within_ms: int, older_ms: int) -> Frag:
+        """Full mode, ``last(E) within_last W and last(E) more_than_ago D`` as one grouped
+        pass over the window: the newest E up to now lies in (now - W, now - D] exactly when
+        the events in (now - W, now] exist and the newest of them is at most now - D. Reads
+        the window's rows once instead of every E ever (replenishment: 1.4 s -> 0.15 s at
+        1M / 10M)."""
+        spec_sql, spec_p = _spec(spec, "e")
+        now = self.now
+        return (f"s.id IN (SELECT e.subscriber_id FROM event e WHERE {spec_sql} AND e.ts_ms > ? "
+                f"AND e.ts_ms <= ? GROUP BY +e.subscriber_id HAVING MAX(e.ts_ms) <= ?)",
+                [*spec_p, now - within_ms, now, now - older_ms])
+
+    def conjunction(self, children: tuple[Rule, ...]) -> Frag:
+        """``AND`` of the children; in full mode a ``within_last`` / ``more_than_ago`` pair on
+        the same event (that has no trait shortcut) becomes one :meth:`last_window`."""
+        parts: list[Frag] = []
+        used: set[int] = set()
+        for i, c in enumerate(children):
+            if i in used:
+                continue
+            j = self._window_partner(children, i) if not self.incremental else None
+            if j is None:
+                parts.append(self.cond(c))
+                continue
+            used.add(j)
+            a, b = children[i], children[j]
+            assert isinstance(a, LastEvent) and isinstance(b, LastEvent)
+            within, older = (a, b) if a.op == "within_last" else (b, a)
+            parts.append(self.last_window(a.event, within.ms, older.ms))
+        return "(" + " AND ".join(s for s, _ in parts) + ")", [x for _, p in parts for x in p]
+
+    @staticmethod
+    def _window_partner(children: tuple[Rule, ...], i: int) -> int | None:
+        a = children[i]
+        if not isinstance(a, LastEvent) or (not a.event.where and a.event.type in EVENT_TRAIT):
+            return None
+        for j in range(i + 1, len(children)):
+            b = children[j]
+            if isinstance(b, LastEvent) and b.event == a.event and b.op != a.op:
+                return j
+        return None
 
     def sequence(self, node: Sequence) -> Frag:
         a_sql, a_p = _spec(node.first, "x")
@@ -375,8 +494,45 @@ def _chord2(lat_col: str, lon_col: str, lat: float, lon: float) -> Frag:
             [k, k, cx, k, k, cx, k, k, cy, k, k, cy, k, cz, k, cz])
 
 
+def _box(lat_col: str, lon_col: str, lat: float, lon: float, km: float) -> Frag:
+    """``lat BETWEEN .. AND lon BETWEEN ..`` (or nothing): a bounding box that holds
+    every point within ``km`` of (lat, lon), tested before the trigonometry (near_store:
+    1.4 s -> 0.25 s at 1M subscribers). Exact as a prefilter for coordinates in range (lat
+    within +-90, lon within +-180, as the store validates them): the latitude span is the
+    angular radius, the longitude span asin(sin r / cos lat) (the widest point of a spherical
+    cap); both widened by 1e-6 degrees (0.1 m) against rounding. No box when the circle holds a
+    pole or crosses the antimeridian, or r >= 90 degrees."""
+    r = min(km / geo.EARTH_RADIUS_KM, math.pi)
+    r_deg = r / geo.DEG
+    if r >= math.pi / 2 or abs(lat) + r_deg >= 90.0:
+        return "", []
+    margin = 1e-6
+    dlon = math.asin(min(1.0, math.sin(r) / math.cos(lat * geo.DEG))) / geo.DEG
+    lo_lon, hi_lon = lon - dlon - margin, lon + dlon + margin
+    lo_lat, hi_lat = lat - r_deg - margin, lat + r_deg + margin
+    if lo_lon < -180.0 or hi_lon > 180.0:
+        return f"{lat_col} BETWEEN ? AND ?", [lo_lat, hi_lat]
+    return (f"{lat_col} BETWEEN ? AND ? AND {lon_col} BETWEEN ? AND ?",
+            [lo_lat, hi_lat, lo_lon, hi_lon])
+
+
+def _min_count(op: str, rhs: float) -> int:
+    """The least number of events a passing count has (``count op rhs`` false at 0)."""
+    if op == "gt":
+        return max(1, math.floor(rhs) + 1)
+    if op in ("ge", "eq"):
+        return max(1, math.ceil(rhs))
+    return 1
+
+
 def _needs_trait_join(rule: Rule) -> bool:
-    return any(isinstance(n, Trait) and n.name not in PROFILE_TRAITS for n in walk(rule))
+    """Full mode joins the trait row for trait conditions and for events with a trait."""
+    for n in walk(rule):
+        if isinstance(n, Trait) and n.name not in PROFILE_TRAITS:
+            return True
+        if isinstance(n, EventCount | EventSum | LastEvent) and n.event.type in EVENT_TRAIT:
+            return True
+    return False
 
 
 def _check_table(table: str) -> str:

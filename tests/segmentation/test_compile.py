@@ -19,6 +19,7 @@ from test_rules_support import (
     NOW,
     all_leaves,
     datasets,
+    derive_traits,
     ids,
     rich_dataset,
     rules,
@@ -28,10 +29,13 @@ from test_rules_support import (
 from segmentation.rules.ast import (
     And,
     Attr,
+    Circle,
     EventCount,
     EventSpec,
     EventSum,
     InSegment,
+    LastEvent,
+    Near,
     Not,
     PropFilter,
     Rule,
@@ -162,6 +166,7 @@ def test_no_flip_before_the_next_check(
 
 
 def _sub(sid: int, *events: EventRow, **kw: object) -> SubscriberData:
+    kw.setdefault("traits", derive_traits(events))
     return SubscriberData(id=sid, events=events, **kw)  # type: ignore[arg-type]
 
 
@@ -279,3 +284,100 @@ def test_every_leaf_on_a_rich_data_set(conn: sqlite3.Connection) -> None:
         _check_next(conn, subs, leaf, incremental=False)
     # the sweep is only worth something if most leaves split the data set
     assert split > 0.5 * 2 * len(leaves)
+
+
+# -- full-mode shortcuts: trait prefilters, one-pass last() windows, bounding boxes --------------
+
+
+def test_event_trait_columns_are_the_ones_ingest_maintains() -> None:
+    from segmentation.ingest import LAST_TS_TRAIT
+    from segmentation.rules.compile import EVENT_TRAIT
+
+    assert EVENT_TRAIT == LAST_TS_TRAIT
+
+
+def test_trait_shortcuts_are_used_and_exact(conn: sqlite3.Connection) -> None:
+    """Counts, sums and last() of an event type with a trait read the trait row first; the
+    answers equal the evaluator's, future-stamped events included (the trait is then ahead)."""
+    subs = rich_dataset(seed=11, n=40)
+    write_dataset(conn, subs)
+    cases: list[Rule] = []
+    for t in ("purchase", "cart_add", "link_click"):
+        for w in (None, HOUR, 3 * DAY_MS):
+            cases += [EventCount(EventSpec(t), op, n, w)
+                      for op, n in (("ge", 1), ("ge", 2), ("gt", 1), ("eq", 2), ("lt", 2),
+                                    ("le", 0), ("ne", 0), ("eq", 0))]
+            cases += [EventSum(EventSpec(t), op, v, w)
+                      for op, v in (("ge", 10.5), ("lt", 0), ("le", 1.5), ("eq", 0))]
+        for ms in (HOUR, DAY_MS, 3 * DAY_MS):
+            cases += [LastEvent(EventSpec(t), "within_last", ms),
+                      LastEvent(EventSpec(t), "more_than_ago", ms)]
+    for rule in cases:
+        q = compile_count(rule, NOW)
+        assert "t.subscriber_id" in q.sql or "CASE WHEN t." in q.sql, rule
+        for now in (NOW, NOW - 1, NOW + HOUR):
+            q = compile_select(rule, now)
+            assert ids(conn, q.sql, q.params) == _expected(rule, subs, now), (rule, now)
+
+
+def test_last_within_and_more_than_ago_pair_is_one_pass(conn: sqlite3.Connection) -> None:
+    """The replenishment shape (same filtered event, both orders, among other children)
+    compiles to one grouped pass and selects what the evaluator selects."""
+    subs = rich_dataset(seed=5, n=40)
+    write_dataset(conn, subs)
+    specs = [EventSpec("purchase", (PropFilter("sku", "eq", "A"),)),
+             EventSpec("purchase", (PropFilter("qty", "ne", 2),)), EventSpec("signup")]
+    checked = split = 0
+    for spec in specs:
+        for within, older in ((3 * DAY_MS, DAY_MS), (DAY_MS, HOUR), (HOUR, DAY_MS),
+                              (DAY_MS, DAY_MS)):
+            a = LastEvent(spec, "within_last", within)
+            b = LastEvent(spec, "more_than_ago", older)
+            for rule in (And((a, b)), And((b, a)), And((Trait("orders", "ge", 0), b, a)),
+                         Not(And((a, Attr("city", "exists"), b)))):
+                q = compile_select(rule, NOW)
+                assert q.sql.count("FROM event") == 1, rule
+                expected = _expected(rule, subs, NOW)
+                assert ids(conn, q.sql, q.params) == expected, rule
+                checked += 1
+                split += 0 < len(expected) < len(subs)
+    assert split > checked // 3
+
+
+def _destination(lat: float, lon: float, bearing: float, km: float) -> tuple[float, float]:
+    """The point ``km`` from (lat, lon) along ``bearing`` degrees (great circle)."""
+    import math
+
+    d, b = km / 6371.0088, math.radians(bearing)
+    p1, l1 = math.radians(lat), math.radians(lon)
+    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
+    l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(p1),
+                         math.cos(d) - math.sin(p1) * math.sin(p2))
+    lon2 = (math.degrees(l2) + 540.0) % 360.0 - 180.0
+    return max(-90.0, min(90.0, math.degrees(p2))), lon2
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lat=st.one_of(st.floats(-89.9, 89.9), st.sampled_from((0.0, 60.0, -75.0, 89.0))),
+    lon=st.one_of(st.floats(-180.0, 180.0), st.sampled_from((179.9, -179.95, 0.0))),
+    km=st.sampled_from((0.5, 25.0, 300.0, 2500.0, 9000.0, 15000.0)),
+    bearings=st.lists(st.floats(0.0, 360.0), min_size=1, max_size=6),
+    scale=st.sampled_from((0.999999, 1.0, 1.000001, 0.5, 1.5)),
+)
+def test_near_bounding_box_never_drops_a_point_in_the_circle(
+    conn: sqlite3.Connection, lat: float, lon: float, km: float, bearings: list[float],
+    scale: float,
+) -> None:
+    from segmentation.rules.evaluate import AttrRow
+
+    points = [_destination(lat, lon, b, km * scale) for b in bearings]
+    subs = [_sub(i + 1, lat=p[0], lon=p[1], attrs={"home": AttrRow(num=p[0], num2=p[1])})
+            for i, p in enumerate(points)]
+    write_dataset(conn, subs)
+    for rule in (Near(lat, lon, km), Attr("home", "within_km", Circle(lat, lon, km))):
+        for q in (compile_select(rule, NOW), compile_select(rule, NOW, dirty="temp.dirty")):
+            conn.execute("DELETE FROM temp.dirty")
+            conn.executemany("INSERT INTO temp.dirty(id) VALUES (?)", [(d.id,) for d in subs])
+            assert ids(conn, q.sql, q.params) == _expected(rule, subs, NOW), rule

@@ -38,7 +38,8 @@ from segmentation.rules.evaluate import AttrRow, ConsentRow, EventRow, Subscribe
 NOW = 1_768_468_643_456
 HOUR = 3_600_000
 
-EVENT_TYPES = ("purchase", "cart_add", "link_click")
+# "signup" has no trait column: the compiler reads it without the trait shortcut
+EVENT_TYPES = ("purchase", "cart_add", "link_click", "signup")
 ATTR_KEYS = ("city", "age", "tags", "home", "birthday")
 SEGMENTS = ("vip", "lapsed")
 WINDOWS = (HOUR, DAY_MS, 2 * DAY_MS, 3 * DAY_MS, 7 * DAY_MS, 10 * DAY_MS)
@@ -122,6 +123,34 @@ def ids(conn: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> set[i
     return {int(r[0]) for r in conn.execute(sql, params)}
 
 
+# -- traits ----------------------------------------------------------------------------------------
+
+_LAST = {"link_click": "last_click_ms", "product_view": "last_view_ms",
+         "cart_add": "last_cart_ms", "purchase": "last_purchase_ms", "reply": "last_reply_ms",
+         "sent": "last_sent_ms", "delivered": "last_delivered_ms"}
+_INTERACTIONS = ("link_click", "product_view", "cart_add", "purchase", "reply")
+
+
+def derive_traits(events: Iterable[EventRow]) -> dict[str, int | float | None] | None:
+    """The trait row ingest keeps for these events (``segmentation/ingest.py``: traits equal a
+    recomputation from the raw events; None: no row). The compiler relies on that invariant
+    (trait columns as exact prefilters), so test data honours it too."""
+    events = [e for e in events if e.type in _LAST or e.type in _INTERACTIONS]
+    if not events:
+        return None
+    buys = [e for e in events if e.type == "purchase"]
+    out: dict[str, int | float | None] = {
+        "orders": len(buys),
+        "spend": sum(e.value or 0.0 for e in buys),
+        "first_purchase_ms": min((e.ts_ms for e in buys), default=None),
+        "last_interaction_ms": max((e.ts_ms for e in events if e.type in _INTERACTIONS),
+                                   default=None),
+    }
+    for t, col in _LAST.items():
+        out[col] = max((e.ts_ms for e in events if e.type == t), default=None)
+    return out
+
+
 # -- data strategies -------------------------------------------------------------------------------
 
 def _offsets() -> st.SearchStrategy[int]:
@@ -163,12 +192,7 @@ def subscriber_data(draw: st.DrawFn, sid: int) -> SubscriberData:
                  draw(props))
         for _ in range(draw(st.integers(0, 8)))
     ]
-    traits = draw(st.one_of(st.none(), st.fixed_dictionaries({
-        "orders": st.integers(0, 6),
-        "spend": st.integers(0, 2000).map(lambda v: v / 2),
-        "last_purchase_ms": st.one_of(st.none(), timestamps),
-        "last_interaction_ms": st.one_of(st.none(), timestamps),
-    })))
+    traits = derive_traits(events)
     consent = tuple(
         ConsentRow(sid * 100 + i, draw(st.sampled_from(("marketing", "transactional"))),
                    draw(st.sampled_from(("grant", "revoke"))),
@@ -374,11 +398,7 @@ def rich_dataset(seed: int = 7, n: int = 40) -> list[SubscriberData]:
             lon=None if point is None else point[1],
             attrs=attrs,
             events=tuple(events),
-            traits=rng.choice((None, {
-                "orders": rng.randint(0, 6), "spend": rng.randint(0, 400) / 2,
-                "last_purchase_ms": rng.choice((None, *instants)),
-                "last_interaction_ms": rng.choice((None, *instants)),
-            })),
+            traits=derive_traits(events),
             consent=tuple(
                 ConsentRow(sid * 100 + i, rng.choice(("marketing", "transactional")),
                            rng.choice(("grant", "revoke")),
@@ -399,7 +419,8 @@ def all_leaves() -> list[Rule]:
         for op in ("eq", "ne", "lt", "le", "gt", "ge")
     ] + [(PropFilter("sku", "in", ("A", 1)),), (PropFilter("sku", "eq", "A"),
                                                    PropFilter("qty", "ge", 2))]
-    specs_ = [(EventSpec(t), (*WINDOWS, None, 5 * DAY_MS)) for t in EVENT_TYPES[:2]]
+    specs_ = [(EventSpec(t), (*WINDOWS, None, 5 * DAY_MS))
+              for t in ("purchase", "cart_add", "signup")]
     specs_ += [(EventSpec("purchase", f), (DAY_MS, 3 * DAY_MS)) for f in filters]
     for spec, windows_ in specs_:
         for w in windows_:
