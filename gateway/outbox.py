@@ -30,6 +30,7 @@ segment store). Other processes (CLI, TUI) open their own :class:`Outbox` on the
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -99,11 +100,13 @@ class Outbox:
         max_retries: int = 5,
         retry: RetryPolicy = DEFAULT_RETRY,
         dlr_unknown_after_s: float = 48 * 3600.0,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.path = str(path)
         self.clock = clock
         self.max_retries = max_retries
         self.retry_policy = retry
+        self.rand = rand  # places each retry in the policy's jitter (inject to test)
         self.dlr_unknown_after_ms = int(dlr_unknown_after_s * 1000)
         # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE in _tx().
         self.conn = sqlite3.connect(self.path, isolation_level=None)
@@ -440,7 +443,7 @@ class Outbox:
         retries = int(row[1]) + 1
         decision, not_before = decide_retry(
             attempts=retries, max_retries=int(row[2]), now_ms=now, expires_ms=row[3],
-            policy=self.retry_policy,
+            policy=self.retry_policy, u=self.rand(),
         )
         conn.execute(
             "UPDATE outbox_message SET retries = ?, error_code = ?, error_text = ?, "

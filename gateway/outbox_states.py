@@ -168,17 +168,29 @@ _ANSWERED = frozenset({PartState.DELIVERED, PartState.UNKNOWN})
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Capped exponential backoff for temporary errors: base, 2*base, 4*base, ... <= cap."""
+    """Capped exponential backoff for temporary errors: base, 2*base, 4*base, ... <= cap, each
+    spread by up to ``jitter`` (a fraction) either way.
+
+    Without the spread, messages that failed together (a carrier's queue full, a bind that
+    dropped a window of submits) come back together, attempt after attempt, and hit the same
+    wall in lock-step. The spread never goes past the cap (at the cap it only shortens)."""
 
     base_s: float = 5.0
     cap_s: float = 600.0
+    jitter: float = 0.2
 
-    def delay_ms(self, attempt: int) -> int:
-        """Delay before retry number ``attempt`` (1 for the first retry)."""
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f"retry jitter is a fraction in [0, 1), got {self.jitter}")
+
+    def delay_ms(self, attempt: int, u: float = 0.5) -> int:
+        """Delay before retry number ``attempt`` (1 for the first retry); ``u`` in [0, 1]
+        places it in the spread (0.5: the nominal delay, 0: shortest, 1: longest)."""
         if attempt < 1:
             return 0
         # 2**40 * base already exceeds any sane cap; clamp the exponent to avoid huge ints.
-        delay = min(self.cap_s, self.base_s * 2.0 ** min(attempt - 1, 40))
+        nominal = min(self.cap_s, self.base_s * 2.0 ** min(attempt - 1, 40))
+        delay = min(self.cap_s, nominal * (1.0 + self.jitter * (2.0 * u - 1.0)))
         return int(delay * 1000)
 
 
@@ -189,15 +201,20 @@ class RetryDecision(enum.Enum):
 
 
 def decide_retry(
-    *, attempts: int, max_retries: int, now_ms: int, expires_ms: int | None, policy: RetryPolicy
+    *, attempts: int, max_retries: int, now_ms: int, expires_ms: int | None, policy: RetryPolicy,
+    u: float = 0.5,
 ) -> tuple[RetryDecision, int]:
     """After a temporary error on attempt number ``attempts`` (1-based): what next, and when.
 
-    Returns the decision and the ``not_before`` time (meaningful for RETRY only).
+    Returns the decision and the ``not_before`` time (meaningful for RETRY only). ``u`` (in
+    [0, 1], from the caller's random source) only moves the time within the policy's spread:
+    the decision is the nominal delay's, and a retry is never placed at or past the deadline.
     """
     if attempts > max_retries:
         return RetryDecision.FAIL, now_ms
-    not_before = now_ms + policy.delay_ms(attempts)
-    if expires_ms is not None and not_before >= expires_ms:
+    if expires_ms is not None and now_ms + policy.delay_ms(attempts) >= expires_ms:
         return RetryDecision.EXPIRE, now_ms
+    not_before = now_ms + policy.delay_ms(attempts, u)
+    if expires_ms is not None:
+        not_before = min(not_before, expires_ms - 1)
     return RetryDecision.RETRY, not_before

@@ -1,14 +1,23 @@
-"""Outbox operations the dispatcher calls besides claim and mark (postpone); migrations."""
+"""Outbox operations besides claim and mark (postpone), retry jitter, migrations."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.outbox import Lane, NewMessage, Outbox, Requeue, State
+from gateway.outbox import (
+    Lane,
+    NewMessage,
+    Outbox,
+    Requeue,
+    RetryPolicy,
+    State,
+    TemporaryFailure,
+)
 from gateway.outbox_schema import MIGRATIONS, VERSION_TABLE
 
 START = 1_700_000_000_000
@@ -102,3 +111,21 @@ def test_schema_1_database_migrates_to_cheap_state_changes(tmp_path: Path, clock
             "WHERE id > 0 AND state IN ('delivered', 'undeliverable', 'failed', 'expired')"
         ).fetchall() == [(1, 2, "failed")]
         assert ob.statistics().count(state=State.FAILED) == 1
+
+
+def test_messages_failing_together_retry_spread_out(tmp_path: Path, clock: Clock) -> None:
+    """A seeded random source: deterministic, and the retries of one failed window land at
+    different times within the policy's spread, never in lock-step."""
+    source = random.Random(7)
+    policy = RetryPolicy(base_s=10, cap_s=60, jitter=0.2)
+    with Outbox(tmp_path / "j.db", clock=clock, retry=policy, rand=source.random) as ob:
+        ob.enqueue_many([NewMessage(f"+4477009{i:05d}", "hi") for i in range(50)])
+        claimed = ob.claim(50)
+        ob.mark_many([TemporaryFailure(c.id, code=0x14) for c in claimed])
+        delays = [not_before(ob, c.id) - START for c in claimed]
+    assert all(8_000 <= d <= 12_000 for d in delays)
+    assert len(set(delays)) > 40
+    assert max(delays) - min(delays) > 3_000
+    # the same seed places them the same way
+    source.seed(7)
+    assert [policy.delay_ms(1, source.random()) for _ in delays] == delays

@@ -163,6 +163,47 @@ def test_decide_retry_respects_limit_and_deadline(
         assert expires is not None and now + policy.delay_ms(attempts) >= expires
 
 
+@given(st.integers(1, 60), st.floats(0, 1), st.floats(0.1, 100), st.floats(0.1, 1000),
+       st.floats(0, 0.99))
+def test_jitter_stays_within_its_spread_and_under_the_cap(
+    attempt: int, u: float, base: float, cap: float, jitter: float
+) -> None:
+    policy = RetryPolicy(base_s=base, cap_s=cap, jitter=jitter)
+    nominal = policy.delay_ms(attempt)
+    delay = policy.delay_ms(attempt, u)
+    assert delay <= int(cap * 1000)
+    assert int(nominal * (1 - jitter)) - 1 <= delay <= int(nominal * (1 + jitter)) + 1
+    assert policy.delay_ms(attempt, 0.0) <= delay <= policy.delay_ms(attempt, 1.0)
+
+
+def test_jitter_spreads_by_a_fifth_either_way_by_default() -> None:
+    policy = RetryPolicy(base_s=10, cap_s=600)
+    assert (policy.delay_ms(1, 0.0), policy.delay_ms(1), policy.delay_ms(1, 1.0)) == (
+        8_000, 10_000, 12_000)
+    # at the cap the spread only shortens
+    assert (policy.delay_ms(20, 0.0), policy.delay_ms(20, 1.0)) == (480_000, 600_000)
+    with pytest.raises(ValueError):
+        RetryPolicy(jitter=1.0)
+
+
+@given(
+    st.integers(1, 50), st.integers(0, 20), st.integers(0, 10**9),
+    st.one_of(st.none(), st.integers(0, 2 * 10**9)), st.floats(0, 1),
+)
+def test_jitter_never_changes_the_decision_nor_crosses_the_deadline(
+    attempts: int, max_retries: int, now: int, expires: int | None, u: float
+) -> None:
+    policy = RetryPolicy(base_s=1, cap_s=60, jitter=0.5)
+    common = {"attempts": attempts, "max_retries": max_retries, "now_ms": now,
+              "expires_ms": expires, "policy": policy}
+    nominal, _ = decide_retry(**common)  # type: ignore[arg-type]
+    decision, not_before = decide_retry(**common, u=u)  # type: ignore[arg-type]
+    assert decision is nominal
+    if decision is RetryDecision.RETRY:
+        assert now < not_before <= now + 60_000
+        assert expires is None or not_before < expires
+
+
 # -- state table ---------------------------------------------------------------------------------
 
 
