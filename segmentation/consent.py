@@ -185,9 +185,12 @@ def current_consent(store: Store, number: str, program: str) -> ConsentEntry | N
     return None if row is None else _entry(row)
 
 
-def consent_history(store: Store, number: str) -> list[ConsentEntry]:
-    """Every ledger row of a number, oldest first (for export and "why")."""
-    e164 = normalise(number, store.default_region)
+def consent_history(store: Store, number: str, *, as_written: bool = False
+                    ) -> list[ConsentEntry]:
+    """Every ledger row of a number, oldest first (for export and "why"). ``as_written``:
+    ``number`` is already the stored spelling (E.164, or a number the inbox recorded as written
+    because the numbering-plan check rejects it), so it is looked up without normalising."""
+    e164 = number if as_written else normalise(number, store.default_region)
     rows = store.conn.execute(
         f"SELECT {_COLUMNS} FROM consent WHERE phone_e164 = ? ORDER BY ts_ms, id", (e164,)
     )

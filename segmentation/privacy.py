@@ -92,7 +92,7 @@ def export_segment_data(store: Store, e164: str) -> dict[str, Any]:
     """:func:`export_subscriber` for a normalised number, without the "nothing stored" check
     (the gateway's export adds the outbox and inbox and decides that over all of them)."""
     profile = store.query("SELECT * FROM subscriber WHERE phone_e164 = ?", (e164,))
-    consent = [asdict(c) for c in consent_history(store, e164)]
+    consent = [asdict(c) for c in consent_history(store, e164, as_written=True)]
     out: dict[str, Any] = {"number": e164, "exported_at": _iso(store.now_ms()),
                            "profile": None, "attributes": {}, "traits": None, "events": [],
                            "consent": consent, "memberships": [], "membership_history": []}

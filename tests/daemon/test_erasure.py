@@ -33,6 +33,7 @@ from gateway.erasure import address_forms, erase_number, export_number
 from gateway.inbound.keywords import Action, Replies
 from gateway.inbox import e164 as inbox_e164
 from gateway.inbox import ensure_schema as ensure_inbox
+from gateway.inbox import record_consent as record_keyword
 from gateway.inbox import store_inbound
 from gateway.mo_store import MoPartDb
 from gateway.outbox import Outbox
@@ -426,3 +427,23 @@ def test_a_file_with_only_the_segment_store(tmp_path: Path) -> None:
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert dict(report.removed) == {"subscriber": 1, "trait": 1}
     assert not tables & {"outbox_message", "inbox_message", "erased_message_tally"}
+
+
+def test_a_number_the_numbering_plan_rejects_is_exported_and_erased(tmp_path: Path) -> None:
+    """A STOP from a test-range number is recorded as written (gateway.inbox), and messages to
+    it can be queued: such a number must be exportable and erasable too."""
+    path, clock, test_range = tmp_path / "smsgate.db", Clock(), "+15555550100"
+    with Outbox(path, clock=clock) as box:
+        box.enqueue(NewMessage(test_range, BODY[NUMBER][0]))
+        ensure_inbox(box.conn)
+        store_inbound(box.conn, T0, ROUTE, test_range, "1", "STOP")
+    with store_at(path, clock) as store:
+        record_keyword(store, test_range, "revoke", "STOP", 1, T0)
+        data = export_number(store, "+1 555-555-0100")
+        assert [c["action"] for c in data["consent"]] == ["revoke"]
+        assert [m["body"] for m in data["inbox_messages"]] == ["STOP"]
+        report = erase_number(store, "+1 555-555-0100")
+    assert dict(report.removed) == {"inbox_message": 1, "outbox_history": 1,
+                                    "outbox_message": 1, "outbox_part": 1}
+    assert report.segment.consent_rows_pseudonymised == 1
+    assert hits(path, [test_range, test_range[1:], BODY[NUMBER][0]]) == []
