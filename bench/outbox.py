@@ -16,6 +16,11 @@ The SMSC simulator runs in its own process (window 64, no throughput cap). In th
 Printed: msgs/s of both and their ratio (goal >= 0.7), peak and sampled RSS during our run (goal
 < 150 MB, flat), p99 enqueue-to-submit latency of the transactional messages (goal < 250 ms).
 Delivery receipts are off in the simulator for both runs so both measure the submit path.
+
+3. **receipts** (``--receipts N``, 0 skips it): a second simulator sends each receipt 8 s after
+   its submit, so N receipts arrive as one burst after the daemon sent N messages; printed:
+   receipts/s from the first report in to the last one committed (``delivered`` on disk).
+   Each deliver_sm is answered only once its report is committed.
 """
 
 from __future__ import annotations
@@ -130,12 +135,65 @@ async def run_raw(port: int, count: int) -> dict[str, object]:
     return {"msgs_per_s": count / elapsed, "seconds": elapsed}
 
 
+RECEIPT_DELAY_S = 8.0
+
+
+async def run_receipts(port: int, count: int, folder: Path) -> dict[str, float]:
+    """Receipts/s: ``count`` receipts arriving in one burst, each acknowledged after commit."""
+    config = load_config(write_config(folder, smsc_port=port, window=WINDOW))
+    db = config.database.path
+    with Outbox(db) as box:
+        box.enqueue_many([NewMessage(f"+4479{i:08d}", TEXT, lane=Lane.CAMPAIGN)
+                          for i in range(count)])
+    daemon = Daemon(config, options=DaemonOptions())
+    task = asyncio.create_task(daemon.run())
+    await daemon.wait_routes_up()
+    dispatcher = daemon.dispatcher
+    assert dispatcher is not None
+    reader = await AsyncOutbox.open(db)
+    try:
+        deadline = time.monotonic() + 120
+        while dispatcher.statistics().reports == 0:
+            assert time.monotonic() < deadline, "no receipts"
+            await asyncio.sleep(0.005)
+        first = time.perf_counter()
+        sent_by_then = dispatcher.statistics().parts_accepted
+        while dispatcher.statistics().reports < count:
+            assert time.monotonic() < deadline, dispatcher.statistics()
+            await asyncio.sleep(0.005)
+        while (await reader.run(Outbox.statistics)).count(state=State.DELIVERED) < count:
+            assert time.monotonic() < deadline, "reports not committed"
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - first
+    finally:
+        await reader.aclose()
+    daemon.stop()
+    await task
+    return {"receipts_per_s": count / elapsed, "seconds": elapsed,
+            "sent_before_first": float(sent_by_then)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--no-otp", action="store_true",
                         help="no transactional messages from a second connection during the run")
+    parser.add_argument("--receipts", type=int, default=10_000,
+                        help="receipts for the receipts/s run (0: skip it)")
+    parser.add_argument("--skip-send", action="store_true",
+                        help="only the receipts run (daemon vs raw driver skipped)")
     args = parser.parse_args()
+    if args.receipts:
+        with SimProcess("smsc", {"receipts": True, "record": False, "window": WINDOW,
+                                 "receipt_delay": RECEIPT_DELAY_S}) as sim, \
+                tempfile.TemporaryDirectory(prefix="smsgate-bench-") as tmp:
+            dlr = asyncio.run(run_receipts(sim.port, args.receipts, Path(tmp)))
+        if dlr["sent_before_first"] < args.receipts:
+            print("warning: sending overlapped the receipts burst; use fewer --receipts")
+        print(f"receipts: {args.receipts} in one burst, each acknowledged after its commit: "
+              f"{dlr['receipts_per_s']:.0f} receipts/s ({dlr['seconds']:.2f} s)")
+    if args.skip_send:
+        return
     with SimProcess("smsc", {"receipts": False, "record": False, "window": WINDOW}) as sim, \
             tempfile.TemporaryDirectory(prefix="smsgate-bench-") as tmp:
         ours = asyncio.run(run_daemon(sim.port, args.count, Path(tmp), otp=not args.no_otp))

@@ -3,10 +3,13 @@
 One claim loop takes ready messages from the outbox, lane by lane (transactional > automation >
 campaign, :meth:`gateway.outbox.Outbox.claim`), only as many as the routes that are up can keep
 in flight (each route's ``capacity``: a few windows of an SMPP bind, two messages per modem).
-Every claimed message gets its own task; the driver's window and rate limiter decide when each
-part goes out, so many messages are in flight at once and a transactional message claimed now
-waits behind at most the in-flight bulk, never behind the queued bulk (issue 5 "Dispatch").
-A message stays "in flight" until its results are committed, so what a ``kill -9`` can make us
+Every claimed batch gets one task, which splits it by route and hands each route its share at
+once (:meth:`gateway.routes.Route.send_many`): an SMPP bind fills its window from the list with
+no task or future per message (the raw driver's cost per part, not a coroutine chain's); the
+driver's window and rate limiter decide when each part goes out, and batches share the window
+in turn, so a transactional message claimed now waits behind at most the in-flight bulk, never
+behind the queued bulk (issue 5 "Dispatch"). A message stays "in flight" until its results are
+committed (its slot is freed by the writer, not by the send), so what a ``kill -9`` can make us
 send twice is bounded by the routes' capacity.
 
 Results flow through one ordered write queue to one writer task, which stores them in batches
@@ -60,7 +63,7 @@ from gateway.outbox_types import (
     Submitted,
     TemporaryFailure,
 )
-from gateway.routes import PartResult, PartStatus, Route
+from gateway.routes import Outgoing, PartResult, PartStatus, Route
 from gateway.routing import NoRouteError, Router
 
 log = logging.getLogger("smsgate.dispatch")
@@ -192,6 +195,8 @@ class Dispatcher:
         self._committed = 0  # items ever committed by the writer
         self._barriers: collections.deque[tuple[int, asyncio.Future[None]]] = \
             collections.deque()
+        # [threshold, messages]: slots freed once ``_committed`` reaches the threshold
+        self._releases: collections.deque[list[int]] = collections.deque()
         self._claimed = 0
         self._accepted = 0
         self._failed = 0
@@ -218,16 +223,16 @@ class Dispatcher:
         self._wake.set()
 
     async def report(self, report: Report) -> None:
-        """A delivery report from a route: queued for the writer, in arrival order.
+        """A delivery report from a route: returns once it is committed.
 
-        It is not awaited to commit: the SMPP client hands deliver_sm to us one at a time, so
-        waiting for a commit per report caps receipts at a few hundred per second (measured:
-        250/s against 900/s). The price: a ``kill -9`` loses the reports received in the last
-        writer batch (milliseconds); their parts become ``unknown`` after
-        ``dlr_unknown_after_s``, never ``delivered`` without proof.
+        The SMPP client answers the deliver_sm only when this returns, so a report the SMSC
+        saw acknowledged is durable (a ``kill -9`` loses none: unacknowledged ones are
+        delivered again). Reports wait together: the client runs a window of handlers at
+        once and the writer commits whatever is queued in one transaction (group commit).
         """
         self._reports += 1
         self._put(report)
+        await self._wait_committed()
 
     async def wait_progress(self) -> None:
         """Until the writer commits its next batch (results or reports)."""
@@ -259,9 +264,8 @@ class Dispatcher:
                     await self._sleep(self.settings.idle_poll_s)
                     continue
                 self._claimed += len(batch)
-                for message in batch:
-                    self._started()
-                    tg.create_task(self._send(message), name=f"send-{message.id}")
+                self._started(len(batch))
+                tg.create_task(self._send_batch(batch), name=f"send-{batch[0].id}+{len(batch)}")
 
     async def run_writer(self) -> None:
         """Store results and reports in batches as they come (see :meth:`_write`), until
@@ -294,6 +298,7 @@ class Dispatcher:
                 items.append(item)
         if items:
             await self._write(items)
+            self._note_committed(len(items))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -307,15 +312,26 @@ class Dispatcher:
                 await self._wake.wait()
         self._wake.clear()
 
-    def _started(self) -> None:
-        self._in_flight += 1
+    def _started(self, n: int) -> None:
+        self._in_flight += n
         self._idle.clear()
 
-    def _finished(self) -> None:
-        self._in_flight -= 1
+    def _finished(self, n: int) -> None:
+        self._in_flight -= n
         if self._in_flight == 0:
             self._idle.set()
         self._wake.set()
+
+    def _release_after_commit(self) -> None:
+        """Free one message's slot once everything queued so far (its results) is committed.
+        Messages concluded between two writes share one entry."""
+        threshold = self._enqueued
+        if self._committed >= threshold:
+            self._finished(1)
+        elif self._releases and self._releases[-1][0] == threshold:
+            self._releases[-1][1] += 1
+        else:
+            self._releases.append([threshold, 1])
 
     def _put(self, item: WriteItem) -> None:
         self._enqueued += 1
@@ -332,6 +348,11 @@ class Dispatcher:
 
     def _note_committed(self, n: int) -> None:
         self._committed += n
+        freed = 0
+        while self._releases and self._releases[0][0] <= self._committed:
+            freed += self._releases.popleft()[1]
+        if freed:
+            self._finished(freed)
         while self._barriers and self._barriers[0][0] <= self._committed:
             _, done = self._barriers.popleft()
             if not done.done():
@@ -363,24 +384,44 @@ class Dispatcher:
         if self._on_written is not None:
             self._on_written()
 
-    async def _send(self, message: Claimed) -> None:
-        """One message, start to durable result. Its slot is freed only once its results are
-        committed: "in flight" means "would be sent again after a crash", so the duplicates a
-        kill -9 can cause stay within the routes' capacity."""
+    async def _send_batch(self, batch: list[Claimed]) -> None:
+        """A claimed batch, start to queued results: each message goes to its route (routes
+        that refuse it pass it on, in the rule's failover order), every route's share in one
+        ``send_many``. Nothing here waits for a commit: a message's slot is freed by the writer
+        once its results are durable (:meth:`_release_after_commit`), so "in flight" means
+        "would be sent again after a crash" and a kill -9's duplicates stay within the
+        routes' capacity."""
+        run = _BatchRun(self, batch)
         try:
-            try:
-                outcome = await self._try_routes(message)
-            except Exception:  # one bad message must not stop the daemon: log, send it again
-                log.exception("dispatch: message %d failed unexpectedly; requeued", message.id)
+            pending = [(m, frozenset[str]()) for m in batch]
+            while pending:
+                groups: dict[str, list[tuple[Claimed, frozenset[str]]]] = {}
+                for message, refused in pending:
+                    picked = self._pick(run, message, refused)
+                    if picked is not None:
+                        groups.setdefault(picked[0], []).append((message, picked[1]))
+                if len(groups) == 1:
+                    [(name, entries)] = groups.items()
+                    pending = await self._on_route(run, self._routes[name], entries)
+                elif groups:
+                    async with asyncio.TaskGroup() as tg:
+                        tasks = [tg.create_task(self._on_route(run, self._routes[name], entries))
+                                 for name, entries in groups.items()]
+                    pending = [entry for task in tasks for entry in task.result()]
+                else:
+                    pending = []
+        except Exception:  # a bug must not stop the daemon: log, send the rest again later
+            log.exception("dispatch: a batch of %d failed unexpectedly; requeued", len(batch))
+            for message in list(run.open.values()):
                 self._no_route.add(message.id)  # postponed: one that always fails never spins
-                outcome = Requeue(message.id)
-            if outcome is not None:
-                self._record(outcome)
-                self._put(outcome)
-                log.debug("message %d: %s", message.id, outcome)
-            await self._wait_committed()
-        finally:
-            self._finished()
+                run.conclude(message, Requeue(message.id))
+
+    def _conclude(self, message: Claimed, outcome: Outcome | None) -> None:
+        if outcome is not None:
+            self._record(outcome)
+            self._put(outcome)
+            log.debug("message %d: %s", message.id, outcome)
+        self._release_after_commit()
 
     def _record(self, outcome: Outcome) -> None:
         if isinstance(outcome, PermanentFailure):
@@ -391,75 +432,136 @@ class Dispatcher:
         elif isinstance(outcome, TemporaryFailure):
             self._retried += 1
 
-    async def _try_routes(self, message: Claimed) -> Outcome | None:
+    def _pick(self, run: _BatchRun, message: Claimed, refused: frozenset[str]
+              ) -> tuple[str, frozenset[str]] | None:
+        """The route to try ``message`` on (and the routes that refused it so far), or None
+        when its fate is already decided here (opted out, no rule, every route down)."""
         if message.lane in _MARKETING_LANES and message.to in self.opted_out:
             self._blocked += 1
-            return PermanentFailure(message.id, None, "opted out")
-        refused: set[str] = set()
+            run.conclude(message, PermanentFailure(message.id, None, "opted out"))
+            return None
         while True:
             try:
                 choice = self._router.choose(message.to, message.sender or None, refused=refused)
             except NoRouteError as exc:
-                return PermanentFailure(message.id, None, str(exc))
+                run.conclude(message, PermanentFailure(message.id, None, str(exc)))
+                return None
             if choice is None:
                 # Every candidate is down: back in line, but not at its head (see _write).
                 self._no_route.add(message.id)
-                return Requeue(message.id)
+                run.conclude(message, Requeue(message.id))
+                return None
             route = self._routes.get(choice.name)
             if route is None or not route.is_up():
-                refused.add(choice.name)
+                refused = refused | {choice.name}
                 continue
-            outcome, tried = await self._on_route(message, route)
-            if tried:
-                return outcome
-            refused.add(route.name)
+            return choice.name, refused
 
-    async def _on_route(self, message: Claimed, route: Route) -> tuple[Outcome | None, bool]:
-        """Send on one route. Returns (outcome, tried); tried False: refused, try the next."""
-        try:
-            encoded = encode_for(message, route.concat)
-        except CodecError as exc:
-            return PermanentFailure(message.id, None, f"cannot encode: {exc}"), True
-        seqs = message.parts
-        if len(encoded.parts) != message.total_parts:
+    async def _on_route(
+        self, run: _BatchRun, route: Route, entries: list[tuple[Claimed, frozenset[str]]],
+    ) -> list[tuple[Claimed, frozenset[str]]]:
+        """Send ``entries`` on one route; returns those it refused (for the next route)."""
+        passed_on: list[tuple[Claimed, frozenset[str]]] = []
+        sending: list[_Sending] = []
+        items: list[Outgoing] = []
+        for message, refused in entries:
             try:
-                await self._box.run(Outbox.reshape, message.id, len(encoded.parts))
-            except OutboxError:
-                # Some parts already went out split another way: this route cannot continue.
-                return None, False
-            seqs = tuple(range(len(encoded.parts)))
-        results: list[PartResult] = []
+                encoded = encode_for(message, route.concat)
+            except CodecError as exc:
+                run.conclude(message, PermanentFailure(message.id, None, f"cannot encode: {exc}"))
+                continue
+            seqs = message.parts
+            if len(encoded.parts) != message.total_parts:
+                try:
+                    await self._box.run(Outbox.reshape, message.id, len(encoded.parts))
+                except OutboxError:
+                    # Some parts already went out split another way: this route cannot go on.
+                    passed_on.append((message, refused | {route.name}))
+                    continue
+                seqs = tuple(range(len(encoded.parts)))
+            sending.append(_Sending(message, refused, seqs))
+            items.append(Outgoing(message.id, message.to, message.sender, encoded, seqs))
+        if not items:
+            return passed_on
+        track = self.track_submit_times
+        name = route.name
 
-        def on_part(result: PartResult) -> None:
-            results.append(result)
+        def on_part(index: int, result: PartResult) -> None:
+            state = sending[index]
+            if state.done:
+                return  # after the guard below gave up on it
+            state.results.append(result)
             if result.status is PartStatus.ACCEPTED and result.carrier_id is not None:
+                message = state.message
                 self._accepted += 1
-                if self.track_submit_times and message.lane is Lane.TRANSACTIONAL \
+                if track and message.lane is Lane.TRANSACTIONAL \
                         and message.id not in self.submit_times:
                     self.submit_times[message.id] = time.monotonic()
-                self._put(Submitted(message.id, result.seq, route.name, result.carrier_id))
-                log.debug("message %d part %d submitted via %s as %s", message.id, result.seq,
-                          route.name, result.carrier_id)
+                # Queued now: before our receive loop can hand us the report that names it.
+                self._put(Submitted(message.id, result.seq, name, result.carrier_id))
+            if len(state.results) >= len(state.seqs):
+                self._settle(run, route, state, passed_on)
 
         try:
             # A guard, not the protocol's timeout (the drivers have their own): a send that
-            # never finishes must not hold its message in `sending` until the next restart.
+            # never finishes must not hold its messages in `sending` until the next restart.
             async with asyncio.timeout(self.settings.send_timeout_s):
-                await route.send(message.id, message.to, message.sender, encoded, seqs, on_part)
+                await route.send_many(items, on_part)
         except TimeoutError:
-            log.warning("dispatch: message %d got no outcome from %s in %g s", message.id,
-                        route.name, self.settings.send_timeout_s)
-        # Every part must have an outcome, or the message would stay `sending` until restart.
-        answered = {r.seq for r in results}
-        results.extend(PartResult(seq, PartStatus.UNKNOWN, text="no outcome")
-                       for seq in seqs if seq not in answered)
-        unknown = sum(1 for r in results if r.status is PartStatus.UNKNOWN)
+            log.warning("dispatch: %s gave no outcome for some of %d messages in %g s",
+                        name, len(items), self.settings.send_timeout_s)
+        except Exception:
+            log.exception("dispatch: %s failed a batch of %d unexpectedly", name, len(items))
+        for state in sending:
+            if not state.done:
+                # Every part needs an outcome, or the message would stay `sending` until
+                # the next restart: one without an answer is unknown.
+                answered = {r.seq for r in state.results}
+                state.results.extend(PartResult(seq, PartStatus.UNKNOWN, text="no outcome")
+                                     for seq in state.seqs if seq not in answered)
+                self._settle(run, route, state, passed_on)
+        return passed_on
+
+    def _settle(self, run: _BatchRun, route: Route, state: _Sending,
+                passed_on: list[tuple[Claimed, frozenset[str]]]) -> None:
+        """Every part of a message has its result on ``route``: conclude it, or pass it on."""
+        state.done = True
+        message, results = state.message, state.results
         count = self._unknowns.get(message.id, 0)
         outcome = verdict(message, route.name, results, count, self.settings.unknown_resends)
-        if outcome is None and any(r.status is not PartStatus.ACCEPTED for r in results):
-            return None, False  # refused before any part was accepted: next route
-        if unknown:
+        if outcome is None:
+            if any(r.status is not PartStatus.ACCEPTED for r in results):
+                passed_on.append((message, state.refused | {route.name}))  # refused: next route
+                return
+            if count:
+                del self._unknowns[message.id]
+        elif any(r.status is PartStatus.UNKNOWN for r in results):
             self._unknowns[message.id] = count + 1
-        elif outcome is None:
-            self._unknowns.pop(message.id, None)
-        return outcome, True
+        run.conclude(message, outcome)
+
+
+class _Sending:
+    """A message on one route: its parts' results as they come."""
+
+    __slots__ = ("done", "message", "refused", "results", "seqs")
+
+    def __init__(self, message: Claimed, refused: frozenset[str], seqs: tuple[int, ...]) -> None:
+        self.message = message
+        self.refused = refused
+        self.seqs = seqs
+        self.results: list[PartResult] = []
+        self.done = False
+
+
+class _BatchRun:
+    """A claimed batch's messages not concluded yet: each is concluded exactly once."""
+
+    __slots__ = ("dispatcher", "open")
+
+    def __init__(self, dispatcher: Dispatcher, batch: list[Claimed]) -> None:
+        self.dispatcher = dispatcher
+        self.open = {m.id: m for m in batch}
+
+    def conclude(self, message: Claimed, outcome: Outcome | None) -> None:
+        if self.open.pop(message.id, None) is not None:
+            self.dispatcher._conclude(message, outcome)

@@ -105,7 +105,19 @@ class RouteStatistics:
     detail: tuple[tuple[str, str], ...]  # per modem / bind facts for `smsgate status`
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Parts ``seqs`` of one encoded message, for :meth:`Route.send_many`."""
+
+    message_id: int
+    to: str
+    sender: str
+    encoded: EncodedMessage
+    seqs: tuple[int, ...]
+
+
 OnPart = Callable[[PartResult], None]
+OnBatchPart = Callable[[int, PartResult], None]  # (index of the message in the batch, result)
 OnReports = Callable[[Report], Awaitable[None]]
 OnInbound = Callable[[RouteInbound], Awaitable[None]]
 OnHealth = Callable[[str, bool], None]
@@ -127,6 +139,10 @@ class Route(Protocol):
         self, message_id: int, to: str, sender: str, encoded: EncodedMessage,
         seqs: Sequence[int], on_part: OnPart,
     ) -> None: ...
+
+    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart) -> None:
+        """Several messages at once: each part's fate goes to ``on_part`` with its message's
+        index in ``items`` as soon as it is known; returns when every part has one."""
 
     def statistics(self) -> RouteStatistics: ...
 
@@ -248,6 +264,26 @@ class SmppRoute:
                     tg.create_task(self._submit(seq, request, on_part))
         finally:
             self._in_flight -= 1
+
+    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart) -> None:
+        """Every part of every message in one ``submit_many``: the client fills its window
+        from the list with no task or future per part (the daemon's hot path)."""
+        requests: list[SubmitRequest] = []
+        owners: list[tuple[int, int]] = []  # request index -> (message index, part seq)
+        for index, item in enumerate(items):
+            for seq in item.seqs:
+                requests.append(self._request(item.to, item.sender, item.encoded, seq))
+                owners.append((index, seq))
+
+        def on_outcome(i: int, outcome: Accepted | Rejected | Unknown) -> None:
+            index, seq = owners[i]
+            on_part(index, smpp_part_result(seq, outcome))
+
+        self._in_flight += len(items)
+        try:
+            await self.client.submit_many(requests, on_outcome)
+        finally:
+            self._in_flight -= len(items)
 
     def _request(self, to: str, sender: str, encoded: EncodedMessage, seq: int) -> SubmitRequest:
         part = encoded.parts[seq]
@@ -412,6 +448,32 @@ class ModemRoute:
             self._in_flight -= 1
         for part in modem_part_results(seqs, result):
             on_part(part)
+
+    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart) -> None:
+        """Each message on its own (the pool spreads them over its modems, seconds each).
+        One that fails unexpectedly is refused (the next route, or back in the queue) and
+        does not stop its siblings."""
+
+        async def one(index: int, item: Outgoing) -> None:
+            answered: set[int] = set()
+
+            def part(result: PartResult) -> None:
+                answered.add(result.seq)
+                on_part(index, result)
+
+            try:
+                await self.send(item.message_id, item.to, item.sender, item.encoded,
+                                item.seqs, part)
+            except Exception as exc:
+                log.exception("route %s: message %d failed unexpectedly", self.name,
+                              item.message_id)
+                for seq in item.seqs:
+                    if seq not in answered:
+                        on_part(index, PartResult(seq, PartStatus.REFUSED, text=repr(exc)))
+
+        async with asyncio.TaskGroup() as tg:
+            for index, item in enumerate(items):
+                tg.create_task(one(index, item))
 
     def statistics(self) -> RouteStatistics:
         s = self.pool.statistics()

@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from types import MappingProxyType, TracebackType
 
@@ -41,6 +41,16 @@ from drivers.smpp.errors import (
     StatusClass,
     classify,
     status_name,
+)
+from drivers.smpp.link import (
+    Batch,
+    BatchSlot,
+    Link,
+    LinkProtocol,
+    OnOutcome,
+    Retry,
+    Waiter,
+    resolve,
 )
 from drivers.smpp.mo import MobileOriginated, assemble, split_part
 from drivers.smpp.mo_store import InMemoryMoStore, MoGroup, MoPartStore
@@ -57,7 +67,6 @@ from drivers.smpp.pdu import (
 )
 from drivers.smpp.receipts import DeliveryReceipt, is_receipt, receipt_from_deliver
 from drivers.smpp.session import (
-    CAN_TRANSMIT,
     PeerUnbound,
     Request,
     Response,
@@ -109,135 +118,6 @@ class _FromConfig(Enum):
     VALUE = 0
 
 
-class _Waiter:
-    """The context of a submit in the session's window: the submitter's future and the window
-    slot it holds. The slot is released when the session resolves the request (response,
-    timeout, lost link), never earlier: a submitter that stops waiting must not let another
-    submit overfill the window."""
-
-    __slots__ = ("future", "slot")
-
-    def __init__(self, future: asyncio.Future[Pdu | Unknown], slot: asyncio.Semaphore) -> None:
-        self.future = future
-        self.slot: asyncio.Semaphore | None = slot
-
-    def resolve(self, result: Pdu | Unknown) -> None:
-        if self.slot is not None:
-            self.slot.release()
-            self.slot = None
-        if not self.future.done():
-            self.future.set_result(result)
-
-
-def _resolve(context: object, result: Pdu | Unknown) -> None:
-    if type(context) is _Waiter:
-        context.resolve(result)
-    elif isinstance(context, asyncio.Future) and not context.done():
-        context.set_result(result)
-
-
-class _Link:
-    """One TCP (or TLS) connection of the bind and its session."""
-
-    def __init__(self, kind: BindType, inbound_queue: int) -> None:
-        self.kind = kind
-        self.session: Session | None = None
-        self.transport: asyncio.Transport | None = None
-        self.writable = asyncio.Event()  # cleared while the transport's buffer is over its mark
-        self.writable.set()
-        self.bind_future: asyncio.Future[Pdu | Unknown] | None = None
-        self.bound = asyncio.Event()
-        self.dead = asyncio.Event()
-        self.dead_reason = ""
-        self.generation = 0
-        self.window = asyncio.Semaphore(1)
-        # Hand-over to the handler; above ``inbound_limit`` waiting PDUs we stop reading from
-        # the socket until the handler catches up (backpressure, naz #27).
-        # deliver_sm to answer, or MO groups the store released (no PDU to answer).
-        self.inbound: asyncio.Queue[DeliverSm | MoGroup] = asyncio.Queue()
-        self.inbound_limit = inbound_queue
-        self.reading_paused = False
-        self.last_rx = 0.0
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
-
-    @property
-    def usable(self) -> bool:
-        s = self.session
-        return s is not None and s.state in CAN_TRANSMIT and not self.dead.is_set()
-
-    def write(self, data: bytes, *, alone: bool = False) -> None:
-        """Queue ``data``; everything queued in one loop iteration leaves in one write() call.
-        ``alone``: nothing else is in flight, so nothing will join it: write at once and save
-        the loop iteration (window 1, or the first submit after an idle spell)."""
-        if not data or self.transport is None:
-            return
-        if alone and not self._out:
-            if not self.transport.is_closing():
-                self.transport.write(data)
-            return
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
-        self._out.clear()
-
-    def die(self, reason: str) -> None:
-        if not self.dead.is_set():
-            self.dead_reason = reason
-            self.dead.set()
-        # Submitters wait on ``bound``: clear it now, not when the loops have wound down.
-        self.bound.clear()
-        self.writable.set()  # nobody may stay parked on a buffer that will never drain
-        if self.bind_future is not None and not self.bind_future.done():
-            self.bind_future.set_exception(LinkDown(reason))
-
-
-class _LinkProtocol(asyncio.Protocol):
-    """Hands the socket's bytes to the client synchronously: one loop iteration per read, no
-    stream buffer in between. A protocol whose connection the link has already dropped (a
-    reconnect may be under way) is ignored, so it can never touch the next connection."""
-
-    def __init__(self, client: SmppClient, link: _Link) -> None:
-        self.client = client
-        self.link = link
-        self.transport: asyncio.Transport | None = None
-
-    def _current(self) -> bool:
-        return self.transport is not None and self.link.transport is self.transport
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.link.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if self._current():
-            self.client._on_data(self.link, data)
-
-    def eof_received(self) -> bool:
-        if self._current():
-            self.link.die("connection closed by the SMSC")
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._current():
-            self.link.die(f"connection lost: {exc}" if exc else "connection closed by the SMSC")
-
-    def pause_writing(self) -> None:
-        if self._current():
-            self.link.writable.clear()
-
-    def resume_writing(self) -> None:
-        if self._current():
-            self.link.writable.set()
-
-
 class SmppClient:
     def __init__(
         self,
@@ -252,9 +132,9 @@ class SmppClient:
         self._handler = handler
         self._clock = clock
         self._rng = rng or random.Random()
-        self._links = [_Link(kind, config.inbound_queue) for kind in config.bind.bind_types()]
+        self._links = [Link(kind, config.inbound_queue) for kind in config.bind.bind_types()]
         tx = [lk for lk in self._links if lk.kind is not BindType.RECEIVER]
-        self._tx: _Link | None = tx[0] if tx else None
+        self._tx: Link | None = tx[0] if tx else None
         self._rate = AdaptiveRate(
             config.throughput,
             now=clock(),
@@ -321,7 +201,7 @@ class SmppClient:
 
     # --- connection loop ---------------------------------------------------------------------
 
-    async def _run_link(self, link: _Link) -> None:
+    async def _run_link(self, link: Link) -> None:
         attempt = 0
         cfg = self.config
         while not self._closing:
@@ -360,7 +240,7 @@ class SmppClient:
                 delay = max(delay, cfg.credentials_retry)
             await asyncio.sleep(delay)
 
-    async def _connect(self, link: _Link) -> None:
+    async def _connect(self, link: Link) -> None:
         cfg = self.config
         ctx = cfg.ssl_context()
         server_hostname = (cfg.tls_server_name or cfg.host) if ctx is not None else None
@@ -372,14 +252,14 @@ class SmppClient:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(cfg.connect_timeout):
             await loop.create_connection(
-                lambda: _LinkProtocol(self, link),
+                lambda: LinkProtocol(self._on_data, link),
                 cfg.host,
                 cfg.port,
                 ssl=ctx,
                 server_hostname=server_hostname,
             )
 
-    async def _bind(self, link: _Link) -> None:
+    async def _bind(self, link: Link) -> None:
         cfg = self.config
         session = link.session
         assert session is not None and link.transport is not None
@@ -413,7 +293,7 @@ class SmppClient:
         link.bound.set()
         log.info("smpp %s: bound as %s (%s)", cfg.name, link.kind, cfg.system_id)
 
-    async def _serve(self, link: _Link) -> str:
+    async def _serve(self, link: Link) -> str:
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._guard(link, self._timer_loop(link))),
@@ -424,7 +304,7 @@ class SmppClient:
                 task.cancel()
         return link.dead_reason
 
-    async def _guard(self, link: _Link, loop: Awaitable[None]) -> None:
+    async def _guard(self, link: Link, loop: Awaitable[None]) -> None:
         """Run one of the link's loops; any failure kills the link (and only the link)."""
         try:
             await loop
@@ -434,13 +314,13 @@ class SmppClient:
             log.exception("smpp %s: loop failed", self.config.name)
             link.die(f"internal error: {exc!r}")
 
-    def _drop(self, link: _Link, reason: str) -> None:
+    def _drop(self, link: Link, reason: str) -> None:
         link.bound.clear()
         link.die(reason)
         if link.session is not None:
             lost = Unknown(f"link lost: {reason}")
             for request in link.session.connection_lost():
-                _resolve(request.context, lost)
+                resolve(request.context, lost)
         while not link.inbound.empty():
             # Unanswered deliver_sm: the SMSC delivers them again after it rebinds.
             link.inbound.get_nowait()
@@ -454,13 +334,14 @@ class SmppClient:
         cfg = self.config
         waits: list[asyncio.Future[object]] = []
         loop = asyncio.get_running_loop()
-        in_flight = [
-            o.context.future
-            for lk in self._links
-            if lk.session is not None
-            for o in lk.session.outstanding()
-            if isinstance(o.context, _Waiter)
-        ]
+        in_flight: list[asyncio.Future[Pdu | Unknown] | asyncio.Future[None]] = []
+        for lk in self._links:
+            for o in lk.session.outstanding() if lk.session is not None else ():
+                if isinstance(o.context, Waiter):
+                    in_flight.append(o.context.future)
+                elif isinstance(o.context, BatchSlot):
+                    o.context.drained = loop.create_future()
+                    in_flight.append(o.context.drained)
         if in_flight:
             await asyncio.wait(in_flight, timeout=cfg.unbind_timeout)
         for link in self._links:
@@ -482,7 +363,7 @@ class SmppClient:
 
     # --- the link's loops ----------------------------------------------------------------------
 
-    def _on_data(self, link: _Link, data: bytes) -> None:
+    def _on_data(self, link: Link, data: bytes) -> None:
         """Bytes from the SMSC (called by the protocol): resolve waiters, queue deliver_sm."""
         session = link.session
         if session is None or link.dead.is_set():
@@ -491,7 +372,7 @@ class SmppClient:
         link.last_rx = now
         for event in session.receive_data(data, now):
             if type(event) is Response:
-                _resolve(event.request.context, event.pdu)
+                resolve(event.request.context, event.pdu)
             elif isinstance(event, Request) and isinstance(event.pdu, DeliverSm):
                 link.inbound.put_nowait(event.pdu)
                 if link.inbound.qsize() >= link.inbound_limit and link.transport is not None:
@@ -504,7 +385,7 @@ class SmppClient:
                 link.die("the SMSC unbound")
         link.write(session.data_to_send())
 
-    def _on_violation(self, link: _Link, event: Violation) -> None:
+    def _on_violation(self, link: Link, event: Violation) -> None:
         self._violations += 1
         err = event.error
         frame = getattr(err, "frame_hex", "")
@@ -520,32 +401,72 @@ class SmppClient:
             link.write(link.session.data_to_send())
             link.die(f"protocol error: {err}")
 
-    async def _inbound_loop(self, link: _Link) -> None:
-        while True:
-            if link.reading_paused and link.inbound.qsize() <= link.inbound_limit // 2:
-                link.reading_paused = False
-                if link.transport is not None:
-                    link.transport.resume_reading()
-            item = await link.inbound.get()
-            if isinstance(item, MoGroup):
-                await self._hand_over_released(item)
-                continue
-            status = 0
-            try:
-                await self._handle_deliver(item)
-            except CodecError as exc:
-                log.warning("smpp %s: undecodable deliver_sm: %s", self.config.name, exc)
-                status = CommandStatus.ESME_RX_P_APPN
-            except Exception:
-                log.exception("smpp %s: handler failed; asking for redelivery", self.config.name)
-                status = CommandStatus.ESME_RX_T_APPN
-            session = link.session
-            if session is None or link.dead.is_set():
-                return
-            try:
-                link.write(session.send(DeliverSmResp(status, item.sequence), self._clock()))
-            except LocalProtocolError:
-                return  # the session closed meanwhile; the SMSC will redeliver
+    async def _inbound_loop(self, link: Link) -> None:
+        """Hand deliver_sm to the handler and answer each when its handler returned.
+
+        Delivery receipts are handled concurrently, up to ``inbound_queue`` at once, each
+        answered as soon as its own handler returns, in any order (SMPP 3.4 §2.5: responses
+        are matched by sequence number): a handler may then wait until its receipt is durable
+        (a group commit) without capping receipts at one commit per round trip. Handlers
+        start in arrival order. MO messages (and their parts) are handled one at a time, in
+        order, because a STOP followed by a START must take effect in that order.
+        """
+        # As many as we let wait unread: an SMSC keeps a window of deliver_sm outstanding
+        # (often 64), and every one of them may be waiting for the same group commit.
+        limit = asyncio.Semaphore(max(1, self.config.inbound_queue))
+        in_order = asyncio.Lock()  # FIFO: MO handlers run in the order they started
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                if link.reading_paused and link.inbound.qsize() <= link.inbound_limit // 2:
+                    link.reading_paused = False
+                    if link.transport is not None:
+                        link.transport.resume_reading()
+                item = await link.inbound.get()
+                await limit.acquire()
+                if isinstance(item, MoGroup):
+                    tg.create_task(self._released(item, limit, in_order))
+                else:
+                    ordered = None if is_receipt(item) else in_order
+                    tg.create_task(self._answer(link, item, limit, ordered))
+
+    async def _released(self, group: MoGroup, limit: asyncio.Semaphore,
+                        in_order: asyncio.Lock) -> None:
+        try:
+            async with in_order:
+                await self._hand_over_released(group)
+        finally:
+            limit.release()
+
+    async def _answer(self, link: Link, pdu: DeliverSm, limit: asyncio.Semaphore,
+                      in_order: asyncio.Lock | None) -> None:
+        """Handle one deliver_sm, then write its deliver_sm_resp (unless the link is gone:
+        the SMSC delivers it again)."""
+        try:
+            if in_order is not None:
+                async with in_order:
+                    await self._answer_now(link, pdu)
+            else:
+                await self._answer_now(link, pdu)
+        finally:
+            limit.release()
+
+    async def _answer_now(self, link: Link, pdu: DeliverSm) -> None:
+        status = 0
+        try:
+            await self._handle_deliver(pdu)
+        except CodecError as exc:
+            log.warning("smpp %s: undecodable deliver_sm: %s", self.config.name, exc)
+            status = CommandStatus.ESME_RX_P_APPN
+        except Exception:
+            log.exception("smpp %s: handler failed; asking for redelivery", self.config.name)
+            status = CommandStatus.ESME_RX_T_APPN
+        session = link.session
+        if session is None or link.dead.is_set():
+            return
+        try:
+            link.write(session.send(DeliverSmResp(status, pdu.sequence), self._clock()))
+        except LocalProtocolError:
+            return  # the session closed meanwhile; the SMSC will redeliver
 
     async def _handle_deliver(self, pdu: DeliverSm) -> None:
         if is_receipt(pdu):
@@ -586,7 +507,7 @@ class SmppClient:
         except Exception:
             log.exception("smpp %s: could not remove a handed-over MO", self.config.name)
 
-    async def _release_due(self, link: _Link) -> float | None:
+    async def _release_due(self, link: Link) -> float | None:
         """Queue the MO groups whose time is up; seconds until the next one is due."""
         try:
             delay = await self._mo_store.next_expiry()
@@ -605,7 +526,7 @@ class SmppClient:
         if self._handler is not None:
             await self._handler(event)
 
-    async def _timer_loop(self, link: _Link) -> None:
+    async def _timer_loop(self, link: Link) -> None:
         cfg = self.config
         assert link.session is not None
         session = link.session
@@ -615,7 +536,7 @@ class SmppClient:
         while True:
             now = self._clock()
             for request in session.expire(now):
-                _resolve(request.context, Unknown(f"no response within {cfg.response_timeout}s"))
+                resolve(request.context, Unknown(f"no response within {cfg.response_timeout}s"))
             if probe is not None and probe.done():
                 probe = None
             if probe is not None and now - probe_sent >= cfg.link_timeout:
@@ -642,7 +563,7 @@ class SmppClient:
 
     # --- submitting ----------------------------------------------------------------------------
 
-    async def _transmitter(self, deadline: float | None = None) -> _Link | None:
+    async def _transmitter(self, deadline: float | None = None) -> Link | None:
         """The bound transmitting link; None if it is not bound by ``deadline`` (loop time)."""
         link = self._tx
         if link is not None and link.usable:
@@ -662,7 +583,7 @@ class SmppClient:
                 return None
         return link
 
-    async def _send_once(self, link: _Link, pdu: SubmitSm) -> Pdu | Unknown | None:
+    async def _send_once(self, link: Link, pdu: SubmitSm) -> Pdu | Unknown | None:
         """Write one submit_sm in a window slot and wait for its fate; None if not written.
 
         The slot is released when the response (or its timeout, or the link's loss) resolves
@@ -683,7 +604,7 @@ class SmppClient:
             session = link.session
             assert session is not None
             fut: asyncio.Future[Pdu | Unknown] = asyncio.get_running_loop().create_future()
-            raw = session.send(pdu, self._clock(), _Waiter(fut, window))
+            raw = session.send(pdu, self._clock(), Waiter(fut, window))
             link.write(raw, alone=session.window_in_use == 1)
             sent = True
         finally:
@@ -725,29 +646,118 @@ class SmppClient:
             result = await self._send_once(link, pdu)
             if result is None:
                 continue  # the link went away before the PDU was written: nothing was sent
-            if isinstance(result, Unknown):
-                self._unknown += 1
-                return result
-            status = result.status
-            now = self._clock()
-            if status == 0 and isinstance(result, SubmitSmResp):
-                self._accepted += 1
-                self._meter.add(now)
-                raw = result.message_id
-                return Accepted(self.config.id_convention.from_submit_resp(raw), raw, throttled)
-            self._errors[status_name(status)] += 1
-            kind = classify(status) if status else StatusClass.PERMANENT
-            if kind is StatusClass.THROTTLE:
+            outcome = self._judge(link, result, throttled, link_errors)
+            if outcome is Retry.THROTTLED:
                 throttled += 1
-                self._rate.on_throttle(now, self._meter.rate(now, 1.0))
-                continue
-            if kind is StatusClass.LINK and link_errors < _LINK_RETRIES:
-                # The SMSC thinks we are not bound: rebind, then resubmit (it took nothing).
+            elif outcome is Retry.REBIND:
                 link_errors += 1
-                link.die(f"submit refused with {status_name(status)}")
-                continue
-            self._rejected += 1
-            return Rejected(status, kind)
+            else:
+                return outcome
+
+    def _judge(
+        self, link: Link, result: Pdu | Unknown, throttled: int, link_errors: int
+    ) -> SubmitOutcome | Retry:
+        """A submit_sm's response as its outcome, or why it is submitted again: a throttle
+        slows the bind down (the SMSC took nothing); ESME_RINVBNDSTS drops the link to bind
+        again, up to ``_LINK_RETRIES`` times. Shared by ``submit()`` and ``submit_many()``."""
+        if isinstance(result, Unknown):
+            self._unknown += 1
+            return result
+        status = result.status
+        now = self._clock()
+        if status == 0 and isinstance(result, SubmitSmResp):
+            self._accepted += 1
+            self._meter.add(now)
+            raw = result.message_id
+            return Accepted(self.config.id_convention.from_submit_resp(raw), raw, throttled)
+        self._errors[status_name(status)] += 1
+        kind = classify(status) if status else StatusClass.PERMANENT
+        if kind is StatusClass.THROTTLE:
+            self._rate.on_throttle(now, self._meter.rate(now, 1.0))
+            return Retry.THROTTLED
+        if kind is StatusClass.LINK and link_errors < _LINK_RETRIES:
+            # The SMSC thinks we are not bound: rebind, then resubmit (it took nothing).
+            link.die(f"submit refused with {status_name(status)}")
+            return Retry.REBIND
+        self._rejected += 1
+        return Rejected(status, kind)
+
+    async def submit_many(
+        self,
+        requests: Sequence[SubmitRequest],
+        on_outcome: OnOutcome,
+        *,
+        wait_bound_timeout: float | _FromConfig | None = _FromConfig.VALUE,
+    ) -> None:
+        """Submit every request, as many at a time as the window and the rate limit allow.
+
+        ``on_outcome(i, outcome)`` is called exactly once for ``requests[i]``, as soon as its
+        outcome is known -- from the receive path, in the order responses arrive -- and the
+        call returns when every request has one. The outcomes and rules are ``submit()``'s
+        (throttles and bind-state refusals resubmitted, ``Unavailable`` when no bound link
+        came within ``wait_bound_timeout``, ``Unknown`` never resent); the difference is the
+        cost: one coroutine for the whole batch instead of a task, a future and two
+        resumptions per part. Batches and ``submit()`` callers share the window fairly (its
+        semaphore queues them in turn). Cancelled, it stops writing and reports nothing more;
+        what it wrote keeps its window slots until answered.
+        """
+        if isinstance(wait_bound_timeout, _FromConfig):
+            wait_bound_timeout = self.config.wait_bound_timeout
+        deadline = None
+        if wait_bound_timeout is not None:
+            deadline = asyncio.get_running_loop().time() + wait_bound_timeout
+        batch = Batch([r.to_pdu() for r in requests], self._judge, on_outcome)
+        try:
+            while batch.left:
+                if not batch.todo:
+                    await batch.wait()
+                    continue
+                try:
+                    link = await self._transmitter(deadline)
+                except NotBound as exc:
+                    self._unavailable_all(batch, str(exc))
+                    continue
+                if link is None:
+                    reason = f"no bound link within {wait_bound_timeout}s"
+                    if self._last_error:
+                        reason += f" (last error: {self._last_error})"
+                    self._unavailable_all(batch, reason)
+                    continue
+                await self._write_from(batch, link)
+        finally:
+            batch.closed = True
+
+    def _unavailable_all(self, batch: Batch, reason: str) -> None:
+        """Every request not written yet: ``Unavailable`` (the SMSC never saw them)."""
+        while batch.todo:
+            self._unavailable += 1
+            batch.finish(batch.todo.popleft(),
+                         Unavailable(CommandStatus.ESME_RINVBNDSTS, StatusClass.LINK, reason))
+
+    async def _write_from(self, batch: Batch, link: Link) -> None:
+        """Write the batch's requests while ``link`` stays usable and the window has room
+        (taking a slot suspends only when the window is full)."""
+        generation, window = link.generation, link.window
+        session = link.session
+        assert session is not None
+        while batch.todo:
+            await window.acquire()
+            if not link.usable or link.generation != generation or not batch.todo:
+                window.release()
+                return
+            wait = self._rate.wait(self._clock())  # reserves this send's turn
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if not link.usable or link.generation != generation or not batch.todo:
+                    window.release()
+                    return
+            index = batch.todo.popleft()
+            raw = session.send(batch.pdus[index], self._clock(), BatchSlot(batch, index, window,
+                                                                          link))
+            link.write(raw, alone=session.window_in_use == 1)
+            self._submitted += 1
+            if not link.writable.is_set():
+                await link.writable.wait()  # the transport is over its high-water mark
 
     # --- statistics ----------------------------------------------------------------------------
 
