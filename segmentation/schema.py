@@ -186,4 +186,30 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS segment_member_sub;
     """,
+    # 4: a subscriber's re-check rows and transition index entries are clustered by
+    # subscriber, not by segment. One event changes its subscriber in several segments at
+    # once (a click moves active, inactive, engagement_*, no_interaction_30d); keyed segment
+    # first, each of those rows sat on a different random leaf, keyed subscriber first they
+    # share one. Measured at 1M subscribers, 5,000-event batches: segment_recheck 1.80 and
+    # segment_transition's index 1.53 leaf pages written per event before. Readers: the
+    # drain probes (subscriber_id, segment_id) for its dirty subscribers, history() and
+    # erasure look up by subscriber (now indexed), process_due uses segment_recheck_due; only
+    # a full recompute's "forget this segment's re-checks" and dropping a segment scan.
+    """
+    DROP INDEX IF EXISTS segment_transition_seg_sub;
+    CREATE INDEX segment_transition_sub_seg
+        ON segment_transition(subscriber_id, segment_id, ts_ms);
+    CREATE TABLE segment_recheck_v4 (
+        segment_id    INTEGER NOT NULL REFERENCES segment(id) ON DELETE CASCADE,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        due_ms        INTEGER NOT NULL,
+        PRIMARY KEY (subscriber_id, segment_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO segment_recheck_v4(segment_id, subscriber_id, due_ms)
+        SELECT segment_id, subscriber_id, due_ms FROM segment_recheck
+        ORDER BY subscriber_id, segment_id;
+    DROP TABLE segment_recheck;
+    ALTER TABLE segment_recheck_v4 RENAME TO segment_recheck;
+    CREATE INDEX segment_recheck_due ON segment_recheck(due_ms);
+    """,
 )

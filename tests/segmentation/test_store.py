@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from segmentation.schema import MIGRATIONS
-from segmentation.store import AsyncStore, Change, Store, StoreError
+from segmentation.store import AsyncStore, Change, Store, StoreError, _statements
 from tests.segmentation.conftest import ManualClock
 
 
@@ -174,3 +174,42 @@ def test_concurrent_first_opens_apply_migrations_once(tmp_path: Path) -> None:
     assert errors == []
     with Store(path) as s:
         assert s.schema_version == len(MIGRATIONS)
+
+
+def test_migration_4_keeps_rechecks_and_transitions_clustered_by_subscriber(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        for statement in _statements(script):
+            c.execute(statement)
+    c.execute("PRAGMA user_version = 3")
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 0), "
+              "(2, '+2', 0)")
+    c.execute("INSERT INTO segment(id, name, definition, created_ms) VALUES (1, 'a', '{}', 0), "
+              "(2, 'b', '{}', 0)")
+    c.execute("INSERT INTO segment_recheck VALUES (1, 2, 50), (2, 1, 60), (1, 1, 70)")
+    c.execute("INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
+              "cause) VALUES (2, 1, 5, 'enter', 'event'), (1, 1, 6, 'enter', 'event')")
+    c.close()
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 4
+        assert s.conn.execute("SELECT * FROM segment_recheck ORDER BY due_ms").fetchall() == [
+            (1, 2, 50), (2, 1, 60), (1, 1, 70)]
+        assert s.conn.execute("SELECT count(*) FROM segment_transition").fetchone()[0] == 2
+        pk = [r[2] for r in s.conn.execute(
+            "PRAGMA index_info(sqlite_autoindex_segment_recheck_1)")]
+        assert pk == ["subscriber_id", "segment_id"]
+        idx = {r[1] for r in s.conn.execute("PRAGMA index_list(segment_transition)")}
+        assert idx == {"segment_transition_sub_seg"}
+        for sql in ("SELECT due_ms FROM segment_recheck WHERE subscriber_id = 1 AND "
+                    "segment_id = 2",
+                    "SELECT ts_ms FROM segment_transition WHERE subscriber_id = 1 AND "
+                    "segment_id = 2 ORDER BY ts_ms",
+                    "SELECT 1 FROM segment_recheck WHERE due_ms <= 55"):
+            plan = " ".join(r[3] for r in s.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "USING" in plan and "SCAN" not in plan, (sql, plan)
+        # the re-check queue keeps its cascades
+        s.conn.execute("DELETE FROM segment WHERE id = 1")
+        assert s.conn.execute("SELECT * FROM segment_recheck").fetchall() == [(2, 1, 60)]
