@@ -170,9 +170,8 @@ def erase_number(store: Store, number: str, *, reason: str = "erasure",
                                    sum(n for _, _, n in inbox), mo_groups, mo_parts)
             if not report.found_anything:
                 raise PrivacyError(e164, "nothing stored for this number")
-        if vacuum:
-            conn.execute("VACUUM")
-        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        vacuumed = vacuum and _vacuum(conn)
+        truncated = _truncate_wal(conn)
     finally:
         conn.execute(f"PRAGMA secure_delete = {previous}")
     removed = dict(segment.removed)
@@ -184,9 +183,40 @@ def erase_number(store: Store, number: str, *, reason: str = "erasure",
     })
     return NumberErasure(
         report.number_hash, segment, outbox, report.inbox_messages, mo_groups, mo_parts,
-        wal_truncated=busy == 0, vacuumed=vacuum,
+        wal_truncated=truncated, vacuumed=vacuumed,
         removed=tuple(sorted((t, n) for t, n in removed.items() if n > 0)),
     )
+
+
+CHECKPOINT_WAIT_MS = 250
+"""How long the WAL truncation waits for other processes' readers. While it waits it holds
+off the daemon's writers too (a TRUNCATE checkpoint blocks them), so briefly: when the
+daemon is busy the truncation is skipped, and its next writes overwrite the old frames
+as the log is reused."""
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint and truncate the WAL (old page images of the erased rows); False when
+    another process's reader or writer kept it from finishing within the wait."""
+    (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+    conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    except sqlite3.OperationalError:
+        busy = 1
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return int(busy) == 0
+
+
+def _vacuum(conn: sqlite3.Connection) -> bool:
+    """Rewrite the file (no free space left holding old copies); False when another process
+    holds the database (the daemon running): the erasure itself is committed either way."""
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def report_json(report: NumberErasure) -> dict[str, Any]:

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS erased_message_tally (
     state       TEXT    NOT NULL,              -- outbox state, or the inbox row's action
     campaign_id INTEGER NOT NULL,              -- 0: no campaign
     messages    INTEGER NOT NULL,
-    parts       INTEGER NOT NULL,
+    parts       INTEGER NOT NULL,              -- inbox rows: texts (as received, joined)
     PRIMARY KEY (day, source, lane, state, campaign_id)
 ) STRICT, WITHOUT ROWID
 """

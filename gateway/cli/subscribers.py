@@ -325,9 +325,12 @@ def subscriber_erase_command(args: argparse.Namespace) -> int:
         print(f"kept: {seg.consent_rows_pseudonymised} consent records under the keyed hash; "
               f"suppression {'added' if seg.suppression_added else 'already present'}; "
               "message counts in erased_message_tally")
+        if args.vacuum and not report.vacuumed:
+            print("note: the database was in use (is the daemon running?), so it was not "
+                  "vacuumed; the erasure itself is complete")
         if not report.wal_truncated:
-            print("note: another process was reading the database, so its write-ahead log "
-                  "was not truncated yet; it will be at the next checkpoint")
+            print("note: another process was using the database, so its write-ahead log was "
+                  "not truncated; its next writes overwrite the old pages")
         return 0
 
     return _run(args, body)

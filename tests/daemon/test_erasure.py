@@ -447,3 +447,28 @@ def test_a_number_the_numbering_plan_rejects_is_exported_and_erased(tmp_path: Pa
                                     "outbox_message": 1, "outbox_part": 1}
     assert report.segment.consent_rows_pseudonymised == 1
     assert hits(path, [test_range, test_range[1:], BODY[NUMBER][0]]) == []
+
+
+def test_a_reader_in_another_connection_does_not_hold_the_erasure_up(world: World) -> None:
+    """The daemon reading at that moment: the erasure commits, the WAL truncation gives up
+    after a short wait (it would hold off the daemon's writers) and says so."""
+    reader = sqlite3.connect(world.path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM outbox_message").fetchone()[0] > 0
+        with store_at(world.path, world.clock) as store:
+            store.conn.execute("PRAGMA secure_delete = 0")
+            report = erase_number(store, NUMBER)
+            # the connection's own settings are given back
+            assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+            assert store.conn.execute("PRAGMA secure_delete").fetchone()[0] == 0
+        assert not report.wal_truncated and dict(report.removed)["outbox_message"] == 7
+        # the reader's snapshot still shows the rows; a new transaction does not
+        assert reader.execute("SELECT count(*) FROM outbox_message WHERE dest = ?",
+                              (NUMBER,)).fetchone() == (7,)
+        reader.execute("COMMIT")
+        assert reader.execute("SELECT count(*) FROM outbox_message WHERE dest = ?",
+                              (NUMBER,)).fetchone() == (0,)
+    finally:
+        reader.close()
+    assert hits(world.path, needles(NUMBER)) == []
