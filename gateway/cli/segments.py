@@ -54,6 +54,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "TARGET is read as a rule and counted over every subscriber now.")
     p.add_argument("target", metavar="NAME|RULE")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--preview", action="store_true",
+                   help="three numbers: matched, sendable (active, marketing consent granted, "
+                        "not suppressed) and send-now (sendable and outside quiet hours in "
+                        "their own time zone now)")
+    p.add_argument("--quiet-hours", metavar="HH:MM-HH:MM", default="21:00-08:00",
+                   help="recipient-local quiet hours for --preview (default 21:00-08:00; "
+                        "'none' for none)")
+    p.add_argument("--default-tz", metavar="ZONE", default="UTC",
+                   help="IANA zone for subscribers with no zone and no known country "
+                        "(default UTC)")
+    p.add_argument("--at", metavar="TIME",
+                   help="preview as of TIME (UTC, 2026-01-31T09:30:00Z) instead of now")
     _store_arguments(p)
     p.set_defaults(func=count_command)
 
@@ -190,9 +202,58 @@ def show_command(args: argparse.Namespace) -> int:
 _BARE_NAME = re.compile(r"[^\s()]+\Z")
 
 
+def _preview_settings(args: argparse.Namespace) -> tuple[Any, str, int | None]:
+    from segmentation.preview import PreviewError, QuietHours, check_zone
+    from segmentation.rules.dsl import parse_date
+
+    try:
+        quiet = QuietHours.parse(args.quiet_hours)
+        zone = check_zone(args.default_tz)
+    except PreviewError as exc:
+        raise CliInputError(str(exc)) from None
+    at = None
+    if args.at is not None:
+        try:
+            at = parse_date(args.at)
+        except ValueError:
+            raise CliInputError(f"--at {args.at!r}: expected a UTC time like "
+                                "2026-01-31T09:30:00Z") from None
+    return quiet, zone, at
+
+
+def _preview_command(args: argparse.Namespace, store: Store, m: Membership) -> int:
+    from segmentation.preview import preview_rule, preview_segment
+
+    quiet, zone, at = _preview_settings(args)
+    target: str = args.target
+    started = time.perf_counter()
+    if target in {s.name for s in m.segments()}:
+        p, source, key = preview_segment(m, target, now=at, quiet=quiet, default_tz=zone), \
+            "stored", "name"
+    else:
+        if _BARE_NAME.match(target) and "." not in target:
+            raise CliInputError(f"no segment named {target!r} (and it is not a rule)")
+        p = preview_rule(m, _rule_text(target), now=at, quiet=quiet, default_tz=zone)
+        source, key = "query", "rule"
+    ms = (time.perf_counter() - started) * 1000
+    if args.json:
+        _print_json({key: target, "count": p.matched, "source": source, "ms": round(ms, 1),
+                     "preview": p.to_json()})
+        return 0
+    print(f"matched:   {p.matched}")
+    print(f"sendable:  {p.sendable}   (not active {p.inactive}, no marketing consent "
+          f"{p.no_consent}, suppressed {p.suppressed})")
+    print(f"send now:  {p.send_now}   (in quiet hours {p.quiet_hours} local: {p.quiet})")
+    print(f"({'stored members' if source == 'stored' else 'counted now'}, {ms:.0f} ms; "
+          "no frequency cap is applied)")
+    return 0
+
+
 def count_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
         m = _membership(store)
+        if args.preview:
+            return _preview_command(args, store, m)
         target: str = args.target
         started = time.perf_counter()
         stored = {s.name for s in m.segments()}

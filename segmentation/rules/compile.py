@@ -568,6 +568,13 @@ def compile_count(rule: Rule, now: int) -> Query:
     return Query(f"SELECT COUNT(*) {_from(rule, None)} {c}", tuple(p))
 
 
+def compile_filter(rule: Rule, now: int) -> Query:
+    """``FROM subscriber s ... WHERE cond`` of the subscribers matching at ``now`` (full mode),
+    for callers that select their own columns of ``s`` (the draft preview)."""
+    c, p = _Compiler(now, False).cond(rule)
+    return Query(f"{_from(rule, None)} {c}", tuple(p))
+
+
 # -- next change (segment_recheck) -----------------------------------------------------------------
 
 
