@@ -184,6 +184,17 @@ def find_subscriber(store: Store, number: str) -> int | None:
 _PROFILE_FIELDS = ("region", "postal_code", "tz", "locale", "lat", "lon", "status")
 
 
+def _status_from_ledger(store: Store, e164: str) -> str:
+    """A new subscriber whose number already opted out (a STOP from a number we did not know
+    yet) starts 'stopped', not 'active': status must agree with the ledger's latest marketing
+    row, which an operator and the send preview read through it."""
+    row = store.conn.execute(
+        "SELECT action FROM consent WHERE phone_e164 = ? AND program = 'marketing' "
+        "ORDER BY ts_ms DESC, id DESC LIMIT 1", (e164,)
+    ).fetchone()
+    return "stopped" if row is not None and row[0] == "revoke" else "active"
+
+
 def upsert_subscriber(
     store: Store,
     number: str,
@@ -221,6 +232,8 @@ def upsert_subscriber(
         ).fetchone()
         if row is None:
             loc = locate(e164, tz=tz, region=region, postal_code=postal_code)
+            if status is None:
+                status = _status_from_ledger(store, e164)
             cur = store.conn.execute(
                 "INSERT INTO subscriber(phone_e164, phone_raw, country, region, area_code, "
                 "postal_code, lat, lon, tz, tz_source, tz_candidates, locale, status, created_ms) "
@@ -228,7 +241,7 @@ def upsert_subscriber(
                 (e164, number, loc.country, loc.region, loc.area_code, postal_code, lat, lon,
                  loc.tz, loc.tz_source,
                  json.dumps(list(loc.tz_candidates)) if loc.tz_candidates else None,
-                 locale, status or "active", store.now_ms()),
+                 locale, status, store.now_ms()),
             )
             sub_id = int(cur.lastrowid or 0)
             # Every subscriber has a trait row (zeros and NULLs until events arrive), so rule

@@ -224,3 +224,25 @@ def test_postal_codes_of_three_countries() -> None:
     assert (loc.region, loc.tz) == ("ACT", "Australia/Sydney")
     loc = locate("+12125550123", postal_code="nope")
     assert loc.tz_source == "area_code"
+
+
+def test_a_subscriber_created_after_a_stop_starts_stopped(store: Store) -> None:
+    """A STOP from a number not yet in the store is recorded against the number alone; the
+    subscriber made later for that number must not start 'active' against its ledger."""
+    from segmentation.consent import record_consent
+
+    record_consent(store, "+12025550101", "marketing", "revoke", "keyword", actor="inbound",
+                   keyword_text="STOP")
+    record_consent(store, "+12025550102", "marketing", "revoke", "keyword", actor="inbound",
+                   keyword_text="STOP")
+    record_consent(store, "+12025550102", "marketing", "grant", "keyword", actor="inbound",
+                   keyword_text="START")
+    stopped = upsert_subscriber(store, "+12025550101")
+    regranted = upsert_subscriber(store, "+12025550102")
+    fresh = upsert_subscriber(store, "+12025550103")
+    explicit = upsert_subscriber(store, "+12025550104", status="invalid")
+    rows = dict(store.conn.execute("SELECT id, status FROM subscriber").fetchall())
+    assert rows[stopped] == "stopped"
+    assert rows[regranted] == "active"
+    assert rows[fresh] == "active"
+    assert rows[explicit] == "invalid"
