@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
 from gateway import outbox_read
 from gateway.outbox_history import HistoryRow, write_history
@@ -86,7 +87,9 @@ _WAITING_SQL = "('queued', 'scheduled')"
 
 DEFAULT_RETRY = RetryPolicy()
 
-_ID_CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
+_LANES: tuple[Lane, ...] = tuple(sorted(Lane))  # by value: _LANES[n] is Lane(n), cheaper
+
+_MAX_GROUPS = 4  # (route, part) groups of submits written one statement each; more: one array
 
 
 class Outbox:
@@ -249,33 +252,22 @@ class Outbox:
         returned message and its unsent parts are ``sending`` on disk when this returns.
         """
         now = self.clock()
-        claimed: list[Claimed] = []
+        wanted = sorted({int(lane) for lane in lanes})
+        if limit <= 0 or not wanted:
+            return []
         with self._tx() as conn:
-            self._expire_due(conn, now)
-            for lane in sorted(lanes):
-                room = limit - len(claimed)
-                if room <= 0:
-                    break
-                # One JSON row per lane, with each message's unsent parts: a plain SELECT
-                # steps once per row, and every step releases and re-takes the GIL the event
-                # loop competes for (see gateway.outbox_history). Sorted again here because
-                # the order an aggregate sees its rows in is not guaranteed.
-                text = conn.execute(
-                    "SELECT json_group_array(json_array(not_before_ms, id, dest, sender, body, "
-                    "total_parts, retries, expires_ms, (SELECT json_group_array(seq) "
-                    "FROM outbox_part WHERE message_id = m.id AND state = 'queued'))) "
-                    "FROM (SELECT * FROM outbox_message INDEXED BY outbox_message_ready "
-                    f"WHERE state IN {_WAITING_SQL} AND lane = ? AND not_before_ms <= ? "
-                    "ORDER BY not_before_ms, id LIMIT ?) AS m",
-                    (int(lane), now, room),
-                ).fetchone()[0]
-                rows = sorted(json.loads(text))
-                claimed.extend(
-                    Claimed(mid, lane, dest, sender, body, total, _seqs(seqs), retries, expires)
-                    for _, mid, dest, sender, body, total, retries, expires, seqs in rows
-                )
-            if not claimed:
-                return claimed
+            rows, expired_waiting = self._ready(conn, wanted, now, limit)
+            if expired_waiting:  # rare: expire them, then read the ready rows again
+                self._expire_due(conn, now)
+                rows, _ = self._ready(conn, wanted, now, limit)
+            if not rows:
+                return []
+            lane_of = _LANES
+            claimed = [
+                Claimed(mid, lane_of[lane], dest, sender, body, total, _seqs(seqs), retries,
+                        expires)
+                for lane, _, mid, dest, sender, body, total, retries, expires, seqs in rows
+            ]
             ids = json.dumps([c.id for c in claimed])
             conn.execute(
                 "UPDATE outbox_message SET state = 'sending', updated_ms = ? "
@@ -290,6 +282,34 @@ class Outbox:
             sending = State.SENDING.value
             self._history([(c.id, now, sending, None) for c in claimed])
         return claimed
+
+    @staticmethod
+    def _ready(
+        conn: sqlite3.Connection, lanes: Sequence[int], now: int, limit: int
+    ) -> tuple[list[list[Any]], bool]:
+        """The ready rows (with each message's unsent parts) in claim order, and whether any
+        waiting message is past its deadline.
+
+        One statement, one JSON row: a plain SELECT steps once per row, and every step releases
+        and re-takes the GIL the event loop competes for (see gateway.outbox_history). The
+        lanes go in as a literal IN list in ascending order, which SQLite walks one lane after
+        the other down the ready index, so ``ORDER BY lane, not_before_ms, id LIMIT`` needs no
+        sort and reads only the rows it returns. Sorted again here because the order an
+        aggregate sees its rows in is not guaranteed."""
+        text, expired = conn.execute(
+            "SELECT json_group_array(json_array(lane, not_before_ms, id, dest, sender, body, "
+            "total_parts, retries, expires_ms, (SELECT json_group_array(seq) "
+            "FROM outbox_part WHERE message_id = m.id AND state = 'queued'))), "
+            "EXISTS (SELECT 1 FROM outbox_message INDEXED BY outbox_message_deadline "
+            f"WHERE state IN {_WAITING_SQL} AND expires_ms IS NOT NULL AND expires_ms <= ?1) "
+            "FROM (SELECT * FROM outbox_message INDEXED BY outbox_message_ready "
+            f"WHERE state IN {_WAITING_SQL} AND lane IN ({', '.join(map(str, lanes))}) "
+            "AND not_before_ms <= ?1 ORDER BY lane, not_before_ms, id LIMIT ?2) AS m",
+            (now, limit),
+        ).fetchone()
+        rows: list[list[Any]] = json.loads(text)
+        rows.sort()
+        return rows, bool(expired)
 
     def postpone(self, ids: Sequence[int], delay_ms: int) -> int:
         """Move queued messages ``delay_ms`` into the future: ``not_before_ms`` (their "ready
@@ -339,21 +359,27 @@ class Outbox:
     def mark_many(self, outcomes: Iterable[Outcome]) -> None:
         """Store submit results and failures in one transaction, in order."""
         now = self.clock()
+        batch = list(outcomes)
         with self._tx() as conn:
+            if all(type(o) is Submitted for o in batch):
+                self._submits_only(conn, cast("list[Submitted]", batch), now)
+                return
             touched: dict[int, str] = {}
             history = self._history_rows
             # Reports overtaking their submit response are rare: look them up only if any wait.
-            any_pending = conn.execute(
+            any_pending = bool(conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM outbox_report_pending)"
-            ).fetchone()[0]
+            ).fetchone()[0])
             run: list[Submitted] = []
-            for outcome in outcomes:
+            for outcome in batch:
                 if isinstance(outcome, Submitted):
                     run.append(outcome)
                     touched[outcome.message_id] = outcome.route
                     continue
                 # keep the order: submits before this failure are stored before it
-                self._submitted_many(conn, run, now, bool(any_pending))
+                self._submitted_many(conn, run, now)
+                if any_pending:
+                    self._apply_pending(conn, run, now)
                 run.clear()
                 if isinstance(outcome, Requeue):
                     self._back_to_queue(conn, outcome.message_id, now, None, "requeued", history)
@@ -361,25 +387,51 @@ class Outbox:
                     self._temporary(conn, outcome, now, history)
                 else:
                     self._permanent(conn, outcome, now, history)
-            self._submitted_many(conn, run, now, bool(any_pending))
+            self._submitted_many(conn, run, now)
+            if any_pending:
+                self._apply_pending(conn, run, now)
             self._settle_many(conn, touched, now)
 
-    def _submitted_many(
-        self, conn: sqlite3.Connection, run: Sequence[Submitted], now: int, any_pending: bool
-    ) -> None:
+    def _submits_only(self, conn: sqlite3.Connection, run: list[Submitted], now: int) -> None:
+        """The common batch, in as few statements as the general path allows: the parts'
+        update, one read of the messages to settle that also says whether any report waits
+        for an id, the messages' update, the history."""
+        self._submitted_many(conn, run, now)
+        touched = {s.message_id: s.route for s in run}
+        if self._settle_many(conn, touched, now, unless_pending=True):
+            # Reports wait (they overtook a submit response): apply those for these ids
+            # first, exactly as the general path does, then settle.
+            self._apply_pending(conn, run, now)
+            self._settle_many(conn, touched, now)
+
+    def _submitted_many(self, conn: sqlite3.Connection, run: Sequence[Submitted], now: int
+                        ) -> None:
         if not run:
             return
-        rows = [(s.message_id, s.seq, s.route, s.carrier_id) for s in run]
-        if len({(r[0], r[1]) for r in rows}) == len(rows):
-            # One statement over a JSON array (one sqlite3_step, one GIL release: see
-            # gateway.outbox_history). UPDATE .. FROM applies one source row per part, so it is only
-            # used when no part appears twice in the run; otherwise in order, row by row.
+        # One statement per (route, part number) over a JSON object {message id: carrier
+        # id}: json_each hands SQLite each carrier id as it is, with no per-row JSON to parse
+        # (see gateway.outbox_history). UPDATE .. FROM applies one source row per part, so this
+        # is only used when no part appears twice in the run; otherwise in order, row by row.
+        groups: dict[tuple[str, int], dict[int, str]] = {}
+        for s in run:
+            groups.setdefault((s.route, s.seq), {})[s.message_id] = s.carrier_id
+        if sum(len(g) for g in groups.values()) == len(run) and len(groups) <= _MAX_GROUPS:
+            updated = 0
+            for (route, seq), ids in groups.items():
+                updated += conn.execute(
+                    "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = j.value, "
+                    "submitted_ms = ? FROM json_each(?) AS j "
+                    "WHERE outbox_part.message_id = CAST(j.key AS INTEGER) "
+                    "AND outbox_part.seq = ? AND outbox_part.state IN ('sending', 'queued')",
+                    (route, now, json.dumps(ids), seq),
+                ).rowcount
+        elif len({(s.message_id, s.seq) for s in run}) == len(run):
             updated = conn.execute(
                 "UPDATE outbox_part SET state = 'submitted', route = j.value ->> 2, "
                 "carrier_id = j.value ->> 3, submitted_ms = ? FROM json_each(?) AS j "
                 "WHERE outbox_part.message_id = j.value ->> 0 AND outbox_part.seq = j.value ->> 1 "
                 "AND outbox_part.state IN ('sending', 'queued')",
-                (now, json.dumps(rows)),
+                (now, json.dumps([(s.message_id, s.seq, s.route, s.carrier_id) for s in run])),
             ).rowcount
         else:
             updated = conn.executemany(
@@ -395,8 +447,10 @@ class Outbox:
                 "WHERE message_id = ? AND seq = ? AND carrier_id IS NULL",
                 [(s.route, s.carrier_id, s.message_id, s.seq) for s in run],
             )
-        if not any_pending:
-            return
+
+    def _apply_pending(self, conn: sqlite3.Connection, run: Sequence[Submitted], now: int
+                       ) -> None:
+        """Apply the reports that arrived before these parts' carrier ids were stored."""
         for s in run:
             waiting = conn.execute(
                 "SELECT id, outcome, error_code FROM outbox_report_pending "
@@ -545,42 +599,55 @@ class Outbox:
 
     def _settle_many(
         self, conn: sqlite3.Connection, messages: dict[int, str | None] | dict[int, str],
-        now: int,
-    ) -> None:
+        now: int, *, unless_pending: bool = False,
+    ) -> bool:
         """Derive sent messages' states from their parts (``outbox_states.aggregate``);
-        a route given for a message is recorded as its route."""
+        a route given for a message is recorded as its route.
+
+        With ``unless_pending``, nothing is changed and True is returned when any delivery
+        report waits for its id (the same read tells, so the common case costs no extra
+        statement)."""
         if not messages:
-            return
-        # Set-based (see gateway.outbox_history): the ids go in as one JSON array, the parts
-        # come back as one JSON row, and the updates are one statement per (new state, route)
-        # group.
-        found: dict[int, tuple[str, list[str]]] = {}
-        text = conn.execute(
-            "SELECT json_group_array(json_array(m.id, m.state, p.state)) "
-            "FROM outbox_message m JOIN outbox_part p ON p.message_id = m.id "
-            "WHERE m.id IN (SELECT value FROM json_each(?))",
+            return False
+        # Set-based (see gateway.outbox_history): the ids go in as one JSON array, each
+        # message comes back with its parts' states as one string, all in one JSON row, and the
+        # updates are one statement per (new state, route) group.
+        text, pending = conn.execute(
+            "SELECT json_group_array(json_array(m.id, m.state, (SELECT group_concat(p.state) "
+            "FROM outbox_part AS p WHERE p.message_id = m.id))), "
+            "EXISTS (SELECT 1 FROM outbox_report_pending) "
+            "FROM outbox_message AS m WHERE m.id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(messages)),),
-        ).fetchone()[0]
-        # Raw strings, not enums: PartState and State are StrEnums, so the rules compare
-        # them directly, and this runs for every message of every batch.
-        for mid, mstate, pstate in json.loads(text):
-            found.setdefault(mid, (mstate, []))[1].append(pstate)
+        ).fetchone()
+        if unless_pending and pending:
+            return True
         changes: dict[tuple[str, str | None], list[int]] = {}
         routes: dict[str, list[int]] = {}
         history = self._history_rows
-        for mid, (current, parts) in found.items():
+        # Raw strings, not enums (PartState and State are StrEnums, so the rules compare them
+        # directly), and each (message state, part states) decided once per batch: this runs
+        # for every message of every batch, and a batch is mostly one shape.
+        decided: dict[tuple[str, str], str | None] = {}
+        for mid, current, parts in json.loads(text):
+            if parts is None:
+                continue
+            key = (current, parts)
+            if key in decided:
+                new = decided[key]
+            else:
+                state = settled_state(current, parts.split(","))
+                new = decided[key] = None if state is None else state.value
             route = messages[mid]
-            new = settled_state(current, parts)
             if new is not None:
-                changes.setdefault((new.value, route), []).append(mid)
-                history.append((mid, now, new.value, None))
+                changes.setdefault((new, route), []).append(mid)
+                history.append((mid, now, new, None))
             elif route is not None:
                 routes.setdefault(route, []).append(mid)
-        for (state, route), ids in changes.items():
+        for (new, route), ids in changes.items():
             conn.execute(
                 "UPDATE outbox_message SET state = ?, route = coalesce(?, route), updated_ms = ? "
                 "WHERE id IN (SELECT value FROM json_each(?))",
-                (state, route, now, json.dumps(ids)),
+                (new, route, now, json.dumps(ids)),
             )
         for route, ids in routes.items():
             conn.execute(
@@ -588,6 +655,7 @@ class Outbox:
                 "WHERE id IN (SELECT value FROM json_each(?))",
                 (route, now, json.dumps(ids)),
             )
+        return False
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -755,7 +823,8 @@ def settled_state(current: str, parts: Sequence[str]) -> State | None:
 def _seqs(value: list[int] | str) -> tuple[int, ...]:
     """Part numbers from the claim's JSON: nested as an array, or as its text should SQLite
     not keep the inner array's JSON subtype through the subquery."""
-    return tuple(sorted(value if isinstance(value, list) else json.loads(value)))
+    seqs = value if isinstance(value, list) else json.loads(value)
+    return (seqs[0],) if len(seqs) == 1 else tuple(sorted(seqs))
 
 
 def _code_detail(code: int | None, text: str) -> str:

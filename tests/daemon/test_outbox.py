@@ -153,13 +153,31 @@ def test_claim_marks_sending_on_disk_before_returning(outbox: Outbox, tmp_path: 
 
 
 def test_claim_query_uses_the_ready_index(outbox: Outbox) -> None:
+    # all lanes in one query: walked lane by lane down the index, no sort
     plan = outbox.conn.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM outbox_message INDEXED BY outbox_message_ready "
-        "WHERE state IN ('queued', 'scheduled') AND lane = 0 AND not_before_ms <= 5 "
-        "ORDER BY not_before_ms, id LIMIT 10"
+        "WHERE state IN ('queued', 'scheduled') AND lane IN (0, 1, 2) AND not_before_ms <= 5 "
+        "ORDER BY lane, not_before_ms, id LIMIT 10"
     ).fetchall()
     detail = " ".join(str(r[-1]) for r in plan)
     assert "USING INDEX outbox_message_ready" in detail and "TEMP B-TREE" not in detail
+
+
+def test_claim_fills_its_limit_across_lanes_in_priority_order(
+    outbox: Outbox, clock: Clock
+) -> None:
+    campaign = [outbox.enqueue(msg(i, lane=Lane.CAMPAIGN)).id for i in range(3)]
+    clock.advance(1)
+    automation = [outbox.enqueue(msg(10 + i, lane=Lane.AUTOMATION)).id for i in range(2)]
+    clock.advance(1)
+    otp = outbox.enqueue(msg(20)).id
+    got = outbox.claim(4)
+    assert [c.id for c in got] == [otp, *automation, campaign[0]]
+    assert [c.lane for c in got] == [Lane.TRANSACTIONAL, Lane.AUTOMATION, Lane.AUTOMATION,
+                                     Lane.CAMPAIGN]
+    assert [c.id for c in outbox.claim(10, lanes=[Lane.TRANSACTIONAL])] == []
+    assert [c.id for c in outbox.claim(10, lanes=[Lane.CAMPAIGN])] == campaign[1:]
+    assert outbox.claim(0) == [] and outbox.claim(5, lanes=[]) == []
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from gateway.outbox import (
     Requeue,
     RetryPolicy,
     State,
+    Submitted,
     TemporaryFailure,
 )
 from gateway.outbox_schema import MIGRATIONS, VERSION_TABLE
@@ -129,3 +130,22 @@ def test_messages_failing_together_retry_spread_out(tmp_path: Path, clock: Clock
     # the same seed places them the same way
     source.seed(7)
     assert [policy.delay_ms(1, source.random()) for _ in delays] == delays
+
+
+@pytest.mark.parametrize("routes", [1, 3, 7])
+def test_submits_store_each_parts_route_and_carrier_id_however_they_group(
+    outbox: Outbox, routes: int
+) -> None:
+    """Submits are written one statement per (route, part number) group, or as one array when
+    there are many groups: either way every part gets its own route and carrier id."""
+    ids = [a.id for a in outbox.enqueue_many(
+        [NewMessage(f"+4477009{i:05d}", "x" * (200 if i % 2 else 10)) for i in range(12)])]
+    claimed = outbox.claim(12)
+    submits = [Submitted(c.id, seq, f"r{c.id % routes}", f"{c.id}-{seq}")
+               for c in claimed for seq in c.parts]
+    outbox.mark_many(submits)
+    for mid in ids:
+        m = outbox.get(mid)
+        assert m is not None and m.state == State.SUBMITTED and m.route == f"r{mid % routes}"
+        assert [(p.route, p.carrier_id) for p in m.parts] == [
+            (f"r{mid % routes}", f"{mid}-{p.seq}") for p in m.parts]
