@@ -2,7 +2,9 @@
 
 - ``list`` / ``show NAME`` — definitions, status, stored counts (``--json`` for tools).
 - ``count NAME|RULE`` — a segment's stored count (O(1)) or a draft rule counted live.
-- ``define NAME RULE`` — create or redefine (full recompute, diff recorded as transitions).
+- ``define NAME RULE`` — create or redefine (full recompute, diff recorded as transitions);
+  ``define NAME --manual`` — an empty list set by hand;
+  ``members NAME --replace|--append|--remove FILE`` — set a manual list from a CSV file.
 - ``explain NUMBER NAME`` — every condition of the rule, true or false, with the value read.
 - ``export NAME`` — members as CSV. ``reconcile [--fix]`` — full recompute vs stored.
 - ``builtins`` — install or refresh the built-in segments and templates.
@@ -73,12 +75,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "define", help="create or redefine a segment",
         description="Store RULE as segment NAME (a new version if it exists), compute its "
         "members fully and record who entered and left; segments using it are recomputed "
-        "too. RULE '-' reads the rule from standard input.")
+        "too. RULE '-' reads the rule from standard input. With --manual (and no RULE): an "
+        "empty manual list, filled with 'smsgate segment members'.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("rule", metavar="RULE")
+    p.add_argument("rule", metavar="RULE", nargs="?")
+    p.add_argument("--manual", action="store_true",
+                   help="a list of numbers set by hand instead of a rule")
     p.add_argument("--json", action="store_true", help="one JSON object")
     _store_arguments(p)
     p.set_defaults(func=define_command)
+
+    p = sub.add_parser(
+        "members", help="replace, append to or remove from a manual segment's list (CSV)",
+        description="Read phone numbers from a CSV file (header row; the column named by "
+        "--column, default 'phone'; national formats need --default-region or the config's) "
+        "and replace the manual segment's list with them, append them or remove them. Bad "
+        "rows are reported one per line on standard error as 'row N, column X: why' and "
+        "skipped. Numbers no subscriber has are reported and not added, unless --create. "
+        "Exit status 2 when any row was skipped.")
+    p.add_argument("name", metavar="NAME")
+    how = p.add_mutually_exclusive_group(required=True)
+    for mode in ("replace", "append", "remove"):
+        how.add_argument(f"--{mode}", metavar="FILE", type=Path,
+                         help=f"{mode} the list with the numbers in FILE"
+                         if mode == "replace" else f"{mode} the numbers in FILE")
+    p.add_argument("--column", default="phone", metavar="NAME",
+                   help="the CSV column holding the numbers (default: phone)")
+    p.add_argument("--create", action="store_true",
+                   help="create subscribers for numbers not known yet (no consent recorded)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+    p.set_defaults(func=members_command)
 
     p = sub.add_parser("explain", help="why a number is or is not in a segment")
     p.add_argument("number", metavar="NUMBER")
@@ -274,9 +301,25 @@ def count_command(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def _define_manual(args: argparse.Namespace, m: Membership) -> int:
+    seg = m.define_manual(_check_name(args.name))
+    if args.json:
+        _print_json(_info(seg))
+    else:
+        print(f"manual segment {seg.name!r}: {seg.member_count} members "
+              f"(set them with: smsgate segment members {seg.name} --replace FILE)")
+    return 0
+
+
 def define_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
         m = _membership(store)
+        if args.manual:
+            if args.rule is not None:
+                raise CliInputError("give a RULE or --manual, not both")
+            return _define_manual(args, m)
+        if args.rule is None:
+            raise CliInputError("give a RULE (or --manual for a list set by hand)")
         diff = m.define(_check_name(args.name), _rule_text(args.rule))
         seg = m.get(args.name)
         if args.json:
@@ -286,6 +329,39 @@ def define_command(args: argparse.Namespace) -> int:
             print(f"segment {seg.name!r} version {seg.version}: {seg.member_count} members "
                   f"(+{diff.entered} -{diff.exited}, {diff.elapsed_ms:.0f} ms)")
         return 0
+
+    return _run(args, body)
+
+
+def members_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        from segmentation.csvio import CsvImportError
+        from segmentation.manual import set_members_from_csv
+
+        mode = next(x for x in ("replace", "append", "remove") if getattr(args, x) is not None)
+        path: Path = getattr(args, mode)
+        if not path.is_file():
+            raise CliInputError(f"{path}: no such file")
+
+        def problem(err: object) -> None:
+            print(err, file=sys.stderr)
+
+        try:
+            r = set_members_from_csv(_membership(store), args.name, path, mode,
+                                     column=args.column, create=args.create, on_error=problem)
+        except CsvImportError as exc:
+            raise CliInputError(str(exc)) from None
+        d = r.diff
+        if args.json:
+            _print_json({"segment": r.segment, "mode": r.mode, "rows": r.rows,
+                         "listed": r.listed, "duplicates": r.duplicates, "created": r.created,
+                         "unknown": r.unknown, "skipped": r.skipped, "entered": d.entered,
+                         "exited": d.exited, "members": d.member_count})
+        else:
+            print(f"segment {r.segment!r} ({mode}): {d.member_count} members (+{d.entered} "
+                  f"-{d.exited}); {r.rows} rows: {r.listed} numbers, {r.duplicates} repeated, "
+                  f"{r.created} created, {r.unknown} unknown, {r.skipped} bad")
+        return 2 if r.skipped or r.unknown else 0
 
     return _run(args, body)
 
