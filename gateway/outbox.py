@@ -41,6 +41,7 @@ from typing import Any, cast
 
 from gateway import outbox_read
 from gateway.outbox_history import HistoryRow, write_history
+from gateway.outbox_results import apply_pending, apply_report, settle_many, store_submits
 from gateway.outbox_schema import COMPONENT, MIGRATIONS, VERSION_TABLE
 from gateway.outbox_states import (
     FINAL,
@@ -51,10 +52,7 @@ from gateway.outbox_states import (
     RetryDecision,
     RetryPolicy,
     State,
-    aggregate,
-    can_move,
     decide_retry,
-    part_after_report,
 )
 from gateway.outbox_types import (
     Accepted,
@@ -89,7 +87,6 @@ DEFAULT_RETRY = RetryPolicy()
 
 _LANES: tuple[Lane, ...] = tuple(sorted(Lane))  # by value: _LANES[n] is Lane(n), cheaper
 
-_MAX_GROUPS = 4  # (route, part) groups of submits written one statement each; more: one array
 
 
 class Outbox:
@@ -377,9 +374,9 @@ class Outbox:
                     touched[outcome.message_id] = outcome.route
                     continue
                 # keep the order: submits before this failure are stored before it
-                self._submitted_many(conn, run, now)
+                store_submits(conn, run, now)
                 if any_pending:
-                    self._apply_pending(conn, run, now)
+                    apply_pending(conn, run, now, self._history_rows)
                 run.clear()
                 if isinstance(outcome, Requeue):
                     self._back_to_queue(conn, outcome.message_id, now, None, "requeued", history)
@@ -387,79 +384,22 @@ class Outbox:
                     self._temporary(conn, outcome, now, history)
                 else:
                     self._permanent(conn, outcome, now, history)
-            self._submitted_many(conn, run, now)
+            store_submits(conn, run, now)
             if any_pending:
-                self._apply_pending(conn, run, now)
-            self._settle_many(conn, touched, now)
+                apply_pending(conn, run, now, self._history_rows)
+            settle_many(conn, touched, now, self._history_rows)
 
     def _submits_only(self, conn: sqlite3.Connection, run: list[Submitted], now: int) -> None:
         """The common batch, in as few statements as the general path allows: the parts'
         update, one read of the messages to settle that also says whether any report waits
         for an id, the messages' update, the history."""
-        self._submitted_many(conn, run, now)
+        store_submits(conn, run, now)
         touched = {s.message_id: s.route for s in run}
-        if self._settle_many(conn, touched, now, unless_pending=True):
+        if settle_many(conn, touched, now, self._history_rows, unless_pending=True):
             # Reports wait (they overtook a submit response): apply those for these ids
             # first, exactly as the general path does, then settle.
-            self._apply_pending(conn, run, now)
-            self._settle_many(conn, touched, now)
-
-    def _submitted_many(self, conn: sqlite3.Connection, run: Sequence[Submitted], now: int
-                        ) -> None:
-        if not run:
-            return
-        # One statement per (route, part number) over a JSON object {message id: carrier
-        # id}: json_each hands SQLite each carrier id as it is, with no per-row JSON to parse
-        # (see gateway.outbox_history). UPDATE .. FROM applies one source row per part, so this
-        # is only used when no part appears twice in the run; otherwise in order, row by row.
-        groups: dict[tuple[str, int], dict[int, str]] = {}
-        for s in run:
-            groups.setdefault((s.route, s.seq), {})[s.message_id] = s.carrier_id
-        if sum(len(g) for g in groups.values()) == len(run) and len(groups) <= _MAX_GROUPS:
-            updated = 0
-            for (route, seq), ids in groups.items():
-                updated += conn.execute(
-                    "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = j.value, "
-                    "submitted_ms = ? FROM json_each(?) AS j "
-                    "WHERE outbox_part.message_id = CAST(j.key AS INTEGER) "
-                    "AND outbox_part.seq = ? AND outbox_part.state IN ('sending', 'queued')",
-                    (route, now, json.dumps(ids), seq),
-                ).rowcount
-        elif len({(s.message_id, s.seq) for s in run}) == len(run):
-            updated = conn.execute(
-                "UPDATE outbox_part SET state = 'submitted', route = j.value ->> 2, "
-                "carrier_id = j.value ->> 3, submitted_ms = ? FROM json_each(?) AS j "
-                "WHERE outbox_part.message_id = j.value ->> 0 AND outbox_part.seq = j.value ->> 1 "
-                "AND outbox_part.state IN ('sending', 'queued')",
-                (now, json.dumps([(s.message_id, s.seq, s.route, s.carrier_id) for s in run])),
-            ).rowcount
-        else:
-            updated = conn.executemany(
-                "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = ?, "
-                "submitted_ms = ? WHERE message_id = ? AND seq = ? "
-                "AND state IN ('sending', 'queued')",
-                [(s.route, s.carrier_id, now, s.message_id, s.seq) for s in run],
-            ).rowcount
-        if updated < len(run):
-            # Some parts were already final (e.g. cancelled): keep their ids for late reports.
-            conn.executemany(
-                "UPDATE outbox_part SET route = ?, carrier_id = ? "
-                "WHERE message_id = ? AND seq = ? AND carrier_id IS NULL",
-                [(s.route, s.carrier_id, s.message_id, s.seq) for s in run],
-            )
-
-    def _apply_pending(self, conn: sqlite3.Connection, run: Sequence[Submitted], now: int
-                       ) -> None:
-        """Apply the reports that arrived before these parts' carrier ids were stored."""
-        for s in run:
-            waiting = conn.execute(
-                "SELECT id, outcome, error_code FROM outbox_report_pending "
-                "WHERE route = ? AND carrier_id = ? ORDER BY id",
-                (s.route, s.carrier_id),
-            ).fetchall()
-            for pid, outcome, code in waiting:
-                self._apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now)
-                conn.execute("DELETE FROM outbox_report_pending WHERE id = ?", (pid,))
+            apply_pending(conn, run, now, self._history_rows)
+            settle_many(conn, touched, now, self._history_rows)
 
     def _back_to_queue(
         self, conn: sqlite3.Connection, mid: int, now: int, not_before: int | None,
@@ -475,7 +415,7 @@ class Outbox:
             # Every part already went out (their submits came earlier in this batch): there is
             # nothing to send again, and a queued message with no queued part would never
             # leave the queue. Its parts' states settle it instead.
-            self._settle(conn, mid, now)
+            settle_many(conn, {mid: None}, now, self._history_rows)
             return
         conn.execute(
             "UPDATE outbox_message SET state = 'queued', updated_ms = ?, "
@@ -567,95 +507,10 @@ class Outbox:
                         )
                         pending += 1
                     continue
-                self._apply_report(conn, int(row[0]), int(row[1]), r.outcome, r.code, now)
+                apply_report(conn, int(row[0]), int(row[1]), r.outcome, r.code, now,
+                             self._history_rows)
                 matched += 1
         return ReportResult(matched, pending)
-
-    def _apply_report(
-        self, conn: sqlite3.Connection, mid: int, seq: int, outcome: ReportOutcome,
-        code: int | None, now: int,
-    ) -> None:
-        row = conn.execute(
-            "SELECT state FROM outbox_part WHERE message_id = ? AND seq = ?", (mid, seq)
-        ).fetchone()
-        current = PartState(row[0])
-        new = part_after_report(current, outcome)
-        if new != current:
-            conn.execute(
-                "UPDATE outbox_part SET state = ?, error_code = coalesce(?, error_code), "
-                "report_ms = ? WHERE message_id = ? AND seq = ?",
-                (new.value, code, now, mid, seq),
-            )
-            if code is not None and new != PartState.DELIVERED:
-                conn.execute(
-                    "UPDATE outbox_message SET error_code = ? WHERE id = ?", (code, mid)
-                )
-        self._settle(conn, mid, now)
-
-    def _settle(
-        self, conn: sqlite3.Connection, mid: int, now: int, route: str | None = None
-    ) -> None:
-        self._settle_many(conn, {mid: route}, now)
-
-    def _settle_many(
-        self, conn: sqlite3.Connection, messages: dict[int, str | None] | dict[int, str],
-        now: int, *, unless_pending: bool = False,
-    ) -> bool:
-        """Derive sent messages' states from their parts (``outbox_states.aggregate``);
-        a route given for a message is recorded as its route.
-
-        With ``unless_pending``, nothing is changed and True is returned when any delivery
-        report waits for its id (the same read tells, so the common case costs no extra
-        statement)."""
-        if not messages:
-            return False
-        # Set-based (see gateway.outbox_history): the ids go in as one JSON array, each
-        # message comes back with its parts' states as one string, all in one JSON row, and the
-        # updates are one statement per (new state, route) group.
-        text, pending = conn.execute(
-            "SELECT json_group_array(json_array(m.id, m.state, (SELECT group_concat(p.state) "
-            "FROM outbox_part AS p WHERE p.message_id = m.id))), "
-            "EXISTS (SELECT 1 FROM outbox_report_pending) "
-            "FROM outbox_message AS m WHERE m.id IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(messages)),),
-        ).fetchone()
-        if unless_pending and pending:
-            return True
-        changes: dict[tuple[str, str | None], list[int]] = {}
-        routes: dict[str, list[int]] = {}
-        history = self._history_rows
-        # Raw strings, not enums (PartState and State are StrEnums, so the rules compare them
-        # directly), and each (message state, part states) decided once per batch: this runs
-        # for every message of every batch, and a batch is mostly one shape.
-        decided: dict[tuple[str, str], str | None] = {}
-        for mid, current, parts in json.loads(text):
-            if parts is None:
-                continue
-            key = (current, parts)
-            if key in decided:
-                new = decided[key]
-            else:
-                state = settled_state(current, parts.split(","))
-                new = decided[key] = None if state is None else state.value
-            route = messages[mid]
-            if new is not None:
-                changes.setdefault((new, route), []).append(mid)
-                history.append((mid, now, new, None))
-            elif route is not None:
-                routes.setdefault(route, []).append(mid)
-        for (new, route), ids in changes.items():
-            conn.execute(
-                "UPDATE outbox_message SET state = ?, route = coalesce(?, route), updated_ms = ? "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (new, route, now, json.dumps(ids)),
-            )
-        for route, ids in routes.items():
-            conn.execute(
-                "UPDATE outbox_message SET route = ?, updated_ms = ? "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (route, now, json.dumps(ids)),
-            )
-        return False
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -690,7 +545,7 @@ class Outbox:
                 "UPDATE outbox_part SET state = 'unknown' WHERE message_id = ? AND seq = ?", rows
             )
             for mid in dict.fromkeys(r[0] for r in rows):
-                self._settle(conn, mid, now)
+                settle_many(conn, {mid: None}, now, self._history_rows)
             # A pending report older than the unknown horizon will not find its id any more.
             conn.execute(
                 "DELETE FROM outbox_report_pending WHERE received_ms <= ?", (cutoff,)
@@ -804,20 +659,6 @@ class Outbox:
     def _history(self, rows: Iterable[HistoryRow]) -> None:
         """Queue history rows for the transaction in progress (written at its COMMIT)."""
         self._history_rows.extend(rows)
-
-
-_SENT = frozenset({PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN})
-
-
-def settled_state(current: str, parts: Sequence[str]) -> State | None:
-    """The state a message (``current``, a State value) moves to given its parts' states, or
-    None to stay as it is."""
-    new = aggregate(parts)
-    if new is None and current == State.SENDING and _SENT.issuperset(parts):
-        new = State.SUBMITTED
-    if new is None or new == current or not can_move(State(current), new):
-        return None
-    return new
 
 
 def _seqs(value: list[int] | str) -> tuple[int, ...]:

@@ -1,0 +1,186 @@
+"""Storing driver results and delivery reports, and settling messages from their parts.
+
+Split from :mod:`gateway.outbox` (the store's class keeps the transactions and the order of
+steps); these functions run inside its transaction and append the history rows they cause to
+``history`` (written at COMMIT by :func:`gateway.outbox_history.write_history`).
+
+Set-based where the hot path goes (a batch of submits, the settle of a batch): the ids go in as
+one JSON value and each statement is one ``sqlite3_step``, because every step releases and
+re-takes the GIL the daemon's event loop competes for (see gateway.outbox_history).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+from gateway.outbox_history import HistoryRow
+from gateway.outbox_states import (
+    PartState,
+    ReportOutcome,
+    State,
+    aggregate,
+    can_move,
+    part_after_report,
+)
+from gateway.outbox_types import Submitted
+
+_MAX_GROUPS = 4  # (route, part) groups of submits written one statement each; more: one array
+
+
+def store_submits(conn: sqlite3.Connection, run: Sequence[Submitted], now: int) -> None:
+    """Store the carrier id, route and time of each submitted part (in a transaction)."""
+    if not run:
+        return
+    # One statement per (route, part number) over a JSON object {message id: carrier
+    # id}: json_each hands SQLite each carrier id as it is, with no per-row JSON to parse
+    # (see gateway.outbox_history). UPDATE .. FROM applies one source row per part, so this
+    # is only used when no part appears twice in the run; otherwise in order, row by row.
+    groups: dict[tuple[str, int], dict[int, str]] = {}
+    for s in run:
+        groups.setdefault((s.route, s.seq), {})[s.message_id] = s.carrier_id
+    if sum(len(g) for g in groups.values()) == len(run) and len(groups) <= _MAX_GROUPS:
+        updated = 0
+        for (route, seq), ids in groups.items():
+            updated += conn.execute(
+                "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = j.value, "
+                "submitted_ms = ? FROM json_each(?) AS j "
+                "WHERE outbox_part.message_id = CAST(j.key AS INTEGER) "
+                "AND outbox_part.seq = ? AND outbox_part.state IN ('sending', 'queued')",
+                (route, now, json.dumps(ids), seq),
+            ).rowcount
+    elif len({(s.message_id, s.seq) for s in run}) == len(run):
+        updated = conn.execute(
+            "UPDATE outbox_part SET state = 'submitted', route = j.value ->> 2, "
+            "carrier_id = j.value ->> 3, submitted_ms = ? FROM json_each(?) AS j "
+            "WHERE outbox_part.message_id = j.value ->> 0 AND outbox_part.seq = j.value ->> 1 "
+            "AND outbox_part.state IN ('sending', 'queued')",
+            (now, json.dumps([(s.message_id, s.seq, s.route, s.carrier_id) for s in run])),
+        ).rowcount
+    else:
+        updated = conn.executemany(
+            "UPDATE outbox_part SET state = 'submitted', route = ?, carrier_id = ?, "
+            "submitted_ms = ? WHERE message_id = ? AND seq = ? "
+            "AND state IN ('sending', 'queued')",
+            [(s.route, s.carrier_id, now, s.message_id, s.seq) for s in run],
+        ).rowcount
+    if updated < len(run):
+        # Some parts were already final (e.g. cancelled): keep their ids for late reports.
+        conn.executemany(
+            "UPDATE outbox_part SET route = ?, carrier_id = ? "
+            "WHERE message_id = ? AND seq = ? AND carrier_id IS NULL",
+            [(s.route, s.carrier_id, s.message_id, s.seq) for s in run],
+        )
+
+
+def apply_pending(
+    conn: sqlite3.Connection, run: Sequence[Submitted], now: int, history: list[HistoryRow]
+) -> None:
+    """Apply the reports that arrived before these parts' carrier ids were stored."""
+    for s in run:
+        waiting = conn.execute(
+            "SELECT id, outcome, error_code FROM outbox_report_pending "
+            "WHERE route = ? AND carrier_id = ? ORDER BY id",
+            (s.route, s.carrier_id),
+        ).fetchall()
+        for pid, outcome, code in waiting:
+            apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now, history)
+            conn.execute("DELETE FROM outbox_report_pending WHERE id = ?", (pid,))
+
+
+def apply_report(
+    conn: sqlite3.Connection, mid: int, seq: int, outcome: ReportOutcome, code: int | None,
+    now: int, history: list[HistoryRow],
+) -> None:
+    """One delivery report on part ``seq`` of message ``mid``, then its message settled."""
+    row = conn.execute(
+        "SELECT state FROM outbox_part WHERE message_id = ? AND seq = ?", (mid, seq)
+    ).fetchone()
+    current = PartState(row[0])
+    new = part_after_report(current, outcome)
+    if new != current:
+        conn.execute(
+            "UPDATE outbox_part SET state = ?, error_code = coalesce(?, error_code), "
+            "report_ms = ? WHERE message_id = ? AND seq = ?",
+            (new.value, code, now, mid, seq),
+        )
+        if code is not None and new != PartState.DELIVERED:
+            conn.execute(
+                "UPDATE outbox_message SET error_code = ? WHERE id = ?", (code, mid)
+            )
+    settle_many(conn, {mid: None}, now, history)
+
+
+def settle_many(
+    conn: sqlite3.Connection, messages: Mapping[int, str | None], now: int,
+    history: list[HistoryRow], *, unless_pending: bool = False,
+) -> bool:
+    """Derive sent messages' states from their parts (``outbox_states.aggregate``);
+    a route given for a message is recorded as its route.
+
+    With ``unless_pending``, nothing is changed and True is returned when any delivery
+    report waits for its id (the same read tells, so the common case costs no extra
+    statement)."""
+    if not messages:
+        return False
+    # Set-based (see gateway.outbox_history): the ids go in as one JSON array, each
+    # message comes back with its parts' states as one string, all in one JSON row, and the
+    # updates are one statement per (new state, route) group.
+    text, pending = conn.execute(
+        "SELECT json_group_array(json_array(m.id, m.state, (SELECT group_concat(p.state) "
+        "FROM outbox_part AS p WHERE p.message_id = m.id))), "
+        "EXISTS (SELECT 1 FROM outbox_report_pending) "
+        "FROM outbox_message AS m WHERE m.id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(messages)),),
+    ).fetchone()
+    if unless_pending and pending:
+        return True
+    changes: dict[tuple[str, str | None], list[int]] = {}
+    routes: dict[str, list[int]] = {}
+    # Raw strings, not enums (PartState and State are StrEnums, so the rules compare them
+    # directly), and each (message state, part states) decided once per batch: this runs
+    # for every message of every batch, and a batch is mostly one shape.
+    decided: dict[tuple[str, str], str | None] = {}
+    for mid, current, parts in json.loads(text):
+        if parts is None:
+            continue
+        key = (current, parts)
+        if key in decided:
+            new = decided[key]
+        else:
+            state = settled_state(current, parts.split(","))
+            new = decided[key] = None if state is None else state.value
+        route = messages[mid]
+        if new is not None:
+            changes.setdefault((new, route), []).append(mid)
+            history.append((mid, now, new, None))
+        elif route is not None:
+            routes.setdefault(route, []).append(mid)
+    for (new, route), ids in changes.items():
+        conn.execute(
+            "UPDATE outbox_message SET state = ?, route = coalesce(?, route), updated_ms = ? "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (new, route, now, json.dumps(ids)),
+        )
+    for route, ids in routes.items():
+        conn.execute(
+            "UPDATE outbox_message SET route = ?, updated_ms = ? "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (route, now, json.dumps(ids)),
+        )
+    return False
+
+
+_SENT = frozenset({PartState.SUBMITTED, PartState.DELIVERED, PartState.UNKNOWN})
+
+
+def settled_state(current: str, parts: Sequence[str]) -> State | None:
+    """The state a message (``current``, a State value) moves to given its parts' states, or
+    None to stay as it is."""
+    new = aggregate(parts)
+    if new is None and current == State.SENDING and _SENT.issuperset(parts):
+        new = State.SUBMITTED
+    if new is None or new == current or not can_move(State(current), new):
+        return None
+    return new
