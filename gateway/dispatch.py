@@ -485,6 +485,9 @@ class Dispatcher:
             return passed_on
         track = self.track_submit_times
         name = route.name
+        # Claims come lane by lane: a transactional message leads its batch, and the batch
+        # goes ahead of the bulk already waiting for the route's window.
+        urgent = sending[0].message.lane is Lane.TRANSACTIONAL
 
         def on_part(index: int, result: PartResult) -> None:
             state = sending[index]
@@ -506,7 +509,7 @@ class Dispatcher:
             # A guard, not the protocol's timeout (the drivers have their own): a send that
             # never finishes must not hold its messages in `sending` until the next restart.
             async with asyncio.timeout(self.settings.send_timeout_s):
-                await route.send_many(items, on_part)
+                await route.send_many(items, on_part, first=urgent)
         except TimeoutError:
             log.warning("dispatch: %s gave no outcome for some of %d messages in %g s",
                         name, len(items), self.settings.send_timeout_s)

@@ -140,9 +140,11 @@ class Route(Protocol):
         seqs: Sequence[int], on_part: OnPart,
     ) -> None: ...
 
-    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart) -> None:
+    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart, *,
+                        first: bool = False) -> None:
         """Several messages at once: each part's fate goes to ``on_part`` with its message's
-        index in ``items`` as soon as it is known; returns when every part has one."""
+        index in ``items`` as soon as it is known; returns when every part has one.
+        ``first``: urgent (transactional), ahead of the bulk already waiting for the route."""
 
     def statistics(self) -> RouteStatistics: ...
 
@@ -265,7 +267,8 @@ class SmppRoute:
         finally:
             self._in_flight -= 1
 
-    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart) -> None:
+    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart, *,
+                        first: bool = False) -> None:
         """Every part of every message in one ``submit_many``: the client fills its window
         from the list with no task or future per part (the daemon's hot path)."""
         requests: list[SubmitRequest] = []
@@ -281,7 +284,7 @@ class SmppRoute:
 
         self._in_flight += len(items)
         try:
-            await self.client.submit_many(requests, on_outcome)
+            await self.client.submit_many(requests, on_outcome, first=first)
         finally:
             self._in_flight -= len(items)
 
@@ -449,7 +452,8 @@ class ModemRoute:
         for part in modem_part_results(seqs, result):
             on_part(part)
 
-    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart) -> None:
+    async def send_many(self, items: Sequence[Outgoing], on_part: OnBatchPart, *,
+                        first: bool = False) -> None:
         """Each message on its own (the pool spreads them over its modems, seconds each).
         One that fails unexpectedly is refused (the next route, or back in the queue) and
         does not stop its siblings."""

@@ -7,8 +7,13 @@ dropped link is ``Unknown`` and the caller decides. Throttling statuses (ESME_RT
 ESME_RMSGQFUL) are the exception: the SMSC told us it did not take the message, so the driver
 slows the bind down and resubmits it itself.
 
-Inbound deliver_sm are handed to ``handler`` (a receipt or an assembled MO message) and
-deliver_sm_resp is written only after the handler returned; a handler that raises gets the
+``submit_many()`` is the same for a list of parts at the cost of one: the batch queues at the
+client and a pump writes its requests into the window as responses free slots, outcomes going
+to a callback from the receive path (no task or future per part).
+
+Inbound deliver_sm are handed to ``handler`` (a receipt or an assembled MO message; receipts
+several at once, MO one at a time, in order: ``handover.py``) and each deliver_sm_resp is
+written only after its handler returned; a handler that raises gets the
 SMSC a temporary error (ESME_RX_T_APPN) so the SMSC delivers the PDU again. A part of a
 multipart MO that does not complete its message is handed over to the ``mo_store`` instead
 (``mo_store.MoPartStore``; in memory unless the caller passes a durable one): its
@@ -22,6 +27,7 @@ the config; None waits as long as it takes): then it returns ``Unavailable``, a 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
@@ -42,6 +48,7 @@ from drivers.smpp.errors import (
     classify,
     status_name,
 )
+from drivers.smpp.handover import Handler, Handover, InboundEvent
 from drivers.smpp.link import (
     Batch,
     BatchSlot,
@@ -50,22 +57,20 @@ from drivers.smpp.link import (
     OnOutcome,
     Retry,
     Waiter,
+    Window,
     resolve,
 )
-from drivers.smpp.mo import MobileOriginated, assemble, split_part
-from drivers.smpp.mo_store import InMemoryMoStore, MoGroup, MoPartStore
+from drivers.smpp.mo_store import InMemoryMoStore, MoPartStore
 from drivers.smpp.pdu import (
     Bind,
     BindType,
     CommandId,
     DeliverSm,
-    DeliverSmResp,
     HeaderOnly,
     Pdu,
     SubmitSm,
     SubmitSmResp,
 )
-from drivers.smpp.receipts import DeliveryReceipt, is_receipt, receipt_from_deliver
 from drivers.smpp.session import (
     PeerUnbound,
     Request,
@@ -85,7 +90,6 @@ from drivers.smpp.submit import (
     submit_requests,
 )
 from drivers.smpp.throttle import AdaptiveRate, RateMeter, reconnect_delay
-from gateway.codec.errors import CodecError
 
 __all__ = [
     "Accepted",
@@ -104,8 +108,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-InboundEvent = DeliveryReceipt | MobileOriginated
-Handler = Callable[[InboundEvent], Awaitable[None]]
 _LINK_RETRIES = 3  # resubmits after ESME_RINVBNDSTS (the SMSC did not take the message)
 _BIND_COMMANDS = frozenset(
     {CommandId.BIND_TRANSMITTER, CommandId.BIND_RECEIVER, CommandId.BIND_TRANSCEIVER}
@@ -129,7 +131,6 @@ class SmppClient:
         mo_store: MoPartStore | None = None,
     ) -> None:
         self.config = config
-        self._handler = handler
         self._clock = clock
         self._rng = rng or random.Random()
         self._links = [Link(kind, config.inbound_queue) for kind in config.bind.bind_types()]
@@ -141,7 +142,9 @@ class SmppClient:
             recovery=config.throttle_recovery,
             pause=config.throttle_pause,
         )
-        self._mo_store: MoPartStore = mo_store or InMemoryMoStore(config.mo_timeout, clock=clock)
+        self._handover = Handover(
+            config, handler, mo_store or InMemoryMoStore(config.mo_timeout, clock=clock), clock
+        )
         self._meter = RateMeter()
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,11 +155,13 @@ class SmppClient:
         self._unknown = 0
         self._unavailable = 0
         self._reconnects = 0
-        self._receipts = 0
-        self._mo = 0
         self._violations = 0
         self._errors: Counter[str] = Counter()
         self._last_error: str | None = None
+        # submit_many batches with requests to write, in turn; see _pump
+        self._batches: collections.deque[Batch] = collections.deque()
+        self._pump_timer: asyncio.TimerHandle | None = None
+        self._reserved: Window | None = None  # a slot taken for the rate limiter's next turn
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -175,6 +180,7 @@ class SmppClient:
         tb: TracebackType | None,
     ) -> None:
         self._closing = True
+        self._wake_batches()
         try:
             await self._unbind_all()
         finally:
@@ -289,15 +295,17 @@ class SmppClient:
             raise LinkDown("bind not answered with a bind response")
         link.last_rx = self._clock()
         link.generation += 1
-        link.window = asyncio.Semaphore(cfg.window)
+        link.window = Window(cfg.window)
+        link.on_writable = self._pump
         link.bound.set()
+        self._pump()
         log.info("smpp %s: bound as %s (%s)", cfg.name, link.kind, cfg.system_id)
 
     async def _serve(self, link: Link) -> str:
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._guard(link, self._timer_loop(link))),
-                tg.create_task(self._guard(link, self._inbound_loop(link))),
+                tg.create_task(self._guard(link, self._handover.run(link))),
             ]
             await link.dead.wait()
             for task in tasks:
@@ -317,6 +325,7 @@ class SmppClient:
     def _drop(self, link: Link, reason: str) -> None:
         link.bound.clear()
         link.die(reason)
+        self._wake_batches()
         if link.session is not None:
             lost = Unknown(f"link lost: {reason}")
             for request in link.session.connection_lost():
@@ -384,6 +393,8 @@ class SmppClient:
                 link.write(session.data_to_send())
                 link.die("the SMSC unbound")
         link.write(session.data_to_send())
+        if self._batches:
+            self._pump()  # into the slots the responses just freed
 
     def _on_violation(self, link: Link, event: Violation) -> None:
         self._violations += 1
@@ -401,131 +412,6 @@ class SmppClient:
             link.write(link.session.data_to_send())
             link.die(f"protocol error: {err}")
 
-    async def _inbound_loop(self, link: Link) -> None:
-        """Hand deliver_sm to the handler and answer each when its handler returned.
-
-        Delivery receipts are handled concurrently, up to ``inbound_queue`` at once, each
-        answered as soon as its own handler returns, in any order (SMPP 3.4 §2.5: responses
-        are matched by sequence number): a handler may then wait until its receipt is durable
-        (a group commit) without capping receipts at one commit per round trip. Handlers
-        start in arrival order. MO messages (and their parts) are handled one at a time, in
-        order, because a STOP followed by a START must take effect in that order.
-        """
-        # As many as we let wait unread: an SMSC keeps a window of deliver_sm outstanding
-        # (often 64), and every one of them may be waiting for the same group commit.
-        limit = asyncio.Semaphore(max(1, self.config.inbound_queue))
-        in_order = asyncio.Lock()  # FIFO: MO handlers run in the order they started
-        async with asyncio.TaskGroup() as tg:
-            while True:
-                if link.reading_paused and link.inbound.qsize() <= link.inbound_limit // 2:
-                    link.reading_paused = False
-                    if link.transport is not None:
-                        link.transport.resume_reading()
-                item = await link.inbound.get()
-                await limit.acquire()
-                if isinstance(item, MoGroup):
-                    tg.create_task(self._released(item, limit, in_order))
-                else:
-                    ordered = None if is_receipt(item) else in_order
-                    tg.create_task(self._answer(link, item, limit, ordered))
-
-    async def _released(self, group: MoGroup, limit: asyncio.Semaphore,
-                        in_order: asyncio.Lock) -> None:
-        try:
-            async with in_order:
-                await self._hand_over_released(group)
-        finally:
-            limit.release()
-
-    async def _answer(self, link: Link, pdu: DeliverSm, limit: asyncio.Semaphore,
-                      in_order: asyncio.Lock | None) -> None:
-        """Handle one deliver_sm, then write its deliver_sm_resp (unless the link is gone:
-        the SMSC delivers it again)."""
-        try:
-            if in_order is not None:
-                async with in_order:
-                    await self._answer_now(link, pdu)
-            else:
-                await self._answer_now(link, pdu)
-        finally:
-            limit.release()
-
-    async def _answer_now(self, link: Link, pdu: DeliverSm) -> None:
-        status = 0
-        try:
-            await self._handle_deliver(pdu)
-        except CodecError as exc:
-            log.warning("smpp %s: undecodable deliver_sm: %s", self.config.name, exc)
-            status = CommandStatus.ESME_RX_P_APPN
-        except Exception:
-            log.exception("smpp %s: handler failed; asking for redelivery", self.config.name)
-            status = CommandStatus.ESME_RX_T_APPN
-        session = link.session
-        if session is None or link.dead.is_set():
-            return
-        try:
-            link.write(session.send(DeliverSmResp(status, pdu.sequence), self._clock()))
-        except LocalProtocolError:
-            return  # the session closed meanwhile; the SMSC will redeliver
-
-    async def _handle_deliver(self, pdu: DeliverSm) -> None:
-        if is_receipt(pdu):
-            receipt = receipt_from_deliver(pdu, self.config.id_convention)
-            if receipt is not None:
-                self._receipts += 1
-                await self._deliver_event(receipt)
-                return
-        part = split_part(pdu)  # CodecError: a malformed UDH
-        if part.reference is None:
-            await self._deliver_event(assemble([part]))
-            return
-        # The part is handed over once the store has it: only then is it acknowledged.
-        group = await self._mo_store.add(part)
-        if group is not None:
-            await self._deliver_event(group.message)
-            await self._forget(group)
-
-    async def _hand_over_released(self, group: MoGroup) -> None:
-        """An incomplete message the store released after its timeout. No PDU waits for an
-        answer; if the handler fails, the group stays stored and is released again later."""
-        try:
-            await self._deliver_event(group.message)
-        except Exception:
-            log.exception(
-                "smpp %s: handler failed for a timed-out MO; offered again in %ss",
-                self.config.name,
-                self.config.mo_timeout,
-            )
-            return
-        await self._forget(group)
-
-    async def _forget(self, group: MoGroup) -> None:
-        # The message is handed over: a store failure now must not ask for a redelivery
-        # (the handler would get it twice at once); the group is released again later.
-        try:
-            await self._mo_store.remove(group)
-        except Exception:
-            log.exception("smpp %s: could not remove a handed-over MO", self.config.name)
-
-    async def _release_due(self, link: Link) -> float | None:
-        """Queue the MO groups whose time is up; seconds until the next one is due."""
-        try:
-            delay = await self._mo_store.next_expiry()
-            if delay is not None and delay <= 0:
-                for group in await self._mo_store.expire():
-                    link.inbound.put_nowait(group)
-                delay = await self._mo_store.next_expiry()
-        except Exception:
-            log.exception("smpp %s: MO store failed; trying again shortly", self.config.name)
-            return None
-        return delay
-
-    async def _deliver_event(self, event: InboundEvent) -> None:
-        if isinstance(event, MobileOriginated):
-            self._mo += 1
-        if self._handler is not None:
-            await self._handler(event)
-
     async def _timer_loop(self, link: Link) -> None:
         cfg = self.config
         assert link.session is not None
@@ -537,6 +423,8 @@ class SmppClient:
             now = self._clock()
             for request in session.expire(now):
                 resolve(request.context, Unknown(f"no response within {cfg.response_timeout}s"))
+            if self._batches:
+                self._pump()
             if probe is not None and probe.done():
                 probe = None
             if probe is not None and now - probe_sent >= cfg.link_timeout:
@@ -547,7 +435,7 @@ class SmppClient:
                 probe = loop.create_future()
                 probe_sent = now
                 link.write(session.send(HeaderOnly(CommandId.ENQUIRE_LINK), now, probe))
-            mo_delay = await self._release_due(link)
+            mo_delay = await self._handover.release_due(link)
             if probe is None:
                 wake = [now + cfg.enquire_link_interval - idle]
             else:
@@ -688,6 +576,7 @@ class SmppClient:
         on_outcome: OnOutcome,
         *,
         wait_bound_timeout: float | _FromConfig | None = _FromConfig.VALUE,
+        first: bool = False,
     ) -> None:
         """Submit every request, as many at a time as the window and the rate limit allow.
 
@@ -696,36 +585,42 @@ class SmppClient:
         call returns when every request has one. The outcomes and rules are ``submit()``'s
         (throttles and bind-state refusals resubmitted, ``Unavailable`` when no bound link
         came within ``wait_bound_timeout``, ``Unknown`` never resent); the difference is the
-        cost: one coroutine for the whole batch instead of a task, a future and two
-        resumptions per part. Batches and ``submit()`` callers share the window fairly (its
-        semaphore queues them in turn). Cancelled, it stops writing and reports nothing more;
-        what it wrote keeps its window slots until answered.
+        cost. The batch joins the client's queue and the pump writes its requests into the
+        window as responses free slots, in the same loop iteration that read them: no task,
+        future or coroutine resumption per request. Batches go out in the order they came
+        (``first``: ahead of those queued, for urgent traffic); ``submit()`` callers waiting
+        for a slot get it before the pump. Cancelled, the batch stops writing and reports
+        nothing more; what it wrote keeps its window slots until answered.
         """
         if isinstance(wait_bound_timeout, _FromConfig):
             wait_bound_timeout = self.config.wait_bound_timeout
         deadline = None
         if wait_bound_timeout is not None:
             deadline = asyncio.get_running_loop().time() + wait_bound_timeout
-        batch = Batch([r.to_pdu() for r in requests], self._judge, on_outcome)
+        batch = Batch([r.to_pdu() for r in requests], self._judge, on_outcome, self._batches)
+        batch.enqueue(first)
         try:
             while batch.left:
-                if not batch.todo:
+                tx = self._tx
+                if batch.todo and (self._closing or tx is None or not tx.usable):
+                    try:
+                        link = await self._transmitter(deadline)
+                    except NotBound as exc:
+                        self._unavailable_all(batch, str(exc))
+                        continue
+                    if link is None:
+                        reason = f"no bound link within {wait_bound_timeout}s"
+                        if self._last_error:
+                            reason += f" (last error: {self._last_error})"
+                        self._unavailable_all(batch, reason)
+                        continue
+                if batch.todo:
+                    batch.enqueue(first)
+                    self._pump()
+                if batch.left:
                     await batch.wait()
-                    continue
-                try:
-                    link = await self._transmitter(deadline)
-                except NotBound as exc:
-                    self._unavailable_all(batch, str(exc))
-                    continue
-                if link is None:
-                    reason = f"no bound link within {wait_bound_timeout}s"
-                    if self._last_error:
-                        reason += f" (last error: {self._last_error})"
-                    self._unavailable_all(batch, reason)
-                    continue
-                await self._write_from(batch, link)
         finally:
-            batch.closed = True
+            batch.closed = True  # the pump drops it from the queue
 
     def _unavailable_all(self, batch: Batch, reason: str) -> None:
         """Every request not written yet: ``Unavailable`` (the SMSC never saw them)."""
@@ -734,30 +629,59 @@ class SmppClient:
             batch.finish(batch.todo.popleft(),
                          Unavailable(CommandStatus.ESME_RINVBNDSTS, StatusClass.LINK, reason))
 
-    async def _write_from(self, batch: Batch, link: Link) -> None:
-        """Write the batch's requests while ``link`` stays usable and the window has room
-        (taking a slot suspends only when the window is full)."""
-        generation, window = link.generation, link.window
-        session = link.session
+    def _wake_batches(self) -> None:
+        """The link went away (or we are closing): queued batches go and wait for a bound
+        link themselves, within their own ``wait_bound_timeout``."""
+        for batch in self._batches:
+            batch.poke()
+
+    def _pump(self) -> None:
+        """Write queued batch requests into free window slots (see ``submit_many``).
+
+        Called when something may have freed a slot or made writing possible: responses read,
+        requests expired, a batch queued, the link bound or writable again, the rate limiter's
+        wait over. A slot taken while the rate limiter said "wait" stays reserved (with the
+        limiter's turn) until the timer calls us back.
+        """
+        link = self._tx
+        if (self._pump_timer is not None or self._closing or link is None or not link.usable
+                or not link.writable.is_set()):
+            return
+        session, window, queue = link.session, link.window, self._batches
         assert session is not None
-        while batch.todo:
-            await window.acquire()
-            if not link.usable or link.generation != generation or not batch.todo:
-                window.release()
-                return
-            wait = self._rate.wait(self._clock())  # reserves this send's turn
-            if wait > 0:
-                await asyncio.sleep(wait)
-                if not link.usable or link.generation != generation or not batch.todo:
-                    window.release()
-                    return
+        reserved = self._reserved is window
+        self._reserved = None
+        out: list[bytes] = []
+        now = self._clock()
+        while queue:
+            batch = queue[0]
+            if batch.closed or not batch.todo:
+                queue.popleft()
+                batch.queued = False
+                continue
+            if reserved:
+                reserved = False
+            elif not window.try_take():
+                break
+            else:
+                wait = self._rate.wait(now)
+                if wait > 0:
+                    self._reserved = window
+                    self._pump_timer = asyncio.get_running_loop().call_later(
+                        wait, self._pump_due)
+                    break
             index = batch.todo.popleft()
-            raw = session.send(batch.pdus[index], self._clock(), BatchSlot(batch, index, window,
-                                                                          link))
-            link.write(raw, alone=session.window_in_use == 1)
-            self._submitted += 1
-            if not link.writable.is_set():
-                await link.writable.wait()  # the transport is over its high-water mark
+            out.append(session.send(batch.pdus[index], now, BatchSlot(batch, index, window,
+                                                                        link)))
+        if reserved:
+            window.release()  # nothing left to write with it
+        if out:
+            self._submitted += len(out)
+            link.write(b"".join(out), alone=True)  # one write; nothing else will join it
+
+    def _pump_due(self) -> None:
+        self._pump_timer = None
+        self._pump()
 
     # --- statistics ----------------------------------------------------------------------------
 
@@ -781,8 +705,8 @@ class SmppClient:
             rate_limit=rate.limit,
             reconnects=self._reconnects,
             errors_by_status=MappingProxyType(dict(self._errors)),
-            receipts=self._receipts,
-            mo_messages=self._mo,
+            receipts=self._handover.receipts,
+            mo_messages=self._handover.mo,
             violations=self._violations,
             last_error=self._last_error,
         )

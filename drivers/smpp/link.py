@@ -33,22 +33,65 @@ Judge = Callable[["Link", "Pdu | Unknown", int, int], "SubmitOutcome | Retry"]
 OnOutcome = Callable[[int, SubmitOutcome], None]
 
 
+class Window:
+    """The window's free slots, shared by ``submit()`` callers (who wait in line, FIFO) and
+    the client's batch pump (which only takes a slot nobody is waiting for, synchronously:
+    :meth:`try_take`). A released slot goes to the first waiter, if any."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_take():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed to us just as we were cancelled: pass it on
+            elif fut in self._waiters:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class Batch:
     """The requests of one ``submit_many()`` call.
 
     ``todo`` holds the indexes still to write (new ones, and ones the SMSC throttled or refused
-    for a bind-state reason: it took nothing, so they are written again). Each written request
-    waits in the session as a :class:`BatchSlot`; its response is judged (``judge``: the
-    client's classification, shared with ``submit()``) and its outcome handed to
-    ``on_outcome`` at once, from the receive path: no task, future or loop iteration per
-    request. ``left`` counts the requests without an outcome; the writing coroutine sleeps on
-    :meth:`wait` when it has nothing to write and is woken by :meth:`poke`.
+    for a bind-state reason: it took nothing, so they are written again); while it has any,
+    the batch stands in the client's ``queue``, from which the client's pump writes into free
+    window slots -- from the receive path, as responses free them. Each written request waits
+    in the session as a :class:`BatchSlot`; its response is judged (``judge``: the client's
+    classification, shared with ``submit()``) and its outcome handed to ``on_outcome`` at
+    once: no task, future or loop iteration per request. ``left`` counts the requests without
+    an outcome; the caller's coroutine sleeps on :meth:`wait` and is woken by :meth:`poke`
+    when the last outcome is in or the link it needs went away.
     """
 
     __slots__ = ("_wake", "closed", "judge", "left", "link_errors", "on_outcome", "pdus",
-                 "throttled", "todo")
+                 "queue", "queued", "throttled", "todo")
 
-    def __init__(self, pdus: Sequence[SubmitSm], judge: Judge, on_outcome: OnOutcome) -> None:
+    def __init__(self, pdus: Sequence[SubmitSm], judge: Judge, on_outcome: OnOutcome,
+                 queue: collections.deque[Batch]) -> None:
         self.pdus = pdus
         self.todo: collections.deque[int] = collections.deque(range(len(pdus)))
         self.left = len(pdus)
@@ -56,8 +99,18 @@ class Batch:
         self.link_errors: dict[int, int] = {}
         self.judge = judge
         self.on_outcome = on_outcome
+        self.queue = queue
+        self.queued = False
         self.closed = False  # the caller stopped listening (cancelled): outcomes are dropped
         self._wake: asyncio.Future[None] | None = None
+
+    def enqueue(self, first: bool = False) -> None:
+        if not self.queued and not self.closed:
+            self.queued = True
+            if first:
+                self.queue.appendleft(self)
+            else:
+                self.queue.append(self)
 
     def on_response(self, index: int, link: Link, result: Pdu | Unknown) -> None:
         outcome = self.judge(link, result, self.throttled.get(index, 0),
@@ -70,7 +123,7 @@ class Batch:
             self.finish(index, outcome)
             return
         self.todo.appendleft(index)  # written again first: it has waited longest
-        self.poke()
+        self.enqueue(first=True)
 
     def finish(self, index: int, outcome: SubmitOutcome) -> None:
         self.left -= 1
@@ -83,7 +136,7 @@ class Batch:
             self.poke()
 
     async def wait(self) -> None:
-        """Until a request is back in ``todo`` or the last outcome came in."""
+        """Until :meth:`poke`: the last outcome came in, or the link went away."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wake = fut
         try:
@@ -103,10 +156,10 @@ class BatchSlot:
 
     __slots__ = ("batch", "drained", "index", "link", "slot")
 
-    def __init__(self, batch: Batch, index: int, slot: asyncio.Semaphore, link: Link) -> None:
+    def __init__(self, batch: Batch, index: int, slot: Window, link: Link) -> None:
         self.batch = batch
         self.index = index
-        self.slot: asyncio.Semaphore | None = slot
+        self.slot: Window | None = slot
         self.link = link
         self.drained: asyncio.Future[None] | None = None
 
@@ -128,9 +181,9 @@ class Waiter:
 
     __slots__ = ("future", "slot")
 
-    def __init__(self, future: asyncio.Future[Pdu | Unknown], slot: asyncio.Semaphore) -> None:
+    def __init__(self, future: asyncio.Future[Pdu | Unknown], slot: Window) -> None:
         self.future = future
-        self.slot: asyncio.Semaphore | None = slot
+        self.slot: Window | None = slot
 
     def resolve(self, result: Pdu | Unknown) -> None:
         if self.slot is not None:
@@ -163,7 +216,8 @@ class Link:
         self.dead = asyncio.Event()
         self.dead_reason = ""
         self.generation = 0
-        self.window = asyncio.Semaphore(1)
+        self.window = Window(1)
+        self.on_writable: Callable[[], None] | None = None  # the client's pump
         # Hand-over to the handler; above ``inbound_limit`` waiting PDUs we stop reading from
         # the socket until the handler catches up (backpressure, naz #27).
         # deliver_sm to answer, or MO groups the store released (no PDU to answer).
@@ -249,5 +303,7 @@ class LinkProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._current():
             self.link.writable.set()
+            if self.link.on_writable is not None:
+                self.link.on_writable()
 
 
