@@ -41,7 +41,12 @@ from typing import Any, cast
 
 from gateway import outbox_read
 from gateway.outbox_history import HistoryRow, write_history
-from gateway.outbox_results import apply_pending, apply_report, settle_many, store_submits
+from gateway.outbox_results import (
+    apply_pending,
+    settle_many,
+    store_reports,
+    store_submits,
+)
 from gateway.outbox_schema import COMPONENT, MIGRATIONS, VERSION_TABLE
 from gateway.outbox_states import (
     FINAL,
@@ -488,28 +493,13 @@ class Outbox:
     # -- delivery reports ----------------------------------------------------------------------
 
     def record_reports(self, reports: Iterable[Report]) -> ReportResult:
-        """Apply delivery reports; one whose id is not stored yet waits in the pending table."""
+        """Apply delivery reports in order; one whose id is not stored yet waits in the pending
+        table. One transaction and a handful of statements for the whole batch
+        (:func:`gateway.outbox_results.store_reports`)."""
         now = self.clock()
-        matched = pending = 0
+        batch = list(reports)
         with self._tx() as conn:
-            for r in reports:
-                row = conn.execute(
-                    "SELECT message_id, seq FROM outbox_part INDEXED BY outbox_part_carrier "
-                    "WHERE route = ? AND carrier_id = ? ORDER BY message_id DESC LIMIT 1",
-                    (r.route, r.carrier_id),
-                ).fetchone()
-                if row is None:
-                    if r.outcome != ReportOutcome.ENROUTE:
-                        conn.execute(
-                            "INSERT INTO outbox_report_pending (route, carrier_id, outcome, "
-                            "error_code, received_ms) VALUES (?, ?, ?, ?, ?)",
-                            (r.route, r.carrier_id, r.outcome.value, r.code, now),
-                        )
-                        pending += 1
-                    continue
-                apply_report(conn, int(row[0]), int(row[1]), r.outcome, r.code, now,
-                             self._history_rows)
-                matched += 1
+            matched, pending = store_reports(conn, batch, now, self._history_rows)
         return ReportResult(matched, pending)
 
     # -- timers ----------------------------------------------------------------------------------

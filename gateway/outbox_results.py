@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from gateway.outbox_history import HistoryRow
 from gateway.outbox_states import (
@@ -24,7 +25,7 @@ from gateway.outbox_states import (
     can_move,
     part_after_report,
 )
-from gateway.outbox_types import Submitted
+from gateway.outbox_types import Report, Submitted
 
 _MAX_GROUPS = 4  # (route, part) groups of submits written one statement each; more: one array
 
@@ -184,3 +185,118 @@ def settled_state(current: str, parts: Sequence[str]) -> State | None:
     if new is None or new == current or not can_move(State(current), new):
         return None
     return new
+
+
+def store_reports(
+    conn: sqlite3.Connection, reports: Sequence[Report], now: int, history: list[HistoryRow]
+) -> tuple[int, int]:
+    """Apply delivery reports in order (inside a transaction); returns (matched, pending).
+
+    Set-based: one read finds every report's part (the newest message with that carrier id
+    on that route) with its message's state and all its parts; the reports are then applied
+    one after the other in memory, with the message settled after each exactly as one report
+    at a time would (so a multipart message passes through the same states and history
+    rows); then one write for the parts, one for the messages, one for the reports still
+    waiting for their id."""
+    if not reports:
+        return 0, 0
+    hits, found = _find_parts(conn, reports)
+    parts: dict[tuple[int, int], str] = {}
+    seqs: dict[int, list[int]] = {}
+    states: dict[int, str] = {}
+    for mid, state, part_rows in found:
+        states[mid] = state
+        seqs[mid] = [seq for seq, _ in part_rows]
+        for seq, part_state in part_rows:
+            parts[(mid, seq)] = part_state
+    changed_parts: dict[tuple[int, int], int | None] = {}  # -> last code given with a change
+    message_codes: dict[int, int] = {}
+    changed_messages: set[int] = set()
+    waiting: list[tuple[str, str, str, int | None]] = []
+    for index, r in enumerate(reports):
+        hit = hits.get(index)
+        if hit is None:
+            if r.outcome != ReportOutcome.ENROUTE:
+                waiting.append((r.route, r.carrier_id, r.outcome.value, r.code))
+            continue
+        key = hit
+        mid = key[0]
+        current = PartState(parts[key])
+        new = part_after_report(current, r.outcome)
+        if new != current:
+            parts[key] = new.value
+            before = changed_parts.get(key)
+            changed_parts[key] = r.code if r.code is not None else before
+            if r.code is not None and new != PartState.DELIVERED:
+                message_codes[mid] = r.code
+        settled = settled_state(states[mid], [parts[(mid, s)] for s in seqs[mid]])
+        if settled is not None:
+            states[mid] = settled.value
+            changed_messages.add(mid)
+            history.append((mid, now, settled.value, None))
+    _write_reports(conn, now, [(m, s, parts[(m, s)], c) for (m, s), c in changed_parts.items()],
+                   [(m, states[m] if m in changed_messages else None, message_codes.get(m))
+                    for m in changed_messages | set(message_codes)], waiting)
+    return len(hits), len(waiting)
+
+
+def _find_parts(
+    conn: sqlite3.Connection, reports: Sequence[Report]
+) -> tuple[dict[int, tuple[int, int]], list[tuple[int, str, list[tuple[int, str]]]]]:
+    """{report index: (message id, seq)} for the reports whose carrier id is stored, and each
+    of those messages as (id, state, [(seq, part state), ...]), in one statement."""
+    text_hits, text_found = conn.execute(
+        "WITH hit AS MATERIALIZED (SELECT j.key AS k, (SELECT json_array(message_id, seq) "
+        "FROM outbox_part INDEXED BY outbox_part_carrier "
+        "WHERE route = j.value ->> 0 AND carrier_id = j.value ->> 1 "
+        "ORDER BY message_id DESC LIMIT 1) AS part FROM json_each(?) AS j) "
+        "SELECT (SELECT json_group_array(json_array(k, part ->> 0, part ->> 1)) FROM hit "
+        "WHERE part IS NOT NULL), "
+        "(SELECT json_group_array(json_array(m.id, m.state, (SELECT json_group_array("
+        "json_array(p.seq, p.state)) FROM outbox_part AS p WHERE p.message_id = m.id))) "
+        "FROM outbox_message AS m WHERE m.id IN (SELECT part ->> 0 FROM hit))",
+        (json.dumps([(r.route, r.carrier_id) for r in reports]),),
+    ).fetchone()
+    hits = {k: (mid, seq) for k, mid, seq in json.loads(text_hits)}
+    found = [(mid, state, [(seq, ps) for seq, ps in _nested(part_rows)])
+             for mid, state, part_rows in json.loads(text_found)]
+    return hits, found
+
+
+def _nested(value: list[Any] | str) -> list[Any]:
+    """A JSON array nested by a subquery: kept as an array, or as its text should SQLite not
+    keep the inner value's JSON subtype through the subquery."""
+    return value if isinstance(value, list) else cast("list[Any]", json.loads(value))
+
+
+def _write_reports(
+    conn: sqlite3.Connection, now: int,
+    parts: list[tuple[int, int, str, int | None]],
+    messages: list[tuple[int, str | None, int | None]],
+    waiting: list[tuple[str, str, str, int | None]],
+) -> None:
+    """The parts' new states (each keeps its code unless a report brought one), the messages'
+    new states and codes, and the reports that wait for their id: one statement each."""
+    if parts:
+        conn.execute(
+            "UPDATE outbox_part SET state = j.value ->> 2, "
+            "error_code = coalesce(j.value ->> 3, error_code), report_ms = ? "
+            "FROM json_each(?) AS j "
+            "WHERE outbox_part.message_id = j.value ->> 0 AND outbox_part.seq = j.value ->> 1",
+            (now, json.dumps(parts)),
+        )
+    if messages:
+        conn.execute(
+            "UPDATE outbox_message SET state = coalesce(j.value ->> 1, state), "
+            "updated_ms = CASE WHEN j.value ->> 1 IS NULL THEN updated_ms ELSE ? END, "
+            "error_code = coalesce(j.value ->> 2, error_code) FROM json_each(?) AS j "
+            "WHERE outbox_message.id = j.value ->> 0",
+            (now, json.dumps(messages)),
+        )
+    if waiting:
+        conn.execute(
+            "INSERT INTO outbox_report_pending (route, carrier_id, outcome, error_code, "
+            "received_ms) SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, ? "
+            "FROM json_each(?) AS j ORDER BY j.key",
+            (now, json.dumps(waiting)),
+        )

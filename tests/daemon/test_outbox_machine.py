@@ -133,13 +133,16 @@ class OutboxMachine(RuleBasedStateMachine):
             [Submitted(mid, s, route, f"{mid}-{s}") for s in seqs] + [TemporaryFailure(mid)]
         )
 
-    @rule(
-        mid=st.integers(1, 30), seq=st.integers(0, 2), route=st.sampled_from(ROUTES),
-        outcome=st.sampled_from(list(ReportOutcome)),
-    )
-    def report(self, mid: int, seq: int, route: str, outcome: ReportOutcome) -> None:
+    @rule(batch=st.lists(
+        st.tuples(st.integers(1, 30), st.integers(0, 2), st.sampled_from(ROUTES),
+                  st.sampled_from(list(ReportOutcome))),
+        min_size=1, max_size=3,
+    ))
+    def report(self, batch: list[tuple[int, int, str, ReportOutcome]]) -> None:
         # Ids follow the submit scheme, so a report may come before, after or without its id.
-        self.outbox.record_reports([Report(route, f"{mid}-{seq}", outcome, code=7)])
+        self.outbox.record_reports([
+            Report(route, f"{mid}-{seq}", outcome, code=7) for mid, seq, route, outcome in batch
+        ])
 
     @rule(seconds=st.integers(1, 40))
     def advance(self, seconds: int) -> None:
