@@ -130,6 +130,60 @@ def test_relative_time_exit_and_entry_happen_on_time(store: Store, clock: Manual
     assert all(d.clean for d in m.reconcile())
 
 
+def _due(store: Store, segment: str, sub: int) -> int | None:
+    v = store.scalar("SELECT r.due_ms FROM segment_recheck r JOIN segment g ON g.id = "
+                     "r.segment_id WHERE g.name = ? AND r.subscriber_id = ?", (segment, sub))
+    return None if v is None else int(v)
+
+
+def test_incremental_rechecks_move_earlier_keep_an_earlier_stored_time_and_drop_spent_ones(
+    store: Store, clock: ManualClock
+) -> None:
+    a, b = _subs(store, 2)
+    ingest_events(store, [Event("link_click", START_MS - 10 * DAY, subscriber_id=a)])
+    m = Membership(store)
+    m.attach()
+    m.define("lapsing", "last(link_click) more_than_ago 30d or last(reply) within_last 2d")
+    m.define("clicked", "last(link_click) within_last 1d")
+    assert _due(store, "lapsing", a) == START_MS + 20 * DAY  # exact after a full recompute
+    assert _due(store, "lapsing", b) is None
+    # a reply makes a's next flip earlier: the stored time moves to it
+    clock.now = START_MS + HOUR
+    ingest_events(store, [Event("reply", clock.now, subscriber_id=a),
+                          Event("link_click", clock.now, subscriber_id=b)])
+    m.drain()
+    assert m.members("lapsing") == [a] and m.members("clicked") == [b]
+    assert _due(store, "lapsing", a) == START_MS + HOUR + 2 * DAY
+    assert _due(store, "lapsing", b) == START_MS + HOUR + 30 * DAY
+    assert _due(store, "clicked", b) == START_MS + HOUR + DAY
+    # b's second click makes the exact times later: the earlier stored ones stay
+    clock.now = START_MS + 2 * HOUR
+    ingest_events(store, [Event("link_click", clock.now, subscriber_id=b)])
+    m.drain()
+    assert _due(store, "lapsing", b) == START_MS + HOUR + 30 * DAY
+    assert _due(store, "clicked", b) == START_MS + HOUR + DAY
+    # the early re-check changes nothing and writes the exact time
+    clock.now = START_MS + HOUR + DAY
+    r = m.process_due()
+    assert (r.pairs, r.entered, r.exited) == (1, 0, 0)
+    assert _due(store, "clicked", b) == START_MS + 2 * HOUR + DAY
+    # on time: b leaves, and the spent row, with nothing left to wait for, is removed
+    clock.now = START_MS + 2 * HOUR + DAY
+    r = m.process_due()
+    assert (r.pairs, r.entered, r.exited) == (1, 0, 1)
+    assert _due(store, "clicked", b) is None
+    # a's reply ages out: a leaves, its next flip is the old click's again
+    clock.now = START_MS + HOUR + 2 * DAY
+    assert m.process_due().exited == 1
+    assert m.members("lapsing") == []
+    assert _due(store, "lapsing", a) == START_MS + 20 * DAY
+    clock.now = START_MS + HOUR + 30 * DAY
+    m.process_due()
+    assert _due(store, "lapsing", b) == START_MS + 2 * HOUR + 30 * DAY
+    assert m.members("lapsing") == [a]
+    assert all(d.clean for d in m.reconcile())
+
+
 def test_cart_abandoners_sequence_enters_after_min_age_and_exits_on_purchase(
     store: Store, clock: ManualClock
 ) -> None:
