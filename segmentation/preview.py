@@ -20,6 +20,12 @@ the send-time compliance gate.
 One SQL pass groups the matched subscribers by (zone columns, reason code); the pure functions
 here turn those groups into the three numbers for an injected ``now``. Zones are looked up once
 per distinct group, never per subscriber.
+
+Cost at 1M subscribers / 10M events (2 cores, shared): the three-condition draft of
+``bench/segments.py`` previews in ~0.7 s; a 522k-member segment in ~1.1 s with an empty
+suppression list. The suppression list is keyed by an HMAC of the number, so when it is not
+empty every consented matched number is hashed in Python (~8 us each): +3.4 s for that
+segment. A keyed-hash column on ``subscriber`` would make it a join.
 """
 
 from __future__ import annotations
