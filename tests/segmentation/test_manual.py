@@ -3,12 +3,15 @@ modes, dependents following the list, bounded memory, and the CLI."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import tracemalloc
 from pathlib import Path
 
 import pytest
 from conftest import HASH_KEY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.cli import main
 from segmentation.csvio import CsvImportError, RowError
@@ -188,3 +191,48 @@ def test_cli_define_manual_and_members(store: Store, tmp_path: Path,
         code = main(["segment", *bad])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("smsgate: "), (bad, err)
+
+
+# -- a model: any sequence of list files and modes -------------------------------------------------
+
+_EXAMPLE = itertools.count()
+# (cell text, the subscriber's number or None when the row is bad or unknown)
+_CELLS = [
+    ("+12125550101", "+12125550101"), ("(212) 555-0102", "+12125550102"),
+    ("212.555.0103", "+12125550103"), ("+44 7911 123456", "+447911123456"),
+    ("+12125550199", None), ("", None), ("call me", None), ("+1212", None),
+]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(("replace", "append", "remove")),
+    st.lists(st.sampled_from(range(len(_CELLS))), max_size=10),
+    st.integers(1, 4),
+), min_size=1, max_size=4))
+def test_lists_match_a_set_model(m: Membership, tmp_path: Path,
+                                 steps: list[tuple[str, list[int], int]]) -> None:
+    # the fixture lives across examples: a fresh pair of segments for each
+    name = f"model{next(_EXAMPLE)}"
+    m.define_manual(name)
+    m.define(f"{name}_us", f'in_segment("{name}") and geo.country in ["US"]')
+    model: set[str] = set()
+    for i, (mode, cells, batch) in enumerate(steps):
+        f = _csv(tmp_path / f"s{i}.csv",
+                 "phone\n" + "".join(f'"{_CELLS[c][0]}"\n' for c in cells))
+        r = set_members_from_csv(m, name, f, mode, batch_size=batch)
+        named = {_CELLS[c][1] for c in cells} - {None}
+        if mode == "replace":
+            model = set(named)
+        elif mode == "append":
+            model |= named
+        else:
+            model -= named
+        assert _members(m, name) == model
+        assert _members(m, f"{name}_us") == {n for n in model if n.startswith("+1")}
+        good = [c for c in cells if _CELLS[c][1] is not None]
+        assert (r.listed, r.duplicates) == (len(named), len(good) - len(named))
+        # blank cells make blank lines, which are not rows
+        assert r.rows == len([c for c in cells if _CELLS[c][0]])
+    assert all(d.clean for d in m.reconcile())
