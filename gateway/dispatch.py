@@ -45,7 +45,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.codec import CodecError, EncodedMessage, EncodeOptions, encode
@@ -148,19 +148,6 @@ def verdict(
     if unknown_count < unknown_resends:
         return Requeue(message.id)
     return TemporaryFailure(message.id, first.code, f"no answer: {first.text}", route)
-
-
-def postpone(box: Outbox, ids: Sequence[int], delay_ms: int) -> None:
-    """Move requeued messages ``delay_ms`` into the future (``not_before_ms``, the outbox's
-    "ready from"). Without it a message whose only route is down comes straight back at the
-    head of its lane on every claim and crowds out messages for routes that are up.
-    (The outbox's ``Requeue`` has no delay of its own yet; this is the one column we set.)"""
-    until = box.clock() + delay_ms
-    box.conn.executemany(
-        "UPDATE outbox_message SET not_before_ms = max(not_before_ms, ?) "
-        "WHERE id = ? AND state = 'queued'",
-        [(until, mid) for mid in ids],
-    )
 
 
 class Dispatcher:
@@ -373,7 +360,8 @@ class Dispatcher:
             def store(box: Outbox) -> None:
                 box.mark_many(outcomes)
                 if later:
-                    postpone(box, later, delay_ms)
+                    # Not at the head of the lane on the next claim: see Outbox.postpone.
+                    box.postpone(later, delay_ms)
 
             await self._box.run(store)
             self._batches += 1
