@@ -204,7 +204,7 @@ _CELLS = [
 ]
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(
     st.sampled_from(("replace", "append", "remove")),
