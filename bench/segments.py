@@ -2,11 +2,17 @@
 
     .venv/bin/python bench/segments.py [--subscribers 1000000] [--events 10000000]
     .venv/bin/python bench/segments.py --quick   # 10,000 / 100,000: for iterating (~40 s)
+    .venv/bin/python bench/segments.py --breakdown   # + where ingest time and pages go
 
 A deterministic synthetic data set (subscribers, typed attributes, consent, 365 days of
 events, daily roll-ups, traits) is generated once by SQL in a child process and cached under
 ``bench/.cache/``; generation is not timed and does not count towards peak RSS. Each run works
 on a fresh copy of the cached file.
+
+``--breakdown`` adds a diagnostic ingest phase after the summary (its timings are not the
+benchmark's: checkpoints are taken by hand between batches so the WAL can be read): thread CPU
+per SQL statement, the Python share, and the pages each batch's commits write, per table and
+index (WAL frames mapped through ``dbstat``; one scan of the file at the end).
 
 The peer is the naive approach of the field (Mautic's cron rebuild, Dittofeed's polling): a
 full recompute of every segment, timed in the same run and compared with our incremental batch
@@ -20,11 +26,14 @@ import asyncio
 import random
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -296,8 +305,9 @@ def run(db: Path, n_subs: int, n_events: int) -> None:
     rows.append(("event ingest, live membership on", f"{rate:,.0f} ev/s", ">= 20,000 ev/s"))
     per_batch = statistics.median(drains)
     rows.append(("peer: full recompute of all segments", f"{naive_ms:,.0f} ms", "-"))
+    ratio = naive_ms / per_batch
     rows.append((f"ours: incremental drain ({batch:,} events)", f"{per_batch:,.0f} ms",
-                 f"{naive_ms / per_batch:,.0f}x less"))
+                 f"{ratio:,.1f}x less" if ratio >= 1 else f"{1 / ratio:,.1f}x more"))
 
     print("\n== time-driven re-checks")
     clock.offset += 3_600_000
@@ -356,6 +366,119 @@ async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
     return lat
 
 
+# -- breakdown (diagnostic) ----------------------------------------------------------------------
+
+class _Rows:
+    """A fetched cursor: what Store, ingest and Membership use of one."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+        self.row_factory: object = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self.rows)
+
+
+class _TimedConnection:
+    """Wraps a connection: thread CPU per statement text, rows fetched inside the timing (a
+    SELECT's work happens while stepping, not in execute())."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.cpu: dict[str, list[float]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def _timed(self, sql: str, run: Callable[[], sqlite3.Cursor]) -> _Rows:
+        t = time.thread_time()
+        cur = run()
+        rows = cur.fetchall()
+        entry = self.cpu.setdefault(" ".join(sql.split())[:96], [0.0, 0.0])
+        entry[0] += time.thread_time() - t
+        entry[1] += 1
+        return _Rows(rows, cur.rowcount)
+
+    def execute(self, sql: str, params: Any = ()) -> _Rows:
+        return self._timed(sql, lambda: self._conn.execute(sql, params))
+
+    def executemany(self, sql: str, seq: Any) -> _Rows:
+        return self._timed(sql, lambda: self._conn.executemany(sql, seq))
+
+
+def _wal_pages(wal: Path, start: int, end: int) -> list[int]:
+    """Page numbers of the WAL frames in [start, end) (32-byte header, 24-byte frame headers;
+    4096-byte pages, the default this store keeps)."""
+    with wal.open("rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    frame = 24 + 4096
+    off = 32 if start == 0 else 0
+    out = []
+    while off + frame <= len(data):
+        out.append(int.from_bytes(data[off:off + 4], "big"))
+        off += frame
+    return out
+
+
+def breakdown(db: Path, n_subs: int, total: int = 20_000, batch: int = 5000) -> None:
+    clock = BenchClock()
+    store = Store(db, clock=clock)
+    store.conn.execute("PRAGMA cache_size=-524288")
+    store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the WAL is read after each commit
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    timed = _TimedConnection(store.conn)
+    m = Membership(store)
+    store.conn = m.conn = timed  # type: ignore[assignment]
+    m.attach()
+    wal = Path(f"{db}-wal")
+    events = _events(random.Random(13), n_subs, total, clock())
+    pages: dict[str, list[int]] = {"ingest": [], "drain": []}
+    cpu = {"ingest": 0.0, "drain": 0.0}
+    for i in range(0, total, batch):
+        chunk = events[i:i + batch]
+        for phase in ("ingest", "drain"):
+            # an empty WAL before each phase: what it holds after is exactly that commit
+            busy = store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if busy or (wal.exists() and wal.stat().st_size):
+                raise SystemExit("breakdown: the WAL could not be emptied (another reader?)")
+            t = time.thread_time()
+            if phase == "ingest":
+                ingest_events(store, chunk)
+            else:
+                m.drain()
+            cpu[phase] += time.thread_time() - t
+            pages[phase] += _wal_pages(wal, 0, wal.stat().st_size)
+    sql_cpu = sum(v[0] for k, v in timed.cpu.items() if not k.startswith("PRAGMA wal_checkpoint"))
+    all_cpu = cpu["ingest"] + cpu["drain"]
+    n_batches = total // batch
+    print(f"\n== breakdown: {total:,} more events in batches of {batch:,} (diagnostic timings)")
+    print(f"  thread CPU {all_cpu / total * 1e6:.0f} us/event (ingest "
+          f"{cpu['ingest'] / total * 1e6:.0f}, membership {cpu['drain'] / total * 1e6:.0f}); "
+          f"in SQLite {sql_cpu / total * 1e6:.0f}, Python {(all_cpu - sql_cpu) / total * 1e6:.0f}")
+    print("  statements by thread CPU (us/event, calls/batch):")
+    for sql, (secs, calls) in sorted(timed.cpu.items(), key=lambda kv: -kv[1][0])[:16]:
+        if not sql.startswith("PRAGMA wal_checkpoint"):
+            print(f"   {secs / total * 1e6:7.1f} {calls / n_batches:5.0f}x  {sql}")
+    owner = dict((int(p), str(n)) for n, p in store.conn.execute("SELECT name, pageno FROM dbstat"))
+    for phase, numbers in pages.items():
+        print(f"  {phase} commits: {len(numbers) * 4096 / n_batches / 1e6:.0f} MB of WAL per "
+              f"batch, {len(numbers) / total:.2f} pages per event:")
+        per: dict[str, int] = {}
+        for page in numbers:
+            per[owner.get(page, "(freed)")] = per.get(owner.get(page, "(freed)"), 0) + 1
+        for name, count in sorted(per.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"   {count / total:6.2f}  {name}")
+    m.detach()
+    store.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=1_000_000)
@@ -363,6 +486,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help="10,000 subscribers and 100,000 events, for iterating on a change")
     ap.add_argument("--regenerate", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="after the benchmark: CPU per statement and pages per table of ingest")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
@@ -383,6 +508,8 @@ def main() -> int:
     shutil.copyfile(cached, work)
     try:
         run(work, args.subscribers, args.events)
+        if args.breakdown:
+            breakdown(work, args.subscribers)
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{work}{suffix}").unlink(missing_ok=True)
