@@ -173,9 +173,12 @@ class Outbox:
                 raise OutboxError(
                     f"outbox schema version {current} is newer than this code ({len(MIGRATIONS)})"
                 )
-            for statements in MIGRATIONS[current:]:
-                for statement in statements:
-                    conn.execute(statement)
+            for steps in MIGRATIONS[current:]:
+                for step in steps:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
             if current < len(MIGRATIONS):
                 conn.execute(
                     "INSERT INTO schema_version (component, version) VALUES (?, ?) "

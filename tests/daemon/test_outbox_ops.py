@@ -1,9 +1,8 @@
-"""Outbox operations besides claim and mark (postpone), retry jitter, migrations."""
+"""Outbox operations besides claim and mark (postpone), retry jitter, submit grouping."""
 
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from gateway.outbox import (
     Submitted,
     TemporaryFailure,
 )
-from gateway.outbox_schema import MIGRATIONS, VERSION_TABLE
 
 START = 1_700_000_000_000
 
@@ -83,35 +81,6 @@ def test_postpone_leaves_other_states_alone(outbox: Outbox, clock: Clock) -> Non
     m = outbox.get(sending)
     assert m is not None and m.state == State.SENDING and m.not_before_ms == START
     assert outbox.postpone([], 60_000) == 0
-
-
-def test_schema_1_database_migrates_to_cheap_state_changes(tmp_path: Path, clock: Clock) -> None:
-    """A database written by schema 1 loses the state index and gains the final-state index,
-    which holds the final rows already there."""
-    db = tmp_path / "old.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute(VERSION_TABLE)
-    for statement in MIGRATIONS[0]:
-        conn.execute(statement)
-    conn.execute("INSERT INTO schema_version VALUES ('outbox', 1)")
-    conn.execute(
-        "INSERT INTO outbox_message (id, lane, state, dest, body, total_parts, created_ms, "
-        "not_before_ms, max_retries, updated_ms) VALUES (1, 0, 'failed', '+447700900001', 'x', "
-        "1, 0, 0, 5, 0)"
-    )
-    conn.execute("INSERT INTO outbox_history VALUES (1, 1, 0, 'queued', NULL), "
-                 "(1, 2, 0, 'failed', 'code 0xB')")
-    conn.close()
-    with Outbox(db, clock=clock) as ob:
-        assert ob.schema_version == len(MIGRATIONS) == 2
-        names = {r[0] for r in ob.conn.execute("SELECT name FROM sqlite_master WHERE type = "
-                                               "'index' AND tbl_name LIKE 'outbox_%'")}
-        assert "outbox_message_state" not in names and "outbox_history_final" in names
-        assert ob.conn.execute(
-            "SELECT message_id, id, state FROM outbox_history INDEXED BY outbox_history_final "
-            "WHERE id > 0 AND state IN ('delivered', 'undeliverable', 'failed', 'expired')"
-        ).fetchall() == [(1, 2, "failed")]
-        assert ob.statistics().count(state=State.FAILED) == 1
 
 
 def test_messages_failing_together_retry_spread_out(tmp_path: Path, clock: Clock) -> None:
