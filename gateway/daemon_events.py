@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gateway.dispatch_db import AsyncOutbox
 from gateway.outbox import Outbox
-from gateway.outbox_schema import FINAL_EVENT_STATES_SQL
+from gateway.outbox_schema import is_final_event_state
 from segmentation.ingest import Event, ingest_events
 from segmentation.store import AsyncStore, Store
 
@@ -69,14 +69,14 @@ def final_states_after(conn: sqlite3.Connection, cursor: int, limit: int
 
     Read through the partial index ``outbox_history_final`` (only final-state rows, covering):
     the cost is the rows returned, however many other changes the outbox made meanwhile. The
-    WHERE repeats the index's own state list, which is what lets the planner use it. Ids are
+    WHERE repeats the index's own condition, which is what lets the planner use it. Ids are
     committed in increasing order (gateway/outbox_history.py), so no row appears behind the
     cursor later."""
     rows = conn.execute(
         "SELECT h.id, h.message_id, h.state, h.ts_ms, m.dest, m.error_code "
         "FROM outbox_history AS h INDEXED BY outbox_history_final "
         "JOIN outbox_message AS m ON m.id = h.message_id "
-        f"WHERE h.id > ? AND h.state IN {FINAL_EVENT_STATES_SQL} ORDER BY h.id LIMIT ?",
+        f"WHERE h.id > ? AND {is_final_event_state('h.state')} ORDER BY h.id LIMIT ?",
         (cursor, limit),
     ).fetchall()
     return [FinalState(*r) for r in rows], (rows[-1][0] if rows else cursor)

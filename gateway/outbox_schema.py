@@ -11,7 +11,7 @@ Conventions as in ``segmentation.schema``: ``*_ms`` columns are UTC epoch millis
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 COMPONENT = "outbox"
 
@@ -34,43 +34,70 @@ _PART_STATES = (
 FINAL_EVENT_STATES = ("delivered", "undeliverable", "failed", "expired")
 """Final states whose history rows the event pump reads (gateway/daemon_events.py)."""
 FINAL_EVENT_STATES_SQL = "('delivered', 'undeliverable', 'failed', 'expired')"
-"""The same as SQL; a query must repeat this exact list for the planner to use the index."""
+"""The same as an SQL list (schema 2's index condition)."""
+
+
+def is_final_event_state(column: str) -> str:
+    """``column`` is one of FINAL_EVENT_STATES, as a chain of comparisons: the condition of
+    the index ``outbox_history_final`` (schema 4). A query must repeat it with the same
+    column for the planner to use the index (``is_final_event_state("h.state")``)."""
+    return "(" + " OR ".join(f"{column} = '{s}'" for s in FINAL_EVENT_STATES) + ")"
 
 Step = str | Callable[[sqlite3.Connection], None]
 """One migration step: a statement, or a function run on the migrating connection."""
 
 
-def state_checks_as_comparisons(conn: sqlite3.Connection) -> None:
-    """Rewrite the ``state IN (...)`` CHECK constraints of outbox_message and outbox_part as
-    chains of ``state = '...' OR ...``: the same set of values, so every stored row satisfies
-    both, and nothing on disk changes.
+def _as_comparisons(column: str, values: str) -> str:
+    """``values`` (an SQL list body: "'a','b'" or "0, 1") as ``column = a OR column = b``."""
+    return " OR ".join(f"{column} = {v.strip()}" for v in values.split(","))
 
-    Why: SQLite (3.40) evaluates a CHECK's ``IN (list of more than two constants)`` by building
-    a temporary b-tree of the list *for every row written* (OP_OpenEphemeral in the row loop,
-    no OP_Once), which cleared and zeroed a page and inserted ten keys on each state change:
-    about 30 % of the instructions of claim + mark. Comparisons cost a few opcodes.
 
-    How: the procedure SQLite documents for changing constraints that do not affect the
-    on-disk format (lang_altertable.html, "otheralter"): edit the table's SQL in sqlite_schema
-    with writable_schema on, then bump schema_version so every connection re-reads it. Runs
-    inside the migration's transaction; a table whose CHECK text is not the one migration 1
-    wrote is an error (nothing is changed then)."""
+def _rewrite_checks(conn: sqlite3.Connection, edits: Sequence[tuple[str, str, str]]) -> None:
+    """Replace CHECK texts in tables' SQL: (table, old text, new text), each found exactly
+    once. The new constraints must accept exactly the values the old ones did.
+
+    The procedure SQLite documents for changing constraints that do not affect the on-disk
+    format (lang_altertable.html, "otheralter"): edit the table's SQL in sqlite_schema with
+    writable_schema on, then bump schema_version so every connection re-reads it. Runs inside
+    the migration's transaction; a table whose CHECK text is not the expected one is an error
+    (and the transaction rolls back)."""
     version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
     conn.execute("PRAGMA writable_schema = ON")
     try:
-        for table, states in (("outbox_message", _STATES), ("outbox_part", _PART_STATES)):
-            old = f"CHECK (state IN ({states}))"
-            new = "CHECK (" + " OR ".join(f"state = {s}" for s in states.split(",")) + ")"
+        for table, old, new in edits:
             changed = conn.execute(
                 "UPDATE sqlite_schema SET sql = replace(sql, ?, ?) "
                 "WHERE type = 'table' AND name = ? AND instr(sql, ?) > 0",
                 (old, new, table, old),
             ).rowcount
             if changed != 1:
-                raise sqlite3.DatabaseError(f"{table}: its state CHECK is not the expected one")
+                raise sqlite3.DatabaseError(f"{table}: {old!r} is not in its schema")
         conn.execute(f"PRAGMA schema_version = {version + 1}")
     finally:
         conn.execute("PRAGMA writable_schema = OFF")
+
+
+def state_checks_as_comparisons(conn: sqlite3.Connection) -> None:
+    """Rewrite the ``state IN (...)`` CHECK constraints of outbox_message and outbox_part as
+    chains of ``state = '...' OR ...``: the same set of values, so every stored row satisfies
+    both, and nothing on disk changes (see _rewrite_checks).
+
+    Why: SQLite (3.40) evaluates a CHECK's ``IN (list of more than two constants)`` by building
+    a temporary b-tree of the list *for every row written* (OP_OpenEphemeral in the row loop,
+    no OP_Once), which cleared and zeroed a page and inserted ten keys on each state change:
+    about 30 % of the instructions of claim + mark. Comparisons cost a few opcodes."""
+    _rewrite_checks(conn, [
+        (table, f"CHECK (state IN ({states}))", f"CHECK ({_as_comparisons('state', states)})")
+        for table, states in (("outbox_message", _STATES), ("outbox_part", _PART_STATES))
+    ])
+
+
+def lane_check_as_comparisons(conn: sqlite3.Connection) -> None:
+    """The same for outbox_message's ``lane IN (0, 1, 2)``, paid on every message accepted."""
+    _rewrite_checks(conn, [
+        ("outbox_message", "CHECK (lane IN (0, 1, 2))",
+         f"CHECK ({_as_comparisons('lane', '0, 1, 2')})"),
+    ])
 
 
 MIGRATIONS: tuple[tuple[Step, ...], ...] = (
@@ -186,4 +213,14 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
     ),
     # 3: state CHECKs that cost nothing per row written
     (state_checks_as_comparisons,),
+    # 4: the same for the final-state index's condition (evaluated for every history row
+    # written, with a temporary b-tree per row while it was an IN list) and the lane CHECK
+    (
+        "DROP INDEX outbox_history_final",
+        f"""
+        CREATE INDEX outbox_history_final ON outbox_history(id, state, ts_ms)
+            WHERE {is_final_event_state("state")}
+        """,
+        lane_check_as_comparisons,
+    ),
 )

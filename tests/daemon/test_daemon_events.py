@@ -22,7 +22,7 @@ from gateway.outbox import (
     ReportOutcome,
     Submitted,
 )
-from gateway.outbox_schema import FINAL_EVENT_STATES
+from gateway.outbox_schema import FINAL_EVENT_STATES, is_final_event_state
 from segmentation.store import AsyncStore, Store
 from segmentation.subscribers import upsert_subscriber
 
@@ -67,8 +67,8 @@ def test_final_states_are_read_through_the_final_index_not_a_scan(tmp_path: Path
         plan = " ".join(str(r[3]) for r in ob.conn.execute(
             "EXPLAIN QUERY PLAN SELECT h.id, h.message_id, h.state, h.ts_ms, m.dest, "
             "m.error_code FROM outbox_history AS h INDEXED BY outbox_history_final "
-            "JOIN outbox_message AS m ON m.id = h.message_id WHERE h.id > 0 AND h.state IN "
-            "('delivered', 'undeliverable', 'failed', 'expired') ORDER BY h.id LIMIT 10"))
+            "JOIN outbox_message AS m ON m.id = h.message_id WHERE h.id > 0 AND "
+            f"{is_final_event_state('h.state')} ORDER BY h.id LIMIT 10"))
         assert "COVERING INDEX outbox_history_final (id>?)" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
 
