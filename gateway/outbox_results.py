@@ -196,71 +196,86 @@ def store_reports(
     on that route) with its message's state and all its parts; the reports are then applied
     one after the other in memory, with the message settled after each exactly as one report
     at a time would (so a multipart message passes through the same states and history
-    rows); then one write for the parts, one for the messages, one for the reports still
-    waiting for their id."""
+    rows); then one write per group of parts and of messages that change alike (usually one
+    each: "delivered"), and one for the reports still waiting for their id."""
     if not reports:
         return 0, 0
-    hits, found = _find_parts(conn, reports)
-    parts: dict[tuple[int, int], str] = {}
-    seqs: dict[int, list[int]] = {}
-    states: dict[int, str] = {}
-    for mid, state, part_rows in found:
-        states[mid] = state
-        seqs[mid] = [seq for seq, _ in part_rows]
-        for seq, part_state in part_rows:
-            parts[(mid, seq)] = part_state
+    hits, parts, seqs, states = _find_parts(conn, reports)
     changed_parts: dict[tuple[int, int], int | None] = {}  # -> last code given with a change
     message_codes: dict[int, int] = {}
     changed_messages: set[int] = set()
     waiting: list[tuple[str, str, str, int | None]] = []
+    # Raw strings and memoised rules, as in settle_many: a batch is mostly one shape.
+    after: dict[tuple[str, str], str] = {}
+    settles: dict[tuple[str, tuple[str, ...]], str | None] = {}
     for index, r in enumerate(reports):
-        hit = hits.get(index)
-        if hit is None:
+        key = hits.get(index)
+        if key is None:
             if r.outcome != ReportOutcome.ENROUTE:
                 waiting.append((r.route, r.carrier_id, r.outcome.value, r.code))
             continue
-        key = hit
         mid = key[0]
-        current = PartState(parts[key])
-        new = part_after_report(current, r.outcome)
+        current = parts[key]
+        rule = (current, r.outcome.value)
+        if rule not in after:
+            after[rule] = part_after_report(PartState(current), r.outcome).value
+        new = after[rule]
         if new != current:
-            parts[key] = new.value
+            parts[key] = new
             before = changed_parts.get(key)
             changed_parts[key] = r.code if r.code is not None else before
             if r.code is not None and new != PartState.DELIVERED:
                 message_codes[mid] = r.code
-        settled = settled_state(states[mid], [parts[(mid, s)] for s in seqs[mid]])
-        if settled is not None:
-            states[mid] = settled.value
+        shape = (states[mid], tuple([parts[(mid, s)] for s in seqs[mid]]))
+        if shape not in settles:
+            settled = settled_state(*shape)
+            settles[shape] = None if settled is None else settled.value
+        settled_value = settles[shape]
+        if settled_value is not None:
+            states[mid] = settled_value
             changed_messages.add(mid)
-            history.append((mid, now, settled.value, None))
+            history.append((mid, now, settled_value, None))
     _write_reports(conn, now, [(m, s, parts[(m, s)], c) for (m, s), c in changed_parts.items()],
-                   [(m, states[m] if m in changed_messages else None, message_codes.get(m))
-                    for m in changed_messages | set(message_codes)], waiting)
+                   {m: states[m] for m in changed_messages}, message_codes, waiting)
     return len(hits), len(waiting)
 
 
-def _find_parts(
-    conn: sqlite3.Connection, reports: Sequence[Report]
-) -> tuple[dict[int, tuple[int, int]], list[tuple[int, str, list[tuple[int, str]]]]]:
-    """{report index: (message id, seq)} for the reports whose carrier id is stored, and each
-    of those messages as (id, state, [(seq, part state), ...]), in one statement."""
-    text_hits, text_found = conn.execute(
-        "WITH hit AS MATERIALIZED (SELECT j.key AS k, (SELECT json_array(message_id, seq) "
-        "FROM outbox_part INDEXED BY outbox_part_carrier "
-        "WHERE route = j.value ->> 0 AND carrier_id = j.value ->> 1 "
-        "ORDER BY message_id DESC LIMIT 1) AS part FROM json_each(?) AS j) "
-        "SELECT (SELECT json_group_array(json_array(k, part ->> 0, part ->> 1)) FROM hit "
-        "WHERE part IS NOT NULL), "
-        "(SELECT json_group_array(json_array(m.id, m.state, (SELECT json_group_array("
-        "json_array(p.seq, p.state)) FROM outbox_part AS p WHERE p.message_id = m.id))) "
-        "FROM outbox_message AS m WHERE m.id IN (SELECT part ->> 0 FROM hit))",
+def _find_parts(conn: sqlite3.Connection, reports: Sequence[Report]) -> tuple[
+    dict[int, tuple[int, int]], dict[tuple[int, int], str], dict[int, list[int]], dict[int, str]
+]:
+    """For the reports whose carrier id is stored, in one statement: {report index: (message
+    id, seq)}, {(message id, seq): part state} for all the parts of those messages, {message
+    id: its part numbers} and {message id: its state}.
+
+    Driven by the reports (json_each) down the carrier index; a carrier id found on several
+    messages (ids are reused over time) belongs to the newest. A single-part message's part
+    is the one found; only a multipart message's other parts are read."""
+    text = conn.execute(
+        "SELECT json_group_array(json_array(j.key, p.message_id, p.seq, p.state, m.state, "
+        "CASE WHEN m.total_parts > 1 THEN (SELECT json_group_array(json_array(q.seq, q.state)) "
+        "FROM outbox_part AS q WHERE q.message_id = m.id) END)) "
+        "FROM json_each(?) AS j "
+        "CROSS JOIN outbox_part AS p INDEXED BY outbox_part_carrier "
+        "ON p.route = j.value ->> 0 AND p.carrier_id = j.value ->> 1 "
+        "CROSS JOIN outbox_message AS m ON m.id = p.message_id",
         (json.dumps([(r.route, r.carrier_id) for r in reports]),),
-    ).fetchone()
-    hits = {k: (mid, seq) for k, mid, seq in json.loads(text_hits)}
-    found = [(mid, state, [(seq, ps) for seq, ps in _nested(part_rows)])
-             for mid, state, part_rows in json.loads(text_found)]
-    return hits, found
+    ).fetchone()[0]
+    hits: dict[int, tuple[int, int]] = {}
+    parts: dict[tuple[int, int], str] = {}
+    seqs: dict[int, list[int]] = {}
+    states: dict[int, str] = {}
+    for index, mid, seq, part_state, state, others in json.loads(text):
+        found = hits.get(index)
+        if found is None or mid > found[0]:
+            hits[index] = (mid, seq)
+        if mid in states:
+            continue
+        states[mid] = state
+        rows = [(seq, part_state)] if others is None else _nested(others)
+        seqs[mid] = sorted(s for s, _ in rows)
+        for s, ps in rows:
+            parts[(mid, s)] = ps
+    return hits, parts, seqs, states
 
 
 def _nested(value: list[Any] | str) -> list[Any]:
@@ -270,14 +285,25 @@ def _nested(value: list[Any] | str) -> list[Any]:
 
 
 def _write_reports(
-    conn: sqlite3.Connection, now: int,
-    parts: list[tuple[int, int, str, int | None]],
-    messages: list[tuple[int, str | None, int | None]],
-    waiting: list[tuple[str, str, str, int | None]],
+    conn: sqlite3.Connection, now: int, parts: list[tuple[int, int, str, int | None]],
+    states: dict[int, str], codes: dict[int, int], waiting: list[tuple[str, str, str, int | None]],
 ) -> None:
     """The parts' new states (each keeps its code unless a report brought one), the messages'
-    new states and codes, and the reports that wait for their id: one statement each."""
-    if parts:
+    new states and codes, and the reports that wait for their id.
+
+    One statement per group of rows written alike, over a plain id array (no per-row JSON
+    parsing); many different groups (mixed codes) go in as one array of rows instead."""
+    part_groups: dict[tuple[str, int | None, int], list[int]] = {}
+    for mid, seq, state, code in parts:
+        part_groups.setdefault((state, code, seq), []).append(mid)
+    if len(part_groups) <= _MAX_GROUPS:
+        for (state, code, seq), ids in part_groups.items():
+            conn.execute(
+                "UPDATE outbox_part SET state = ?, error_code = coalesce(?, error_code), "
+                "report_ms = ? WHERE message_id IN (SELECT value FROM json_each(?)) AND seq = ?",
+                (state, code, now, json.dumps(ids), seq),
+            )
+    else:
         conn.execute(
             "UPDATE outbox_part SET state = j.value ->> 2, "
             "error_code = coalesce(j.value ->> 3, error_code), report_ms = ? "
@@ -285,13 +311,33 @@ def _write_reports(
             "WHERE outbox_part.message_id = j.value ->> 0 AND outbox_part.seq = j.value ->> 1",
             (now, json.dumps(parts)),
         )
-    if messages:
+    state_groups: dict[str, list[int]] = {}
+    for mid, state in states.items():
+        state_groups.setdefault(state, []).append(mid)
+    code_groups: dict[int, list[int]] = {}
+    for mid, code in codes.items():
+        code_groups.setdefault(code, []).append(mid)
+    if len(state_groups) + len(code_groups) <= _MAX_GROUPS:
+        for state, ids in state_groups.items():
+            conn.execute(
+                "UPDATE outbox_message SET state = ?, updated_ms = ? "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (state, now, json.dumps(ids)),
+            )
+        for code, ids in code_groups.items():
+            conn.execute(
+                "UPDATE outbox_message SET error_code = ? "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (code, json.dumps(ids)),
+            )
+    else:
+        rows = [(m, states.get(m), codes.get(m)) for m in states.keys() | codes.keys()]
         conn.execute(
             "UPDATE outbox_message SET state = coalesce(j.value ->> 1, state), "
             "updated_ms = CASE WHEN j.value ->> 1 IS NULL THEN updated_ms ELSE ? END, "
             "error_code = coalesce(j.value ->> 2, error_code) FROM json_each(?) AS j "
             "WHERE outbox_message.id = j.value ->> 0",
-            (now, json.dumps(messages)),
+            (now, json.dumps(rows)),
         )
     if waiting:
         conn.execute(
