@@ -524,26 +524,36 @@ class Outbox:
         self._history(history)
         return len(ids)
 
-    def mark_unknown_due(self) -> int:
-        """Parts with no report ``dlr_unknown_after_s`` after submission become ``unknown``."""
+    def mark_unknown_due(self, limit: int = 5000) -> int:
+        """Parts with no report ``dlr_unknown_after_s`` after submission become ``unknown``;
+        returns how many (at most ``limit`` per call, oldest first, so a day's backlog
+        falling due at once does not hold the outbox thread: the timer's next calls take the
+        rest)."""
         now = self.clock()
         cutoff = now - self.dlr_unknown_after_ms
         with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT message_id, seq FROM outbox_part INDEXED BY outbox_part_awaiting "
-                "WHERE state = 'submitted' AND submitted_ms <= ?",
-                (cutoff,),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE outbox_part SET state = 'unknown' WHERE message_id = ? AND seq = ?", rows
-            )
-            for mid in dict.fromkeys(r[0] for r in rows):
-                settle_many(conn, {mid: None}, now, self._history_rows)
+            # Set-based, as the hot path: the due parts as one JSON row, one update, one
+            # settle of all their messages.
+            text = conn.execute(
+                "SELECT json_group_array(json_array(message_id, seq)) FROM "
+                "(SELECT message_id, seq FROM outbox_part INDEXED BY outbox_part_awaiting "
+                "WHERE state = 'submitted' AND submitted_ms <= ? ORDER BY submitted_ms LIMIT ?)",
+                (cutoff, limit),
+            ).fetchone()[0]
+            due: list[list[int]] = json.loads(text)
+            if due:
+                conn.execute(
+                    "UPDATE outbox_part SET state = 'unknown' FROM json_each(?) AS j "
+                    "WHERE outbox_part.message_id = j.value ->> 0 "
+                    "AND outbox_part.seq = j.value ->> 1",
+                    (text,),
+                )
+                settle_many(conn, dict.fromkeys(mid for mid, _ in due), now, self._history_rows)
             # A pending report older than the unknown horizon will not find its id any more.
             conn.execute(
                 "DELETE FROM outbox_report_pending WHERE received_ms <= ?", (cutoff,)
             )
-        return len(rows)
+        return len(due)
 
     def recover(self) -> int:
         """At start-up: parts left ``sending`` by a crash go back to ``queued`` (sent again)."""

@@ -118,3 +118,25 @@ def test_submits_store_each_parts_route_and_carrier_id_however_they_group(
         assert m is not None and m.state == State.SUBMITTED and m.route == f"r{mid % routes}"
         assert [(p.route, p.carrier_id) for p in m.parts] == [
             (f"r{mid % routes}", f"{mid}-{p.seq}") for p in m.parts]
+
+
+def test_unknown_due_is_taken_in_bounded_batches_oldest_first(
+    outbox: Outbox, clock: Clock
+) -> None:
+    """A backlog of parts with no report falls due at once: each call moves at most
+    ``limit`` parts, oldest first, and settles their messages (a multipart message becomes
+    unknown when its last part does)."""
+    ids = [a.id for a in outbox.enqueue_many(
+        [NewMessage(f"+4477009{i:05d}", "x" * (200 if i % 2 else 10)) for i in range(6)])]
+    for c in outbox.claim(6):
+        outbox.mark_many([Submitted(c.id, s, "r", f"{c.id}-{s}") for s in c.parts])
+        clock.now += 1_000  # each message submitted a second after the one before
+    clock.now += 48 * 3600 * 1000  # the default dlr_unknown_after_s
+    assert outbox.mark_unknown_due(limit=4) == 4  # messages 1 (1 part), 2 (2), 3 (1)
+    states = [outbox.get(mid).state for mid in ids]  # type: ignore[union-attr]
+    assert states == [State.UNKNOWN, State.UNKNOWN, State.UNKNOWN] + [State.SUBMITTED] * 3
+    assert outbox.mark_unknown_due(limit=4) == 4
+    assert outbox.mark_unknown_due(limit=4) == 1
+    assert outbox.mark_unknown_due(limit=4) == 0
+    assert all(outbox.get(mid).state == State.UNKNOWN for mid in ids)  # type: ignore[union-attr]
+    assert [h.state for h in outbox.history(ids[1])][-1] == State.UNKNOWN
