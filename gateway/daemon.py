@@ -202,7 +202,7 @@ class Daemon:
         for bind in cfg.smpp:
             routes[bind.name] = SmppRoute(
                 bind, on_report=dispatcher.report, on_inbound=inbound.handle, on_health=health,
-                mo_db=mo_db,
+                mo_db=mo_db, on_reports=dispatcher.report_many,
             )
         # One pool per modem or group that a rule names; a modem may serve one pool only.
         used: set[str] = set()

@@ -221,6 +221,13 @@ class Dispatcher:
         self._put(report)
         await self._wait_committed()
 
+    async def report_many(self, reports: list[Report]) -> None:
+        """Reports read together (an SMPP bind's receipts): queued in order, one wait."""
+        self._reports += len(reports)
+        for report in reports:
+            self._put(report)
+        await self._wait_committed()
+
     async def wait_progress(self) -> None:
         """Until the writer commits its next batch (results or reports)."""
         self._progress.clear()

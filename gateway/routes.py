@@ -119,6 +119,7 @@ class Outgoing:
 OnPart = Callable[[PartResult], None]
 OnBatchPart = Callable[[int, PartResult], None]  # (index of the message in the batch, result)
 OnReports = Callable[[Report], Awaitable[None]]
+OnReportList = Callable[[list[Report]], Awaitable[None]]
 OnInbound = Callable[[RouteInbound], Awaitable[None]]
 OnHealth = Callable[[str, bool], None]
 
@@ -206,7 +207,10 @@ class SmppRoute:
     def __init__(
         self, cfg: SmppConfig, *, on_report: OnReports, on_inbound: OnInbound,
         on_health: OnHealth, mo_db: MoPartDb | None = None,
+        on_reports: OnReportList | None = None,
     ) -> None:
+        """``on_reports``: receipts read together go there as one list (one wait for their
+        commit), instead of one ``on_report`` call each."""
         self.name = cfg.name
         self.concat = Concat(cfg.concat)
         self.capacity = max(2, cfg.window * IN_FLIGHT_WINDOWS)
@@ -219,7 +223,11 @@ class SmppRoute:
         # Parts of a multipart MO wait in the daemon's database (acknowledged parts survive a
         # crash); without one, in memory (the driver's default).
         self.mo_store = None if mo_db is None else mo_db.store(cfg.name, driver_cfg.mo_timeout)
-        self.client = SmppClient(driver_cfg, handler=self._handle, mo_store=self.mo_store)
+        self._on_reports = on_reports
+        self.client = SmppClient(
+            driver_cfg, handler=self._handle, mo_store=self.mo_store,
+            receipts_handler=None if on_reports is None else self._handle_receipts,
+        )
         self._was_up = False
 
     async def __aenter__(self) -> SmppRoute:
@@ -239,6 +247,10 @@ class SmppRoute:
             self._was_up = up
             self._on_health(self.name, up)
         return up
+
+    async def _handle_receipts(self, receipts: list[DeliveryReceipt]) -> None:
+        assert self._on_reports is not None
+        await self._on_reports([report_from_receipt(self.name, r) for r in receipts])
 
     async def _handle(self, event: DeliveryReceipt | MobileOriginated) -> None:
         if isinstance(event, DeliveryReceipt):

@@ -48,7 +48,7 @@ from drivers.smpp.errors import (
     classify,
     status_name,
 )
-from drivers.smpp.handover import Handler, Handover, InboundEvent
+from drivers.smpp.handover import Handler, Handover, InboundEvent, ReceiptsHandler
 from drivers.smpp.link import (
     Batch,
     BatchSlot,
@@ -97,6 +97,7 @@ __all__ = [
     "Handler",
     "InboundEvent",
     "MoPartStore",
+    "ReceiptsHandler",
     "Rejected",
     "SmppClient",
     "SubmitOutcome",
@@ -129,7 +130,11 @@ class SmppClient:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         mo_store: MoPartStore | None = None,
+        receipts_handler: ReceiptsHandler | None = None,
     ) -> None:
+        """``handler`` gets every inbound event; with ``receipts_handler``, delivery receipts
+        go to that instead, as lists of those read together (one call and one wait for many;
+        each deliver_sm is still answered only after the call returned)."""
         self.config = config
         self._clock = clock
         self._rng = rng or random.Random()
@@ -143,7 +148,8 @@ class SmppClient:
             pause=config.throttle_pause,
         )
         self._handover = Handover(
-            config, handler, mo_store or InMemoryMoStore(config.mo_timeout, clock=clock), clock
+            config, handler, mo_store or InMemoryMoStore(config.mo_timeout, clock=clock), clock,
+            receipts_handler,
         )
         self._meter = RateMeter()
         self._tg: asyncio.TaskGroup | None = None
