@@ -513,15 +513,29 @@ class Outbox:
             return self._expire_due(conn, self.clock())
 
     def _expire_due(self, conn: sqlite3.Connection, now: int) -> int:
-        ids = [r[0] for r in conn.execute(
-            "SELECT id FROM outbox_message INDEXED BY outbox_message_deadline "
+        # Set-based: a campaign whose validity runs out expires thousands of messages at
+        # once, inside a claim; one read, two updates and one history run for all of them.
+        text = conn.execute(
+            "SELECT json_group_array(id) FROM outbox_message INDEXED BY outbox_message_deadline "
             f"WHERE state IN {_WAITING_SQL} AND expires_ms IS NOT NULL AND expires_ms <= ?",
             (now,),
-        )]
-        history: list[HistoryRow] = []
-        for mid in ids:
-            self._finish(conn, mid, State.EXPIRED, now, "deadline passed before sending", history)
-        self._history(history)
+        ).fetchone()[0]
+        ids: list[int] = json.loads(text)
+        if not ids:
+            return 0
+        conn.execute(
+            "UPDATE outbox_part SET state = 'expired' "
+            "WHERE message_id IN (SELECT value FROM json_each(?)) "
+            "AND state IN ('queued', 'sending')",
+            (text,),
+        )
+        conn.execute(
+            "UPDATE outbox_message SET state = 'expired', updated_ms = ? "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (now, text),
+        )
+        expired = State.EXPIRED.value
+        self._history([(mid, now, expired, "deadline passed before sending") for mid in ids])
         return len(ids)
 
     def mark_unknown_due(self, limit: int = 5000) -> int:

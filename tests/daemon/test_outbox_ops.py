@@ -140,3 +140,27 @@ def test_unknown_due_is_taken_in_bounded_batches_oldest_first(
     assert outbox.mark_unknown_due(limit=4) == 0
     assert all(outbox.get(mid).state == State.UNKNOWN for mid in ids)  # type: ignore[union-attr]
     assert [h.state for h in outbox.history(ids[1])][-1] == State.UNKNOWN
+
+
+def test_a_claim_expires_every_waiting_message_past_its_deadline_first(
+    outbox: Outbox, clock: Clock
+) -> None:
+    deadline = START + 10_000
+    doomed = [a.id for a in outbox.enqueue_many(
+        [NewMessage(f"+4477009{i:05d}", "x", expires_ms=deadline) for i in range(40)])]
+    partial = outbox.enqueue(NewMessage("+447700900999", "y" * 200, expires_ms=deadline)).id
+    fine = outbox.enqueue(NewMessage("+447700900998", "z", expires_ms=deadline + 60_000)).id
+    claimed = outbox.claim(50)
+    (c,) = [x for x in claimed if x.id == partial]
+    outbox.mark_many([Submitted(partial, 0, "r", "p0"), Requeue(partial)])  # part 1 unsent
+    outbox.mark_many([Requeue(mid) for mid in [*doomed, fine]])  # the others go back too
+    clock.now = deadline
+    got = outbox.claim(100)
+    assert [x.id for x in got] == [fine]
+    for mid in [*doomed, partial]:
+        m = outbox.get(mid)
+        assert m is not None and m.state == State.EXPIRED, mid
+        assert outbox.history(mid)[-1].detail == "deadline passed before sending"
+    m = outbox.get(partial)
+    assert m is not None and [p.state for p in m.parts] == ["submitted", "expired"]
+    assert c.parts == (0, 1)
