@@ -23,6 +23,16 @@ Commit protocol (DESIGN.md "Durability and delivery semantics"), what the dispat
    a whole batch of results or reports, one fsync-free WAL commit, so throughput does not
    depend on one commit per message.
 
+Cost (issue 5): the hot path is a handful of statements per *batch*, whatever its size: ids
+go in as one JSON value, rows come back as one JSON value, and every change of a batch is one
+set-based statement (with BEGIN and COMMIT: 7 per claim, 7 per batch of submits, 7 per batch
+of delivery reports; it was 11, 9 and about 6 per report). Each statement is one
+``sqlite3_step``, and every step releases and re-takes the GIL the daemon's event loop
+competes for, so the count matters as much as the work inside. Results and reports are
+stored by :mod:`gateway.outbox_results`, history rows by :mod:`gateway.outbox_history`; the
+indexes and CHECKs are chosen so a state change rewrites as little as possible
+(:mod:`gateway.outbox_schema`, schemas 2-4).
+
 The connection has one owner thread (the daemon runs it on a single-thread executor, like the
 segment store). Other processes (CLI, TUI) open their own :class:`Outbox` on the same file.
 """

@@ -1,9 +1,11 @@
-"""Outbox operations besides claim and mark (postpone), retry jitter, submit grouping."""
+"""Outbox operations besides claim and mark (postpone, timers), retry jitter, submit grouping,
+and the statement count per batch."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from gateway.outbox import (
     Lane,
     NewMessage,
     Outbox,
+    Report,
+    ReportOutcome,
     Requeue,
     RetryPolicy,
     State,
@@ -164,3 +168,25 @@ def test_a_claim_expires_every_waiting_message_past_its_deadline_first(
     m = outbox.get(partial)
     assert m is not None and [p.state for p in m.parts] == ["submitted", "expired"]
     assert c.parts == (0, 1)
+
+
+def test_a_batch_costs_a_fixed_number_of_statements_whatever_its_size(outbox: Outbox) -> None:
+    """Every statement is one sqlite3_step, which releases and re-takes the GIL the daemon's
+    loop competes for: claim, a batch of submits and a batch of reports stay at 7 each."""
+    outbox.enqueue_many([NewMessage(f"+4477009{i:05d}", "x") for i in range(200)])
+    executed: list[str] = []
+    outbox.conn.set_trace_callback(executed.append)
+
+    def statements(call: Callable[[], object]) -> int:
+        executed.clear()
+        call()
+        return len(executed)
+
+    for size in (1, 80):
+        ids = [c.id for c in outbox.claim(size)]
+        submits = [Submitted(mid, 0, "r", str(mid)) for mid in ids]
+        reports = [Report("r", str(mid), ReportOutcome.DELIVERED) for mid in ids]
+        assert statements(lambda: outbox.claim(0)) == 0
+        assert statements(partial(outbox.mark_many, submits)) == 7
+        assert statements(partial(outbox.record_reports, reports)) == 7
+    assert statements(lambda: outbox.claim(80)) == 7
