@@ -176,15 +176,23 @@ def test_concurrent_first_opens_apply_migrations_once(tmp_path: Path) -> None:
         assert s.schema_version == len(MIGRATIONS)
 
 
+def _apply(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a fresh file to an older schema version, as older code left it."""
+    for script in MIGRATIONS[:version]:
+        if isinstance(script, str):
+            for statement in _statements(script):
+                conn.execute(statement)
+        else:
+            script(conn)
+    conn.execute(f"PRAGMA user_version = {version}")
+
+
 def test_migration_4_keeps_rechecks_and_transitions_clustered_by_subscriber(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v3.db"
     c = sqlite3.connect(path, isolation_level=None)
-    for script in MIGRATIONS[:3]:
-        for statement in _statements(script):
-            c.execute(statement)
-    c.execute("PRAGMA user_version = 3")
+    _apply(c, 3)
     c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 0), "
               "(2, '+2', 0)")
     c.execute("INSERT INTO segment(id, name, definition, created_ms) VALUES (1, 'a', '{}', 0), "
@@ -213,3 +221,55 @@ def test_migration_4_keeps_rechecks_and_transitions_clustered_by_subscriber(
         # the re-check queue keeps its cascades
         s.conn.execute("DELETE FROM segment WHERE id = 1")
         assert s.conn.execute("SELECT * FROM segment_recheck").fetchall() == [(2, 1, 60)]
+
+
+def _ephemeral(conn: sqlite3.Connection, sql: str) -> bool:
+    return "OpenEphemeral" in {r[1] for r in conn.execute(f"EXPLAIN {sql}")}
+
+
+_TRANSITION = ("INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
+               "cause) VALUES (1, 1, 7, 'enter', ?)")
+
+
+def test_migration_5_transition_checks_are_comparisons_with_the_same_values(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v4.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("PRAGMA journal_mode=WAL")
+    _apply(c, 4)
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 0)")
+    c.execute("INSERT INTO segment(id, name, definition, created_ms) VALUES (1, 'a', '{}', 0)")
+    c.execute(_TRANSITION.replace("?", "'event'"))
+    c.execute("INSERT INTO segment_transition(id, segment_id, subscriber_id, ts_ms, direction, "
+              "cause, cause_ref) VALUES (9, 1, 1, 8, 'exit', 'manual', 'replace')")
+    # the IN lists build a temporary b-tree for every row written
+    assert _ephemeral(c, _TRANSITION.replace("?", "'time'"))
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 5
+        conn = s.conn
+        assert conn.execute("SELECT * FROM segment_transition ORDER BY id").fetchall() == [
+            (1, 1, 1, 7, "enter", "event", None), (9, 1, 1, 8, "exit", "manual", "replace")]
+        assert not _ephemeral(conn, _TRANSITION.replace("?", "'time'"))
+        idx = {r[1] for r in conn.execute("PRAGMA index_list(segment_transition)")}
+        assert idx == {"segment_transition_sub_seg"}
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        for cause in ("event", "time", "definition", "manual", "attribute", "reconcile"):
+            conn.execute(_TRANSITION, (cause,))
+        for bad in ("evnt", "", "Event"):
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+                conn.execute(_TRANSITION, (bad,))
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(_TRANSITION.replace("'enter'", "'stay'"), ("event",))
+        assert conn.execute("SELECT max(id) FROM segment_transition").fetchone() == (15,)
+        # still cascades with its subscriber and segment
+        conn.execute("DELETE FROM segment WHERE id = 1")
+        assert conn.execute("SELECT count(*) FROM segment_transition").fetchone() == (0,)
+    # a connection opened before the migration goes on working with the new table
+    c.execute("INSERT INTO segment(id, name, definition, created_ms) VALUES (2, 'b', '{}', 0)")
+    c.execute(_TRANSITION.replace("1, 1, 7", "2, 1, 7").replace("?", "'time'"))
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        c.execute(_TRANSITION.replace("1, 1, 7", "2, 1, 7"), ("evnt",))
+    assert c.execute("SELECT count(*) FROM segment_transition").fetchone() == (1,)
+    c.close()
