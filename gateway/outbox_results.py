@@ -78,16 +78,31 @@ def store_submits(conn: sqlite3.Connection, run: Sequence[Submitted], now: int) 
 def apply_pending(
     conn: sqlite3.Connection, run: Sequence[Submitted], now: int, history: list[HistoryRow]
 ) -> None:
-    """Apply the reports that arrived before these parts' carrier ids were stored."""
-    for s in run:
-        waiting = conn.execute(
-            "SELECT id, outcome, error_code FROM outbox_report_pending "
-            "WHERE route = ? AND carrier_id = ? ORDER BY id",
-            (s.route, s.carrier_id),
-        ).fetchall()
-        for pid, outcome, code in waiting:
-            apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now, history)
-            conn.execute("DELETE FROM outbox_report_pending WHERE id = ?", (pid,))
+    """Apply the reports that arrived before these parts' carrier ids were stored.
+
+    One probe for the whole run (reports waiting for *other* ids are common in the field:
+    a carrier sending ids we never stored, field-failures.md §3.3; they must not cost every
+    batch a statement per part). A waiting report goes to the first part of the run with
+    its id, in the order the reports arrived."""
+    text = conn.execute(
+        "SELECT json_group_array(json_array(j.key, p.id, p.outcome, p.error_code)) "
+        "FROM json_each(?) AS j "
+        "CROSS JOIN outbox_report_pending AS p INDEXED BY outbox_report_pending_id "
+        "ON p.route = j.value ->> 0 AND p.carrier_id = j.value ->> 1",
+        (json.dumps([(s.route, s.carrier_id) for s in run]),),
+    ).fetchone()[0]
+    done: set[int] = set()
+    for index, pid, outcome, code in sorted(json.loads(text)):
+        if pid in done:
+            continue  # the same id twice in the run: the first part took it
+        done.add(pid)
+        s = run[index]
+        apply_report(conn, s.message_id, s.seq, ReportOutcome(outcome), code, now, history)
+    if done:
+        conn.execute(
+            "DELETE FROM outbox_report_pending WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(done)),),
+        )
 
 
 def apply_report(

@@ -190,3 +190,37 @@ def test_a_batch_costs_a_fixed_number_of_statements_whatever_its_size(outbox: Ou
         assert statements(partial(outbox.mark_many, submits)) == 7
         assert statements(partial(outbox.record_reports, reports)) == 7
     assert statements(lambda: outbox.claim(80)) == 7
+
+
+def test_reports_waiting_for_other_ids_cost_a_batch_one_probe(outbox: Outbox) -> None:
+    """A carrier sending ids we never stored leaves reports waiting for up to
+    dlr_unknown_after_s: a batch of submits then pays one probe for all of them, and a report
+    that does wait for one of the batch's ids is applied."""
+    outbox.record_reports([Report("r", f"stale-{i}", ReportOutcome.DELIVERED) for i in range(100)])
+    ids = [a.id for a in outbox.enqueue_many(
+        [NewMessage(f"+4477009{i:05d}", "x") for i in range(80)])]
+    outbox.record_reports([Report("r", str(ids[5]), ReportOutcome.UNDELIVERABLE, code=0x22)])
+    outbox.claim(80)
+    executed: list[str] = []
+    outbox.conn.set_trace_callback(executed.append)
+    outbox.mark_many([Submitted(mid, 0, "r", str(mid)) for mid in ids])
+    outbox.conn.set_trace_callback(None)
+    # 7, one probe, the one report applied (a few statements of its own), its delete and the
+    # settle; a probe per submit would be 80 more
+    assert len(executed) <= 20, executed
+    m = outbox.get(ids[5])
+    assert m is not None and m.state == State.UNDELIVERABLE and m.error_code == 0x22
+    assert outbox.get(ids[6]).state == State.SUBMITTED  # type: ignore[union-attr]
+    assert outbox.statistics().pending_reports == 100
+
+
+def test_a_waiting_report_goes_to_the_first_part_submitted_with_its_id(outbox: Outbox) -> None:
+    a, b = (x.id for x in outbox.enqueue_many(
+        [NewMessage("+447700900001", "a"), NewMessage("+447700900002", "b")]))
+    outbox.record_reports([Report("r", "same", ReportOutcome.DELIVERED)])
+    outbox.claim(2)
+    # a carrier repeating an id within one batch: the earlier report belongs to the first
+    outbox.mark_many([Submitted(a, 0, "r", "same"), Submitted(b, 0, "r", "same")])
+    assert outbox.get(a).state == State.DELIVERED  # type: ignore[union-attr]
+    assert outbox.get(b).state == State.SUBMITTED  # type: ignore[union-attr]
+    assert outbox.statistics().pending_reports == 0
