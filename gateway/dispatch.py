@@ -116,9 +116,25 @@ def _options(concat: Concat, reference: int) -> EncodeOptions:
     return EncodeOptions(concat=concat, reference=reference)
 
 
+# Single-part encodings by (text, concat): a one-part message carries no concatenation
+# reference and its encoding depends on nothing else, and a campaign often sends one text to
+# many numbers. Frozen results, so sharing them is safe; cleared when full.
+_SINGLE_PARTS: dict[tuple[str, Concat], EncodedMessage] = {}
+_SINGLE_PARTS_MAX = 1024
+
+
 def encode_for(message: Claimed, concat: Concat) -> EncodedMessage:
+    key = (message.text, concat)
+    encoded = _SINGLE_PARTS.get(key)
+    if encoded is not None:
+        return encoded
     options = _options(concat, concat_reference(message.id, concat))
-    return encode(message.text, options, destination=message.to)
+    encoded = encode(message.text, options, destination=message.to)
+    if len(encoded.parts) == 1:
+        if len(_SINGLE_PARTS) >= _SINGLE_PARTS_MAX:
+            _SINGLE_PARTS.clear()
+        _SINGLE_PARTS[key] = encoded
+    return encoded
 
 
 def verdict(

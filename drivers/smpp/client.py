@@ -258,6 +258,10 @@ class SmppClient:
         server_hostname = (cfg.tls_server_name or cfg.host) if ctx is not None else None
         # The session exists before the first byte can arrive.
         link.session = Session(Role.ESME, window=cfg.window, response_timeout=cfg.response_timeout)
+        # A new window with the new session, before any byte can arrive: the bind_resp is read
+        # (and the pump may run) before _bind resumes, and slots of the old window belong to
+        # the old session's requests.
+        link.window = Window(cfg.window)
         link.dead = asyncio.Event()
         link.writable.set()
         link.reading_paused = False
@@ -301,7 +305,6 @@ class SmppClient:
             raise LinkDown("bind not answered with a bind response")
         link.last_rx = self._clock()
         link.generation += 1
-        link.window = Window(cfg.window)
         link.on_writable = self._pump
         link.bound.set()
         self._pump()
@@ -578,7 +581,7 @@ class SmppClient:
 
     async def submit_many(
         self,
-        requests: Sequence[SubmitRequest],
+        requests: Sequence[SubmitRequest] | Sequence[SubmitSm],
         on_outcome: OnOutcome,
         *,
         wait_bound_timeout: float | _FromConfig | None = _FromConfig.VALUE,
@@ -586,7 +589,9 @@ class SmppClient:
     ) -> None:
         """Submit every request, as many at a time as the window and the rate limit allow.
 
-        ``on_outcome(i, outcome)`` is called exactly once for ``requests[i]``, as soon as its
+        ``requests`` may also be ready ``SubmitSm`` PDUs (what a caller that builds them
+        directly saves: one object per part). ``on_outcome(i, outcome)`` is called exactly
+        once for ``requests[i]``, as soon as its
         outcome is known -- from the receive path, in the order responses arrive -- and the
         call returns when every request has one. The outcomes and rules are ``submit()``'s
         (throttles and bind-state refusals resubmitted, ``Unavailable`` when no bound link
@@ -603,7 +608,8 @@ class SmppClient:
         deadline = None
         if wait_bound_timeout is not None:
             deadline = asyncio.get_running_loop().time() + wait_bound_timeout
-        batch = Batch([r.to_pdu() for r in requests], self._judge, on_outcome, self._batches)
+        pdus = [r if isinstance(r, SubmitSm) else r.to_pdu() for r in requests]
+        batch = Batch(pdus, self._judge, on_outcome, self._batches)
         batch.enqueue(first)
         try:
             while batch.left:
@@ -667,7 +673,7 @@ class SmppClient:
                 continue
             if reserved:
                 reserved = False
-            elif not window.try_take():
+            elif session.window_free <= 0 or not window.try_take():
                 break
             else:
                 wait = self._rate.wait(now)

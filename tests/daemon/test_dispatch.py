@@ -12,6 +12,7 @@ from drivers.modem.client import DeliveryReport
 from drivers.smpp.client import Accepted, Rejected, Unknown
 from drivers.smpp.errors import StatusClass
 from drivers.smpp.receipts import DeliveryReceipt, MessageState, ReceiptSource
+from gateway.codec import CodecError, EncodeOptions, encode
 from gateway.codec.model import Concat
 from gateway.dispatch import concat_reference, encode_for, verdict
 from gateway.outbox_states import Lane, ReportOutcome
@@ -115,3 +116,20 @@ def test_smpp_outcomes_are_classified() -> None:
     assert smpp_part_result(3, Rejected(0x08, StatusClass.TEMPORARY)).status \
         is PartStatus.TEMPORARY
     assert smpp_part_result(4, Rejected(0x04, StatusClass.LINK)).status is PartStatus.REFUSED
+
+
+@given(st.text(max_size=400), st.sampled_from(Concat), st.integers(1, 2**20))
+def test_encoding_is_the_codecs_whether_or_not_a_text_was_seen(text: str, concat: Concat,
+                                                               mid: int) -> None:
+    options = EncodeOptions(concat=concat, reference=concat_reference(mid, concat))
+    try:
+        expected = encode(text, options)
+    except CodecError:
+        return
+    for message in (claimed(mid, text), claimed(mid + 1, text), claimed(mid, text)):
+        got = encode_for(message, concat)
+        if len(expected.parts) == 1:
+            assert got == expected  # cached or not: the same single part
+        else:
+            assert got.reference == concat_reference(message.id, concat)  # never shared
+            assert len(got.parts) == len(expected.parts)

@@ -136,3 +136,18 @@ async def test_a_first_batch_goes_ahead_of_the_queued_ones() -> None:
         order = [r.pdu.destination_addr for r in sim.received]
         # Behind what was written or in the window when it came, not behind the 190 queued.
         assert order.index("447700999999") < 20
+
+
+async def test_a_batch_goes_on_over_a_new_link_after_the_old_one_dropped() -> None:
+    # The simulator drops every connection on its 20th PDU: requests in flight then are
+    # Unknown, the rest go out once bound again (the window of the new session is new).
+    async with running(SmscOptions(drop_after=20), window=8) as (sim, client):
+        seen = Outcomes()
+        await client.submit_many(requests(100), seen, wait_bound_timeout=10)
+        outcomes = seen.single()
+        assert sorted(outcomes) == list(range(100))
+        unknown = [i for i, o in outcomes.items() if isinstance(o, Unknown)]
+        accepted = [i for i, o in outcomes.items() if isinstance(o, Accepted)]
+        assert unknown and len(unknown) + len(accepted) == 100
+        assert client.statistics().reconnects >= 1
+        assert sim.statistics().accepted == len(accepted)
