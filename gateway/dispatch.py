@@ -407,8 +407,9 @@ class Dispatcher:
             pending = [(m, frozenset[str]()) for m in batch]
             while pending:
                 groups: dict[str, list[tuple[Claimed, frozenset[str]]]] = {}
+                memo: dict[tuple[int, frozenset[str]], tuple[str, frozenset[str]] | None] = {}
                 for message, refused in pending:
-                    picked = self._pick(run, message, refused)
+                    picked = self._pick(run, message, refused, memo)
                     if picked is not None:
                         groups.setdefault(picked[0], []).append((message, picked[1]))
                 if len(groups) == 1:
@@ -443,24 +444,40 @@ class Dispatcher:
         elif isinstance(outcome, TemporaryFailure):
             self._retried += 1
 
-    def _pick(self, run: _BatchRun, message: Claimed, refused: frozenset[str]
-              ) -> tuple[str, frozenset[str]] | None:
+    def _pick(
+        self, run: _BatchRun, message: Claimed, refused: frozenset[str],
+        memo: dict[tuple[int, frozenset[str]], tuple[str, frozenset[str]] | None],
+    ) -> tuple[str, frozenset[str]] | None:
         """The route to try ``message`` on (and the routes that refused it so far), or None
-        when its fate is already decided here (opted out, no rule, every route down)."""
+        when its fate is already decided here (opted out, no rule, every route down).
+        ``memo``: the choice per (rule, refused) within one round of a batch -- messages under
+        one rule get the same answer while route health stands still."""
         if message.lane in _MARKETING_LANES and message.to in self.opted_out:
             self._blocked += 1
             run.conclude(message, PermanentFailure(message.id, None, "opted out"))
             return None
+        sender = message.sender or None
+        try:
+            rule = self._router.table.rule_for(message.to, sender)
+        except NoRouteError as exc:
+            run.conclude(message, PermanentFailure(message.id, None, str(exc)))
+            return None
+        key = (rule.index, refused)
+        if key in memo:
+            picked = memo[key]
+        else:
+            picked = memo[key] = self._first_up(message.to, sender, refused)
+        if picked is None:
+            # Every candidate is down: back in line, but not at its head (see _write).
+            self._no_route.add(message.id)
+            run.conclude(message, Requeue(message.id))
+        return picked
+
+    def _first_up(self, to: str, sender: str | None, refused: frozenset[str]
+                  ) -> tuple[str, frozenset[str]] | None:
         while True:
-            try:
-                choice = self._router.choose(message.to, message.sender or None, refused=refused)
-            except NoRouteError as exc:
-                run.conclude(message, PermanentFailure(message.id, None, str(exc)))
-                return None
+            choice = self._router.choose(to, sender, refused=refused)
             if choice is None:
-                # Every candidate is down: back in line, but not at its head (see _write).
-                self._no_route.add(message.id)
-                run.conclude(message, Requeue(message.id))
                 return None
             route = self._routes.get(choice.name)
             if route is None or not route.is_up():
@@ -541,6 +558,12 @@ class Dispatcher:
         """Every part of a message has its result on ``route``: conclude it, or pass it on."""
         state.done = True
         message, results = state.message, state.results
+        if len(results) == 1 and results[0].status is PartStatus.ACCEPTED:
+            # The common case, as verdict() would decide it: reports decide from here on.
+            if self._unknowns:
+                self._unknowns.pop(message.id, None)
+            run.conclude(message, None)
+            return
         count = self._unknowns.get(message.id, 0)
         outcome = verdict(message, route.name, results, count, self.settings.unknown_resends)
         if outcome is None:
