@@ -6,9 +6,10 @@ in flight (each route's ``capacity``: a few windows of an SMPP bind, two message
 Every claimed batch gets one task, which splits it by route and hands each route its share at
 once (:meth:`gateway.routes.Route.send_many`): an SMPP bind fills its window from the list with
 no task or future per message (the raw driver's cost per part, not a coroutine chain's); the
-driver's window and rate limiter decide when each part goes out, and batches share the window
-in turn, so a transactional message claimed now waits behind at most the in-flight bulk, never
-behind the queued bulk (issue 5 "Dispatch"). A message stays "in flight" until its results are
+driver's window and rate limiter decide when each part goes out, batches take the window in
+turn and a batch led by a transactional message goes ahead of the bulk batches waiting, so a
+transactional message claimed now waits behind at most the in-flight bulk, never behind the
+queued bulk (issue 5 "Dispatch"). A message stays "in flight" until its results are
 committed (its slot is freed by the writer, not by the send), so what a ``kill -9`` can make us
 send twice is bounded by the routes' capacity.
 
@@ -16,7 +17,9 @@ Results flow through one ordered write queue to one writer task, which stores th
 (one outbox transaction for the results of a batch, one for its reports). A part's carrier id is put
 on the queue the moment the driver hands it over, before our receive loop can hand us the
 report that names it; a report that still overtakes it waits in the outbox's pending table and
-is matched when the id is stored (field-failures.md §3.4).
+is matched when the id is stored (field-failures.md §3.4). A delivery report is acknowledged
+to the SMSC only once committed (:meth:`Dispatcher.report`, :meth:`Dispatcher.report_many`):
+the receipts read together wait for one commit (group commit), so a ``kill -9`` loses none.
 
 What happens to a message (DESIGN.md "Durability and delivery semantics"):
 

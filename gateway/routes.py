@@ -197,8 +197,10 @@ IN_FLIGHT_WINDOWS = 4
 """Messages a bind holds "in flight", in windows: one on the wire, the rest being claimed or
 waiting for their results to commit (a message counts until its result is durable). Measured
 with bench/outbox.py at 100,000 messages: 2 windows 782 msgs/s, 4 windows 1,418 msgs/s (same
-machine, noisy). It is also the bound on what a kill -9 can make us send twice, and on how much
-bulk a new transactional message can find ahead of it."""
+machine, noisy; with the batched send path, 4, 6 and 8 windows were within the noise at 50,000
+messages). It is also the bound on what a kill -9 can make us send twice. A transactional
+message finds less ahead of it: its batch is queued at the client ahead of the waiting bulk
+(``send_many(first=True)``), so only the window on the wire and its own batch go first."""
 
 
 class SmppRoute:

@@ -683,8 +683,15 @@ class SmppClient:
                         wait, self._pump_due)
                     break
             index = batch.todo.popleft()
-            out.append(session.send(batch.pdus[index], now, BatchSlot(batch, index, window,
-                                                                        link)))
+            try:
+                out.append(session.send(batch.pdus[index], now,
+                                        BatchSlot(batch, index, window, link)))
+            except LocalProtocolError as exc:
+                # A PDU we cannot encode (a field too long for its wire type): nothing was
+                # written, and writing it again would fail the same way.
+                window.release()
+                self._rejected += 1
+                batch.finish(index, Rejected(exc.status, StatusClass.PERMANENT))
         if reserved:
             window.release()  # nothing left to write with it
         if out:

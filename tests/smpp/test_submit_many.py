@@ -151,3 +151,19 @@ async def test_a_batch_goes_on_over_a_new_link_after_the_old_one_dropped() -> No
         assert unknown and len(unknown) + len(accepted) == 100
         assert client.statistics().reconnects >= 1
         assert sim.statistics().accepted == len(accepted)
+
+
+async def test_a_request_that_cannot_be_encoded_is_refused_alone() -> None:
+    # short_message over 254 octets (SMPP 3.4 §4.4.1): refused here, nothing written; the
+    # rest of the batch goes out and the link stays up.
+    async with running(window=4) as (sim, client):
+        batch = requests(5)
+        batch[2] = SubmitRequest("447700900002", b"x" * 300)
+        seen = Outcomes()
+        await client.submit_many(batch, seen)
+        outcomes = seen.single()
+        bad = outcomes.pop(2)
+        assert isinstance(bad, Rejected) and bad.classification is StatusClass.PERMANENT
+        assert bad.status == CommandStatus.ESME_RINVMSGLEN
+        assert all(isinstance(o, Accepted) for o in outcomes.values())
+        assert len(sim.received) == 4 and client.statistics().reconnects == 0
