@@ -188,7 +188,10 @@ class Dispatcher:
         self.settings = settings
         self.opted_out: set[str] = opted_out if opted_out is not None else set()
         self._on_written = on_written
-        self._writes: asyncio.Queue[WriteItem | _EndOfWrites] = asyncio.Queue()
+        # The write queue: a deque and a flag rather than asyncio.Queue, whose put is several
+        # calls; one item goes on per part accepted.
+        self._writes: collections.deque[WriteItem | _EndOfWrites] = collections.deque()
+        self._writes_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -259,7 +262,7 @@ class Dispatcher:
     def statistics(self) -> DispatchStatistics:
         return DispatchStatistics(
             self._claimed, self._in_flight, self._accepted, self._failed, self._requeued,
-            self._retried, self._reports, self._blocked, self._batches, self._writes.qsize(),
+            self._retried, self._reports, self._blocked, self._batches, len(self._writes),
         )
 
     # -- loops -----------------------------------------------------------------------------------
@@ -283,13 +286,15 @@ class Dispatcher:
     async def run_writer(self) -> None:
         """Store results and reports in batches as they come (see :meth:`_write`), until
         :meth:`finish_writing`; everything queued before that is written first."""
+        writes = self._writes
         while True:
-            first = await self._writes.get()
-            items = [first]
-            while len(items) < _WRITE_BATCH and not self._writes.empty():
-                items.append(self._writes.get_nowait())
-            done = _END in items
+            if not writes:
+                self._writes_ready.clear()
+                await self._writes_ready.wait()
+                continue
+            items = [writes.popleft() for _ in range(min(len(writes), _WRITE_BATCH))]
             batch = [i for i in items if not isinstance(i, _EndOfWrites)]
+            done = len(batch) < len(items)
             if batch:
                 # Shielded: a cancelled daemon must not drop results it already took off
                 # the queue (their messages would be sent again after the restart).
@@ -300,13 +305,14 @@ class Dispatcher:
 
     def finish_writing(self) -> None:
         """Let the writer store what is queued, then end."""
-        self._writes.put_nowait(_END)
+        self._writes.append(_END)
+        self._writes_ready.set()
 
     async def flush(self) -> None:
         """Write what is still queued (at shutdown, after the writer task ended)."""
         items: list[WriteItem] = []
-        while not self._writes.empty():
-            item = self._writes.get_nowait()
+        while self._writes:
+            item = self._writes.popleft()
             if not isinstance(item, _EndOfWrites):
                 items.append(item)
         if items:
@@ -348,7 +354,9 @@ class Dispatcher:
 
     def _put(self, item: WriteItem) -> None:
         self._enqueued += 1
-        self._writes.put_nowait(item)
+        self._writes.append(item)
+        if not self._writes_ready.is_set():
+            self._writes_ready.set()
 
     async def _wait_committed(self) -> None:
         """Until everything queued for writing so far is committed."""
