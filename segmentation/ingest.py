@@ -33,6 +33,7 @@ from gateway.errors import SmsgateError
 from segmentation.phones import normalise
 from segmentation.store import Store
 from segmentation.subscribers import upsert_subscriber
+from segmentation.traits import LAST_TS_TRAIT
 
 DAY_MS = 86_400_000
 
@@ -42,16 +43,6 @@ STANDARD_TYPES: tuple[str, ...] = (
 )
 OUTBOUND_TYPES = frozenset({"sent", "delivered", "failed"})
 INTERACTION_TYPES = frozenset({"link_click", "product_view", "cart_add", "purchase", "reply"})
-# event type -> trait column holding its latest time
-LAST_TS_TRAIT: dict[str, str] = {
-    "link_click": "last_click_ms",
-    "product_view": "last_view_ms",
-    "cart_add": "last_cart_ms",
-    "purchase": "last_purchase_ms",
-    "reply": "last_reply_ms",
-    "sent": "last_sent_ms",
-    "delivered": "last_delivered_ms",
-}
 TRAIT_TYPES = frozenset(LAST_TS_TRAIT) | INTERACTION_TYPES
 _MAX_COLUMNS = (*sorted(set(LAST_TS_TRAIT.values())), "last_interaction_ms")
 

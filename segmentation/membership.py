@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.errors import SmsgateError
-from segmentation.ingest import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
+from segmentation.ingest import INTERACTION_TYPES, OUTBOUND_TYPES
 from segmentation.membership_data import load_subscriber
 from segmentation.rules.ast import InSegment, Rule, dumps, loads, validate
 from segmentation.rules.compile import (
@@ -48,6 +48,7 @@ from segmentation.rules.compile import (
 from segmentation.rules.dsl import format_rule, parse
 from segmentation.rules.evaluate import Explanation, explain
 from segmentation.store import Change, Store
+from segmentation.traits import LAST_TS_TRAIT
 
 DIRTY = "temp.membership_dirty"
 FRESH = "temp.membership_fresh"

@@ -56,6 +56,7 @@ from segmentation.rules.ast import (
     walk,
 )
 from segmentation.rules.evaluate import compare
+from segmentation.traits import LAST_TS_TRAIT
 
 DAILY_MIN_MS: Final = 2 * DAY_MS
 """Windows at least this long read the whole-day roll-up (shorter ones read raw events)."""
@@ -79,19 +80,11 @@ _GEO_COLUMNS: Final = {
 _TABLE_RE: Final = re.compile(r"(temp\.)?[a-z_][a-z0-9_]*\Z")
 
 # event type -> trait column holding the latest time of that type. The ingest invariant
-# (segmentation/ingest.py: traits equal a recomputation from the raw events; its LAST_TS_TRAIT,
-# kept equal to this by a test) makes these exact necessary conditions in full mode: a
+# (segmentation/ingest.py: traits equal a recomputation from the raw events; the table is
+# segmentation/traits.py, shared with ingest) makes these exact necessary conditions in full mode: a
 # subscriber with an event of the type in (now - D, now] has ``last_<type>_ms > now - D``, and
 # a count of purchases never exceeds ``orders``.
-EVENT_TRAIT: Final = {
-    "link_click": "last_click_ms",
-    "product_view": "last_view_ms",
-    "cart_add": "last_cart_ms",
-    "purchase": "last_purchase_ms",
-    "reply": "last_reply_ms",
-    "sent": "last_sent_ms",
-    "delivered": "last_delivered_ms",
-}
+EVENT_TRAIT: Final = LAST_TS_TRAIT
 
 
 @dataclass(frozen=True)

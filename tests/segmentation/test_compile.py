@@ -289,13 +289,6 @@ def test_every_leaf_on_a_rich_data_set(conn: sqlite3.Connection) -> None:
 # -- full-mode shortcuts: trait prefilters, one-pass last() windows, bounding boxes --------------
 
 
-def test_event_trait_columns_are_the_ones_ingest_maintains() -> None:
-    from segmentation.ingest import LAST_TS_TRAIT
-    from segmentation.rules.compile import EVENT_TRAIT
-
-    assert EVENT_TRAIT == LAST_TS_TRAIT
-
-
 def test_trait_shortcuts_are_used_and_exact(conn: sqlite3.Connection) -> None:
     """Counts, sums and last() of an event type with a trait read the trait row first; the
     answers equal the evaluator's, future-stamped events included (the trait is then ahead)."""

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from segmentation.ingest import (
     DAY_MS,
     INTERACTION_TYPES,
-    LAST_TS_TRAIT,
     OUTBOUND_TYPES,
     Event,
     EventError,
@@ -23,6 +22,7 @@ from segmentation.ingest import (
 )
 from segmentation.store import Change, Store
 from segmentation.subscribers import find_subscriber
+from segmentation.traits import LAST_TS_TRAIT
 from tests.segmentation.conftest import START_MS, ManualClock
 
 NUMBERS = ("+12125550101", "+12125550102", "+13125550103")
