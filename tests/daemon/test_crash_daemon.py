@@ -10,46 +10,20 @@ never ``delivered`` without proof and never stuck in ``submitted``."""
 
 from __future__ import annotations
 
-import collections
-import select
 import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from gateway.daemon_procs import REPO, SimProcess, write_config
+from gateway.daemon_procs import SimProcess, write_config
 from gateway.outbox import Outbox
 from gateway.outbox_types import NewMessage
 from gateway.routes import IN_FLIGHT_WINDOWS
+from tests.daemon.daemon_process import start, states, wait_until
 
 TOTAL = 5_000
 WINDOW = 16
 KILL_AT = (0.15, 0.35, 0.55, 0.75)  # fraction of messages delivered when we kill
-
-
-def start(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def states(db: Path) -> collections.Counter[str]:
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        return collections.Counter(dict(conn.execute(
-            "SELECT state, count(*) FROM outbox_message GROUP BY state").fetchall()))
-    finally:
-        conn.close()
-
-
-def wait_until(check: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "not reached in time"
-        select.select([], [], [], 0.05)  # another process makes progress: poll, bounded
 
 
 @pytest.mark.slow

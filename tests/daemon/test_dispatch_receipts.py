@@ -10,41 +10,18 @@ stay ``submitted``, then become ``unknown``)."""
 
 from __future__ import annotations
 
-import collections
 import select
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from gateway.daemon_procs import REPO, SimProcess, write_config
+from gateway.daemon_procs import SimProcess, write_config
 from gateway.outbox import Outbox
 from gateway.outbox_types import NewMessage
+from tests.daemon.daemon_process import start, states, wait_until
 
 COUNT = 20
-
-
-def start(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def states(db: Path) -> collections.Counter[str]:
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        return collections.Counter(dict(conn.execute(
-            "SELECT state, count(*) FROM outbox_message GROUP BY state").fetchall()))
-    finally:
-        conn.close()
-
-
-def wait_until(check: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "not reached in time"
-        select.select([], [], [], 0.02)  # another process makes progress: poll, bounded
 
 
 def test_receipts_held_back_from_commit_are_not_acknowledged(tmp_path: Path) -> None:
