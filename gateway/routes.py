@@ -193,12 +193,16 @@ def report_from_receipt(route: str, receipt: DeliveryReceipt) -> Report:
     return Report(route, receipt.message_id, outcome, code)
 
 
-IN_FLIGHT_WINDOWS = 4
+IN_FLIGHT_WINDOWS = 8
 """Messages a bind holds "in flight", in windows: one on the wire, the rest being claimed or
-waiting for their results to commit (a message counts until its result is durable). Measured
-with bench/outbox.py at 100,000 messages: 2 windows 782 msgs/s, 4 windows 1,418 msgs/s (same
-machine, noisy; with the batched send path, 4, 6 and 8 windows were within the noise at 50,000
-messages). It is also the bound on what a kill -9 can make us send twice. A transactional
+waiting for their results to commit (a message counts until its result is durable). The
+claim -> send -> commit cycle is latency-bound (loop, outbox thread and simulator together used
+~1.2 of 2 cores at 4 windows), so more in flight keeps the window on the wire full while the
+outbox thread commits. Measured with bench/outbox.py at 100,000 messages on a quiet machine,
+alternating runs: 4 windows 8,919 / 8,757 / 8,374 msgs/s, 8 windows 13,589 / 10,300 / 9,860,
+16 windows 14,149 / 9,871 / 8,134 (no better, and transactional p99 doubled); earlier, before
+the batched send path, 2 windows 782 and 4 windows 1,418. It is also the bound on what a
+kill -9 can make us send twice (tests/daemon/test_crash_daemon.py checks it). A transactional
 message finds less ahead of it: its batch is queued at the client ahead of the waiting bulk
 (``send_many(first=True)``), so only the window on the wire and its own batch go first."""
 
