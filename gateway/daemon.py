@@ -102,8 +102,12 @@ class Daemon:
             if recovered:
                 log.info("recovered %d messages left in flight by the last run", recovered)
             await box.run(lambda ob: ensure_schema(ob.conn))
+            key = cfg.segments.hash_key
+            # The site key lets the send gate recognise suppressed numbers (kept as keyed
+            # hashes, which survive erasure) -- the same key the CLI's erasure uses.
             store = await AsyncStore.open(
                 db, clock=self._clock_ms, default_region=cfg.segments.default_region,
+                hash_key=key.encode("utf-8") if key else None,
             )
             try:
                 return await self._run(box, store)
@@ -125,7 +129,7 @@ class Daemon:
         self.inbound = inbound
         dispatcher = Dispatcher(
             box, self.router, {}, settings=self.options.dispatch,
-            opted_out=inbound.opted_out,
+            opted_out=inbound.opted_out, suppressed=inbound.is_suppressed,
         )
         self.dispatcher = dispatcher
         inbound.on_enqueued = dispatcher.wake

@@ -23,6 +23,7 @@ from gateway.inbox import (
     enqueue_reply,
     ensure_schema,
     last_confirmation_ms,
+    marketing_suppressions,
     note_decision,
     opted_out_numbers,
     record_consent,
@@ -31,6 +32,7 @@ from gateway.inbox import (
 )
 from gateway.outbox import Outbox
 from gateway.routes import RouteInbound
+from segmentation.consent import number_hash
 from segmentation.store import AsyncStore
 
 log = logging.getLogger("smsgate.inbound")
@@ -59,6 +61,8 @@ class InboundHandler:
         self._replies = replies
         self._clock_ms = clock_ms
         self.opted_out: set[str] = set()
+        self._suppressed_hashes: frozenset[str] = frozenset()
+        self._hash_key: bytes | None = None
         self.on_enqueued: Callable[[], None] | None = None
         self._received = self._opt_outs = self._opt_ins = self._help = 0
         self._flagged = self._sent = self._cancelled = 0
@@ -67,6 +71,15 @@ class InboundHandler:
     async def start(self) -> None:
         await self._box.run(lambda ob: ensure_schema(ob.conn))
         self.opted_out.update(await self._store.run(opted_out_numbers))
+        self._hash_key, self._suppressed_hashes = await self._store.run(marketing_suppressions)
+
+    def is_suppressed(self, e164: str) -> bool:
+        """Whether ``e164`` is on the marketing suppression list as loaded at start-up. An
+        erased number is only there (its ledger rows carry the hash, not the number), so the
+        opted-out set alone would let marketing reach it again after a restart."""
+        if not self._suppressed_hashes or self._hash_key is None:
+            return False
+        return number_hash(self._hash_key, e164) in self._suppressed_hashes
 
     async def handle(self, message: RouteInbound) -> None:
         result = await self.process(message)

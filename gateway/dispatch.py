@@ -180,6 +180,7 @@ class Dispatcher:
         *,
         settings: DispatchSettings = DispatchSettings(),
         opted_out: set[str] | None = None,
+        suppressed: Callable[[str], bool] | None = None,
         on_written: Callable[[], None] | None = None,
     ) -> None:
         self._box = box
@@ -187,6 +188,9 @@ class Dispatcher:
         self._routes = dict(routes)
         self.settings = settings
         self.opted_out: set[str] = opted_out if opted_out is not None else set()
+        # Numbers on the suppression list (keyed hashes: what is left of an erased number
+        # that opted out) get no marketing either; asked only when the set above says no.
+        self._suppressed = suppressed
         self._on_written = on_written
         # The write queue: a deque and a flag rather than asyncio.Queue, whose put is several
         # calls; one item goes on per part accepted.
@@ -463,7 +467,9 @@ class Dispatcher:
         when its fate is already decided here (opted out, no rule, every route down).
         ``memo``: the choice per (rule, refused) within one round of a batch -- messages under
         one rule get the same answer while route health stands still."""
-        if message.lane in _MARKETING_LANES and message.to in self.opted_out:
+        if message.lane in _MARKETING_LANES and (
+                message.to in self.opted_out
+                or (self._suppressed is not None and self._suppressed(message.to))):
             self._blocked += 1
             run.conclude(message, PermanentFailure(message.id, None, "opted out"))
             return None

@@ -255,6 +255,17 @@ def consent_of(store: Store, phone: str) -> tuple[ConsentState, int | None]:
     return (ConsentState.OPTED_OUT if action == "revoke" else ConsentState.SUBSCRIBED), since
 
 
+def marketing_suppressions(store: Store) -> tuple[bytes | None, frozenset[str]]:
+    """The site key and the keyed hashes suppressed for marketing (scope 'marketing' or
+    'all'); no key configured -> (None, empty): hashes cannot be matched without it."""
+    if not store.has_hash_key:
+        return None, frozenset()
+    rows = store.conn.execute(
+        "SELECT phone_hash FROM suppression WHERE scope = 'marketing' OR scope = 'all'"
+    ).fetchall()
+    return store.hash_key, frozenset(h for (h,) in rows)
+
+
 def opted_out_numbers(store: Store) -> set[str]:
     """Every number whose latest marketing consent row is a revoke (loaded at start-up)."""
     rows = store.conn.execute(
