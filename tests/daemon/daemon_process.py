@@ -4,12 +4,13 @@ message states from another connection, and poll for another process's progress.
 from __future__ import annotations
 
 import collections
+import contextlib
 import select
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gateway.daemon_procs import REPO
@@ -18,6 +19,18 @@ from gateway.daemon_procs import REPO
 def start(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def daemon_process(config: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``smsgate run`` for the block; killed on the way out if the block left it running."""
+    daemon = start(config)
+    try:
+        yield daemon
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
 
 
 def states(db: Path) -> collections.Counter[str]:

@@ -19,7 +19,7 @@ from gateway.daemon_procs import SimProcess, write_config
 from gateway.outbox import Outbox
 from gateway.outbox_types import NewMessage
 from gateway.routes import IN_FLIGHT_WINDOWS
-from tests.daemon.daemon_process import start, states, wait_until
+from tests.daemon.daemon_process import daemon_process, start, states, wait_until
 
 TOTAL = 5_000
 WINDOW = 16
@@ -46,15 +46,10 @@ def test_kill_nine_during_a_run_loses_nothing_and_bounds_duplicates(tmp_path: Pa
                 daemon.wait(10)
             kills += 1
             assert sum(states(db).values()) == TOTAL  # readable after a kill mid-write, all there
-        daemon = start(config)
-        try:
+        with daemon_process(config) as daemon:
             wait_until(lambda: set(states(db)) <= {"delivered", "unknown"}, 90)
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.wait(10)
         received = sim.command("received", timeout=30)["destinations"]
     final = states(db)
     assert set(final) <= {"delivered", "unknown"} and sum(final.values()) == TOTAL, final

@@ -19,7 +19,7 @@ from pathlib import Path
 from gateway.daemon_procs import SimProcess, write_config
 from gateway.outbox import Outbox
 from gateway.outbox_types import NewMessage
-from tests.daemon.daemon_process import start, states, wait_until
+from tests.daemon.daemon_process import daemon_process, start, states, wait_until
 
 COUNT = 20
 
@@ -54,15 +54,10 @@ def test_receipts_held_back_from_commit_are_not_acknowledged(tmp_path: Path) -> 
                 daemon.kill()
                 daemon.wait(10)
         assert states(db)["submitted"] == COUNT  # the reports died with the process
-        daemon = start(config)
-        try:
+        with daemon_process(config) as daemon:
             wait_until(lambda: states(db)["delivered"] == COUNT, 30)
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.wait(10)
         stats = sim.command("stats")
         assert stats["deliver_responses"] >= COUNT
         assert stats["accepted"] == COUNT  # nothing was sent twice: only the receipts were

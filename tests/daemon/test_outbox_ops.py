@@ -22,16 +22,7 @@ from gateway.outbox import (
     Submitted,
     TemporaryFailure,
 )
-
-START = 1_700_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> int:
-        return self.now
+from tests.daemon.test_outbox import START, Clock
 
 
 @pytest.fixture
