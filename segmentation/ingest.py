@@ -33,7 +33,7 @@ from gateway.errors import SmsgateError
 from segmentation.phones import normalise
 from segmentation.store import Store
 from segmentation.subscribers import upsert_subscriber
-from segmentation.traits import LAST_TS_TRAIT
+from segmentation.traits import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
 
 DAY_MS = 86_400_000
 
@@ -41,8 +41,6 @@ STANDARD_TYPES: tuple[str, ...] = (
     "link_click", "product_view", "cart_add", "purchase", "reply",
     "opt_in", "opt_out", "sent", "delivered", "failed",
 )
-OUTBOUND_TYPES = frozenset({"sent", "delivered", "failed"})
-INTERACTION_TYPES = frozenset({"link_click", "product_view", "cart_add", "purchase", "reply"})
 TRAIT_TYPES = frozenset(LAST_TS_TRAIT) | INTERACTION_TYPES
 _MAX_COLUMNS = (*sorted(set(LAST_TS_TRAIT.values())), "last_interaction_ms")
 

@@ -12,11 +12,14 @@ what a full evaluation of every segment's rule would give, recording every entry
   traits, profile fields, consent programs) it names. ``drain`` re-evaluates only those pairs
   with the incremental SQL, segments in topological order, so a change in segment A reaches a
   segment B = ``in_segment("A")`` in the same batch.
-- **time** — after evaluating a time-sensitive segment, a time no later than the earliest
-  instant each subscriber's result can flip without new data goes into ``segment_recheck``
-  (exact after a full recompute; an incremental batch may leave an earlier one, see
-  ``_reschedule``); ``process_due`` re-evaluates due pairs. "Inactive for 30 days" starts
-  when it becomes true, not at a nightly rebuild.
+- **time** — a time-sensitive condition changes without new data only when now passes a
+  stored time plus one of the rule's offsets (an event's ts + its window, a trait + N days,
+  ...). ``process_due`` sweeps each such segment from ``segment.swept_ms`` to now: the
+  subscribers with a time crossing in between (``compile_crossings``: index range scans) are
+  re-evaluated, and ``swept_ms`` moves in the same transaction. Nothing is written per event
+  or per pair for time (a per-pair due-time table cost ~95 us of ~310 per ingested event at
+  1M subscribers). "Inactive for 30 days" starts when it becomes true, not at a nightly
+  rebuild.
 - **reconcile** — a full recompute compared with stored membership; drift is reported (and
   fixed on request, as transitions with cause ``reconcile``).
 - **manual** — a segment of kind ``manual`` has no rule: its members are a list set with
@@ -35,20 +38,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.errors import SmsgateError
-from segmentation.ingest import INTERACTION_TYPES, OUTBOUND_TYPES
 from segmentation.membership_data import load_subscriber
 from segmentation.rules.ast import InSegment, Rule, dumps, loads, validate
 from segmentation.rules.compile import (
     Deps,
     compile_count,
-    compile_next_check,
+    compile_crossings,
     compile_select,
     dependencies,
 )
 from segmentation.rules.dsl import format_rule, parse
 from segmentation.rules.evaluate import Explanation, explain
 from segmentation.store import Change, Store
-from segmentation.traits import LAST_TS_TRAIT
+from segmentation.traits import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
 
 DIRTY = "temp.membership_dirty"
 FRESH = "temp.membership_fresh"
@@ -57,6 +59,9 @@ CAUSES = ("event", "time", "definition", "manual", "attribute", "reconcile")
 MANUAL_DEFINITION = '{"kind":"manual"}'
 """``segment.definition`` of a manual segment: a marker, never parsed as a rule tree."""
 MANUAL_MODES = ("replace", "append", "remove")
+SWEEP_STEP_MS = 6 * 3_600_000
+"""Longest time slice one ``process_due`` transaction sweeps: catching up after downtime
+goes in slices, so no transaction holds the crossings of days at once."""
 
 Cause = tuple[str, str | None]
 
@@ -483,13 +488,9 @@ class Membership:
                   f"SELECT ?, id, ?, ? FROM {FRESH} WHERE true "
                   f"ON CONFLICT(segment_id, subscriber_id) DO NOTHING", (seg.id, now, seg.version))
         count = int(c.execute(f"SELECT COUNT(*) FROM {FRESH}").fetchone()[0])
-        c.execute("DELETE FROM segment_recheck WHERE segment_id = ?", (seg.id,))
-        nq = compile_next_check(seg.rule, now)
-        if nq is not None:
-            c.execute(f"INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) "
-                      f"SELECT ?, * FROM ({nq.sql})", (seg.id, *nq.params))
-        c.execute("UPDATE segment SET member_count = ?, status = 'ready', last_full_ms = ? "
-                  "WHERE id = ?", (count, now, seg.id))
+        # every subscriber was evaluated at now: time crossings up to now are accounted for
+        c.execute("UPDATE segment SET member_count = ?, status = 'ready', last_full_ms = ?, "
+                  "swept_ms = ? WHERE id = ?", (count, now, now, seg.id))
         return Diff(seg.name, entered, exited, count, (time.perf_counter() - started) * 1000)
 
     def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int) -> tuple[set[int],
@@ -508,35 +509,7 @@ class Membership:
             f"m.subscriber_id IN (SELECT id FROM {DIRTY})", (seg.id,))}
         entered, exited = fresh - old, old - fresh
         self._apply(seg, sorted(entered), sorted(exited), now, subs)
-        if seg.deps.time_sensitive:
-            self._reschedule(seg, now)
         return entered, exited
-
-    def _reschedule(self, seg: SegmentInfo, now: int) -> None:
-        """Keep each dirty subscriber's re-check time at or before the first instant its
-        result can flip without new data, writing as few rows as that allows.
-
-        A stored time still in the future that is not later than the new one stays: the
-        re-check then comes early, re-evaluates the pair (the result cannot have flipped
-        yet, so no transition) and writes the exact time. That skips the common write on
-        ingest, where an event pushes "no interaction for 30 days" later (measured at 1M
-        subscribers: 45 % of re-check writes), and each skipped write is a random leaf of
-        the primary key and of ``segment_recheck_due`` dirtied in the commit. Spent rows
-        (due <= now) are always replaced or removed, so ``process_due`` makes progress.
-
-        Two set-wise statements, rows in key order: the dirty subscribers' spent rows go,
-        then the new times are upserted, a stored row changing only when the new time is
-        earlier (a false ``DO UPDATE ... WHERE`` writes nothing)."""
-        c = self.conn
-        c.execute(f"DELETE FROM segment_recheck WHERE subscriber_id IN (SELECT id FROM {DIRTY}) "
-                  "AND segment_id = ? AND due_ms <= ?", (seg.id, now))
-        nq = compile_next_check(seg.rule, now, dirty=DIRTY)
-        if nq is not None:
-            c.execute(
-                "INSERT INTO segment_recheck(segment_id, subscriber_id, due_ms) "
-                f"SELECT ?, * FROM ({nq.sql}) WHERE true "
-                "ON CONFLICT(subscriber_id, segment_id) DO UPDATE SET due_ms = excluded.due_ms "
-                "WHERE excluded.due_ms < segment_recheck.due_ms", (seg.id, *nq.params))
 
     # -- incremental driving ------------------------------------------------------------
 
@@ -603,10 +576,16 @@ class Membership:
     def _max_event_id(self) -> int:
         return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0])
 
-    def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause) -> None:
+    def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause,
+                   *, replace: bool = False) -> None:
+        """Queue pairs for :meth:`drain`; a pair already queued keeps its first cause, unless
+        ``replace``."""
         bucket = self._dirty.setdefault(segment_id, {})
         for s in subscriber_ids:
-            bucket.setdefault(s, cause)
+            if replace:
+                bucket[s] = cause
+            else:
+                bucket.setdefault(s, cause)
             self._dirty_subs.add(s)
         if self.on_dirty is not None:
             self.on_dirty(len(self._dirty_subs))
@@ -616,10 +595,15 @@ class Membership:
         """Distinct subscribers waiting for :meth:`drain`."""
         return len(self._dirty_subs)
 
-    def drain(self, now: int | None = None) -> BatchResult:
+    def drain(self, now: int | None = None, *,
+              before_commit: Callable[[], None] | None = None) -> BatchResult:
         """Re-evaluate every dirty (segment, subscriber) pair, in dependency order, in one
-        transaction; entries and exits propagate to dependent segments in the same batch."""
+        transaction; entries and exits propagate to dependent segments in the same batch.
+        ``before_commit`` runs inside that transaction (even when nothing is dirty)."""
         if not self._dirty:
+            if before_commit is not None:
+                with self.store.atomic():
+                    before_commit()
             return BatchResult(0, 0, 0, 0)
         started = time.perf_counter()
         now = self.store.now_ms() if now is None else now
@@ -628,7 +612,7 @@ class Membership:
         # kept until COMMIT: a failed batch (database locked, ...) is retried whole later
         pending = {k: dict(v) for k, v in self._dirty.items()}
         try:
-            self._drain_in_transaction(order, now, pending)
+            self._drain_in_transaction(order, now, pending, before_commit)
         except BaseException:
             for seg_id, subs in pending.items():
                 bucket = self._dirty.setdefault(seg_id, {})
@@ -645,7 +629,8 @@ class Membership:
         return BatchResult(segments, pairs, entered_n, exited_n)
 
     def _drain_in_transaction(
-        self, order: list[SegmentInfo], now: int, pending: dict[int, dict[int, Cause]]
+        self, order: list[SegmentInfo], now: int, pending: dict[int, dict[int, Cause]],
+        before_commit: Callable[[], None] | None,
     ) -> None:
         segments = pairs = entered_n = exited_n = 0
         with self.store.atomic():
@@ -667,25 +652,50 @@ class Membership:
                                 bucket.setdefault(s, subs[s])
             self._dirty.clear()  # segments dropped meanwhile
             self._dirty_subs.clear()
+            if before_commit is not None:
+                before_commit()
         pending.clear()  # committed
         self._last_counts = (segments, pairs, entered_n, exited_n)
 
-    def next_due(self) -> int | None:
-        v = self.conn.execute("SELECT MIN(due_ms) FROM segment_recheck").fetchone()[0]
-        return None if v is None else int(v)
-
-    def process_due(self, now: int | None = None, limit: int = 10_000) -> BatchResult:
-        """Re-evaluate (segment, subscriber) pairs whose re-check time has come (cause time)."""
+    def process_due(self, now: int | None = None) -> BatchResult:
+        """Re-evaluate the subscribers whose time-sensitive conditions may have flipped since
+        each segment was last swept (cause ``time``, ref the sweep's end), moving
+        ``swept_ms`` in the same transaction; after downtime in slices of ``SWEEP_STEP_MS``."""
         now = self.store.now_ms() if now is None else now
-        rows = self.conn.execute(
-            "SELECT segment_id, subscriber_id, due_ms FROM segment_recheck WHERE due_ms <= ? "
-            "ORDER BY due_ms LIMIT ?", (now, limit)).fetchall()
-        for seg_id, sub_id, due in rows:
-            bucket = self._dirty.setdefault(int(seg_id), {})
-            bucket[int(sub_id)] = ("time", str(due))
-            self._dirty_subs.add(int(sub_id))
-        self._due += len(rows)
-        return self.drain(now)
+        segments = pairs = entered = exited = 0
+        for _ in range(100_000):  # bounded: every round moves some swept_ms towards now
+            plan = self._sweep_plan(now)
+            if not plan:
+                break
+            for seg, since, until in plan:
+                q = compile_crossings(seg.rule, since, until)
+                if q is not None:
+                    ids = [int(r[0]) for r in self.conn.execute(q.sql, q.params)]
+                    self._due += len(ids)
+                    self.mark_dirty(seg.id, ids, ("time", str(until)), replace=True)
+            swept = [(until, seg.id) for seg, _, until in plan]
+
+            def advance(swept: list[tuple[int, int]] = swept) -> None:
+                self.conn.executemany("UPDATE segment SET swept_ms = ? WHERE id = ?", swept)
+
+            # the sweep's end commits with its re-evaluation, or neither does (a failed batch
+            # keeps its pairs dirty, and the next round finds the same crossings again)
+            r = self.drain(now, before_commit=advance)
+            segments, pairs = segments + r.segments, pairs + r.pairs
+            entered, exited = entered + r.entered, exited + r.exited
+        return BatchResult(segments, pairs, entered, exited)
+
+    def _sweep_plan(self, now: int) -> list[tuple[SegmentInfo, int, int]]:
+        """(segment, since, until) for every time-sensitive segment swept before ``now``."""
+        swept = {int(i): None if v is None else int(v) for i, v in self.conn.execute(
+            "SELECT id, COALESCE(swept_ms, last_full_ms) FROM segment")}
+        plan = []
+        for seg in self._order():
+            since = swept.get(seg.id)
+            if seg.manual or not seg.deps.time_sensitive or since is None or since >= now:
+                continue  # (None: never computed; its first recompute sets swept_ms)
+            plan.append((seg, since, min(now, since + SWEEP_STEP_MS)))
+        return plan
 
     def statistics(self) -> MembershipStatistics:
         return MembershipStatistics(self._batches, self._pairs, self._entered, self._exited,
@@ -699,9 +709,7 @@ class Membership:
         pending changes and due re-checks); with ``fix``, apply the diff as transitions."""
         now = self.store.now_ms() if now is None else now
         self.drain(now)
-        for _ in range(1000):  # bounded: each round moves every due time past now
-            if self.process_due(now).pairs == 0:
-                break
+        self.process_due(now)
         out = []
         with self.store.atomic():
             for seg in self._order():

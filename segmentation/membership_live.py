@@ -5,7 +5,8 @@
 store's listener marks subscribers dirty on that thread and pokes the loop; the drain loop then
 waits up to ``batch_ms`` (250 ms) for more changes, or less when ``batch_size`` (1,000)
 subscribers are pending, and drains them in one transaction (§5.4.4 of the segmentation
-reference). The due loop processes ``segment_recheck`` rows every ``due_every_ms``.
+reference). The due loop sweeps time crossings (``Membership.process_due``) every
+``due_every_ms``.
 
 Both loops live in one ``TaskGroup`` inside :meth:`run`; cancel the task running it to stop.
 """

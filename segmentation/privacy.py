@@ -166,7 +166,6 @@ _CASCADED: tuple[tuple[str, str], ...] = (
     ("trait", "subscriber_id = ?"),
     ("segment_member", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
     ("segment_transition", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
-    ("segment_recheck", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
 )
 
 

@@ -21,3 +21,9 @@ LAST_TS_TRAIT: Final = MappingProxyType({
     "sent": "last_sent_ms",
     "delivered": "last_delivered_ms",
 })
+
+OUTBOUND_TYPES: Final = frozenset({"sent", "delivered", "failed"})
+"""Events about messages to the subscriber, not from them: they do not move ``last_seen_ms``."""
+INTERACTION_TYPES: Final = frozenset({"link_click", "product_view", "cart_add", "purchase",
+                                      "reply"})
+"""The types whose latest time is the ``last_interaction_ms`` trait."""

@@ -56,7 +56,7 @@ from segmentation.rules.ast import (
     walk,
 )
 from segmentation.rules.evaluate import compare
-from segmentation.traits import LAST_TS_TRAIT
+from segmentation.traits import INTERACTION_TYPES, LAST_TS_TRAIT
 
 DAILY_MIN_MS: Final = 2 * DAY_MS
 """Windows at least this long read the whole-day roll-up (shorter ones read raw events)."""
@@ -568,84 +568,97 @@ def compile_filter(rule: Rule, now: int) -> Query:
     return Query(f"{_from(rule, None)} {c}", tuple(p))
 
 
-# -- next change (segment_recheck) -----------------------------------------------------------------
+# -- time crossings (process_due) ------------------------------------------------------------------
+#
+# A time-sensitive leaf can change its value without new data only at instants ``x + o``: x a
+# stored time (an event's ts, a trait, a date attribute, created_ms) and o one of the leaf's
+# offsets (evaluate._leaf_instants lists them; this mirrors it). So the subscribers whose
+# result may have flipped in (since, until] are among those with some x in
+# (since - o, until - o]: range scans of the (type, ts_ms), (key, value_num) and created_ms
+# indexes, proportional to the crossings, with nothing written per event or per pair.
 
 
-def _source(table: str, alias: str, dirty: str | None, key: str = "subscriber_id") -> str:
-    """``FROM table alias WHERE`` [restricted to the dirty ids], ready for more conditions.
-
-    ``IN (SELECT id FROM dirty)`` rather than a join: with a join SQLite 3.38+ may build a
-    Bloom filter on the inner table, which is a full scan of ``event`` or ``subscriber`` (a
-    measured 70x slowdown at 10,000 subscribers, worse at a million)."""
-    if dirty is None:
-        return f"FROM {table} {alias} WHERE"
-    return f"FROM {table} {alias} WHERE {alias}.{key} IN (SELECT id FROM {_check_table(dirty)}) AND"
+def _ranges(offsets: tuple[int | float, ...], since: int, until: int) -> list[tuple[float, float]]:
+    """For ``x + o`` in (since, until]: the ranges (lo, hi] of x, one per offset. Exact for a
+    REAL x too: with whole-ms bounds, since < x + o <= until exactly when the rounded-up
+    instant evaluate.next_change gives for it lies in (since, until]."""
+    return [(since - o, until - o) for o in sorted(set(offsets))]
 
 
-def _event_instants(spec: EventSpec, horizon: int | None, now: int, dirty: str | None) -> Frag:
-    """Instants an event enters (its ts, if future) or leaves a ``horizon`` window."""
-    spec_sql, spec_p = _spec(spec, "e")
-    src = _source("event", "e", dirty)
-    if horizon is None:
-        return (f"SELECT e.subscriber_id AS sid, e.ts_ms AS t {src} {spec_sql} "
-                f"AND e.ts_ms > ?", [*spec_p, now])
-    return (f"SELECT e.subscriber_id AS sid, CASE WHEN e.ts_ms > ? THEN e.ts_ms "
-            f"ELSE e.ts_ms + ? END AS t {src} {spec_sql} AND e.ts_ms > ?",
-            [now, horizon, *spec_p, now - horizon])
+def _events_crossing(spec: EventSpec | None, types: tuple[str, ...] | None,
+                     offsets: tuple[int | float, ...], since: int, until: int) -> list[Frag]:
+    """Subscribers with an event (matching ``spec``, of one of ``types``, or of any type when
+    both are None) whose ts crosses. One SELECT per type and offset, each a single range of
+    the (type, ts_ms) index; ORed ranges would let the planner scan every event of the type."""
+    out: list[Frag] = []
+    for lo, hi in _ranges(offsets, since, until):
+        if spec is not None:
+            s, p = _spec(spec, "e")
+            out.append((f"SELECT e.subscriber_id AS sid FROM event e WHERE {s} "
+                        "AND e.ts_ms > ? AND e.ts_ms <= ?", [*p, lo, hi]))
+        elif types is not None:
+            out += [("SELECT e.subscriber_id AS sid FROM event e WHERE e.type = ? "
+                     "AND e.ts_ms > ? AND e.ts_ms <= ?", [t, lo, hi]) for t in types]
+        else:
+            # every type: walk the distinct types through the index (a loose index scan),
+            # then one range per type, instead of reading every event's time
+            out.append((
+                "SELECT sid FROM (WITH RECURSIVE ty(t) AS (SELECT MIN(type) FROM event "
+                "UNION ALL SELECT (SELECT MIN(type) FROM event WHERE type > ty.t) FROM ty "
+                "WHERE ty.t IS NOT NULL) SELECT e.subscriber_id AS sid FROM ty "
+                "JOIN event e ON e.type = ty.t AND e.ts_ms > ? AND e.ts_ms <= ?)", [lo, hi]))
+    return out
 
 
-def _leaf_instants(rule: Rule, now: int, dirty: str | None) -> list[Frag]:
+TRAIT_SOURCES: Final[dict[str, tuple[str, ...]]] = {
+    **{col: (t,) for t, col in EVENT_TRAIT.items()},
+    "first_purchase_ms": ("purchase",),
+    "last_interaction_ms": tuple(sorted(INTERACTION_TYPES)),
+}
+"""Time trait -> the event types it is the latest (first) ts of: by the ingest invariant an
+event of those types carries exactly the trait's value, so its ts crossing finds the trait's."""
+
+
+def _leaf_crossings(rule: Rule, since: int, until: int) -> list[Frag]:
     match rule:
         case EventCount(spec, _, _, window) | EventSum(spec, _, _, window):
-            return [_event_instants(spec, window, now, dirty)]
+            return _events_crossing(spec, None, (0,) if window is None else (0, window),
+                                    since, until)
         case LastEvent(spec, _, ms):
-            return [_event_instants(spec, ms, now, dirty)]
+            return _events_crossing(spec, None, (0, ms), since, until)
         case Sequence(first, then_not, within, min_age):
-            a_sql, a_p = _spec(first, "e")
-            src = _source("event", "e", dirty)
-            opened = (f"SELECT e.subscriber_id AS sid, CASE WHEN e.ts_ms > ? THEN e.ts_ms "
-                      f"WHEN e.ts_ms + ? > ? THEN e.ts_ms + ? ELSE e.ts_ms + ? END AS t "
-                      f"{src} {a_sql} AND e.ts_ms > ?",
-                      [now, min_age, now, min_age, within, *a_p, now - within])
-            return [opened, _event_instants(then_not, None, now, dirty)]
+            return (_events_crossing(first, None, (0, min_age, within), since, until)
+                    + _events_crossing(then_not, None, (0,), since, until))
         case Attr(key, op, value) if op in ("within_last", "more_than_ago", "in_next"):
-            src = _source("subscriber_attr", "a", dirty)
-            return [(f"SELECT a.subscriber_id AS sid, CASE WHEN a.value_num - ? > ? THEN "
-                     f"a.value_num - ? WHEN a.value_num > ? THEN a.value_num "
-                     f"ELSE a.value_num + ? END AS t {src} a.key = ? "
-                     f"AND a.value_num + ? > ?",
-                     [value, now, value, now, value, key, value, now])]
+            assert isinstance(value, int)
+            return [("SELECT a.subscriber_id AS sid FROM subscriber_attr a WHERE a.key = ? "
+                     "AND a.value_num > ? AND a.value_num <= ?", [key, lo, hi])
+                    for lo, hi in _ranges((-value, 0, value), since, until)]
         case Trait(name, op, value) if op in ("within_last", "more_than_ago"):
-            if name in PROFILE_TRAITS:
-                col = f"s.{name}"
-                src = _source("subscriber", "s", dirty, key="id")
-                sid = "s.id"
-            else:
-                col = f"t.{name}"
-                src = _source("trait", "t", dirty)
-                sid = "t.subscriber_id"
-            return [(f"SELECT {sid} AS sid, CASE WHEN {col} > ? THEN {col} ELSE {col} + ? END "
-                     f"AS t {src} {col} + ? > ?", [now, value, value, now])]
+            assert isinstance(value, int)
+            if name == "created_ms":
+                return [("SELECT s.id AS sid FROM subscriber s WHERE s.created_ms > ? "
+                         "AND s.created_ms <= ?", [lo, hi])
+                        for lo, hi in _ranges((0, value), since, until)]
+            if name == "last_seen_ms":  # the latest inbound event: any type is a superset
+                return _events_crossing(None, None, (0, value), since, until)
+            return _events_crossing(None, TRAIT_SOURCES[name], (0, value), since, until)
         case And(ch) | Or(ch):
-            return [f for c in ch for f in _leaf_instants(c, now, dirty)]
+            return [f for c in ch for f in _leaf_crossings(c, since, until)]
         case Not(child):
-            return _leaf_instants(child, now, dirty)
+            return _leaf_crossings(child, since, until)
     return []
 
 
-def compile_next_check(rule: Rule, now: int, *, dirty: str | None = None) -> Query | None:
-    """``SELECT sid, due_ms``: per subscriber, the earliest instant after ``now`` at which a
-    time-sensitive condition of ``rule`` may flip (evaluate.next_change, in SQL). None when the
-    rule has no time-sensitive condition."""
-    parts = _leaf_instants(rule, now, dirty)
+def compile_crossings(rule: Rule, since: int, until: int) -> Query | None:
+    """``SELECT sid``: every subscriber (a superset, distinct ids) whose result under ``rule``
+    may have flipped in (since, until] without new data, i.e. with an instant of
+    evaluate.next_change in that interval. None when the rule has no time-sensitive condition."""
+    parts = _leaf_crossings(rule, since, until)
     if not parts:
         return None
-    union = " UNION ALL ".join(s for s, _ in parts)
-    params = [x for _, p in parts for x in p]
-    return Query(
-        f"SELECT sid, CAST(ceil(MIN(t)) AS INTEGER) FROM ({union}) GROUP BY sid",
-        tuple(params),
-    )
+    union = " UNION ".join(s for s, _ in parts)  # UNION: distinct ids
+    return Query(union, tuple(x for _, p in parts for x in p))
 
 
 # -- dependencies --------------------------------------------------------------------------------

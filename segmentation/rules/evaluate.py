@@ -3,7 +3,8 @@
 This is the reference semantics: the property tests prove the compiled SQL selects exactly the
 subscribers this evaluator accepts. It also powers ``explain`` (which nodes are true or false,
 with the values read) and :func:`next_change` (the earliest future instant a time-sensitive
-condition can flip without new data, the due time of ``segment_recheck``).
+condition can flip without new data; ``compile.compile_crossings`` finds every subscriber with
+such an instant in an interval, and the property tests hold it to this).
 
 Comparisons follow SQLite's rules for values without affinity, because event properties come
 out of ``json_extract``: numbers sort before text, text compares by code point (BINARY).

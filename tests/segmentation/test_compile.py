@@ -1,7 +1,7 @@
 """The central property: compiled SQL selects exactly what the Python evaluator accepts.
 
 Real SQLite files (the store fixture's schema), Hypothesis data sets and rule trees covering
-every node kind, both compiler modes, and the recheck due times.
+every node kind, both compiler modes, and the time crossings that drive re-checks.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from test_rules_support import (
     ids,
     rich_dataset,
     rules,
+    timestamps,
     write_dataset,
 )
 
@@ -45,7 +46,7 @@ from segmentation.rules.ast import (
 )
 from segmentation.rules.compile import (
     compile_count,
-    compile_next_check,
+    compile_crossings,
     compile_select,
     dependencies,
 )
@@ -93,19 +94,21 @@ def _check_incremental(
         assert ids(conn, q.sql, q.params) == expected, node
 
 
-def _check_next(
-    conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule, incremental: bool
-) -> None:
-    conn.execute("DELETE FROM temp.dirty")
-    conn.executemany("INSERT INTO temp.dirty(id) VALUES (?)", [(d.id,) for d in subs])
-    q = compile_next_check(rule, NOW, dirty="temp.dirty" if incremental else None)
-    expected = {d.id: next_change(rule, d, NOW) for d in subs}
-    expected = {k: v for k, v in expected.items() if v is not None}
+def _check_crossings(conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule,
+                     since: int, until: int) -> None:
+    """Every subscriber with an instant of evaluate.next_change in (since, until] -- above all
+    every one whose result differs between since and until -- is among the crossings."""
+    q = compile_crossings(rule, since, until)
+    must = {d.id for d in subs
+            if (t := next_change(rule, d, since)) is not None and t <= until}
+    flipped = {d.id for d in subs if evaluate(rule, d, since) != evaluate(rule, d, until)}
+    assert flipped <= must, (rule, since, until)  # the evaluator's own soundness
     if q is None:
-        assert expected == {}
+        assert must == set() and not dependencies(rule).time_sensitive, rule
         return
-    got = {int(r[0]): int(r[1]) for r in conn.execute(q.sql, q.params)}
-    assert got == expected
+    got = ids(conn, q.sql, q.params)
+    assert must <= got, (rule, since, until, must - got)
+    assert got <= {d.id for d in subs}
 
 
 @SETTINGS
@@ -127,12 +130,13 @@ def test_incremental_mode_matches_the_python_evaluator(
 
 
 @SETTINGS
-@given(subs=datasets(), rule=rules(), incremental=st.booleans())
-def test_next_check_sql_matches_python(
-    conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule, incremental: bool
+@given(subs=datasets(), rule=rules(), since=timestamps,
+       span=st.sampled_from((1, 2, 60_000, HOUR, DAY_MS, 3 * DAY_MS, 12 * DAY_MS)))
+def test_time_crossings_cover_every_flip(
+    conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule, since: int, span: int
 ) -> None:
     write_dataset(conn, subs)
-    _check_next(conn, subs, rule, incremental)
+    _check_crossings(conn, subs, rule, since, since + span)
 
 
 @pytest.mark.slow
@@ -146,7 +150,8 @@ def test_compiled_sql_matches_python_thoroughly(
     write_dataset(conn, subs)
     _check_full(conn, subs, rule, NOW)
     _check_incremental(conn, subs, rule, {d.id for d in subs[::2]})
-    _check_next(conn, subs, rule, True)
+    for span in (1, HOUR, 3 * DAY_MS):
+        _check_crossings(conn, subs, rule, NOW - span, NOW)
 
 
 @settings(max_examples=100, deadline=None)
@@ -260,7 +265,7 @@ def test_dependencies() -> None:
 
 def test_every_leaf_on_a_rich_data_set(conn: sqlite3.Connection) -> None:
     """Deterministic sweep: every operator of every node kind, full and incremental mode,
-    recheck due times, at three instants (on, just after, and a third of a day past NOW)."""
+    time crossings, at three instants (on, just after, and a third of a day past NOW)."""
     subs = rich_dataset(n=30)
     write_dataset(conn, subs)
     leaves = all_leaves()
@@ -281,7 +286,8 @@ def test_every_leaf_on_a_rich_data_set(conn: sqlite3.Connection) -> None:
         q = compile_select(leaf, NOW, dirty="temp.dirty")
         assert ids(conn, q.sql, q.params) == at_now[i] & dirty, leaf
     for leaf in leaves:
-        _check_next(conn, subs, leaf, incremental=False)
+        for since, until in ((NOW - DAY_MS, NOW), (NOW, NOW + 1), (NOW - 10 * DAY_MS, NOW)):
+            _check_crossings(conn, subs, leaf, since, until)
     # the sweep is only worth something if most leaves split the data set
     assert split > 0.5 * 2 * len(leaves)
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from segmentation.consent import record_consent
 from segmentation.ingest import Event, ingest_events
 from segmentation.membership import (
+    SWEEP_STEP_MS,
     Membership,
     SegmentCycleError,
     UnknownSegmentError,
@@ -109,9 +110,8 @@ def test_relative_time_exit_and_entry_happen_on_time(store: Store, clock: Manual
     assert m.members("inactive") == []
     # b's click leaves the window exactly 30 days after it happened
     due = START_MS + DAY
-    assert m.next_due() == due
     clock.now = due - 1
-    assert m.process_due().pairs == 0
+    assert m.process_due().pairs == 0  # no time crossing yet: nobody re-evaluated
     assert m.members("inactive") == []
     clock.now = due
     r = m.process_due()
@@ -130,57 +130,84 @@ def test_relative_time_exit_and_entry_happen_on_time(store: Store, clock: Manual
     assert all(d.clean for d in m.reconcile())
 
 
-def _due(store: Store, segment: str, sub: int) -> int | None:
-    v = store.scalar("SELECT r.due_ms FROM segment_recheck r JOIN segment g ON g.id = "
-                     "r.segment_id WHERE g.name = ? AND r.subscriber_id = ?", (segment, sub))
-    return None if v is None else int(v)
+def _swept(store: Store, segment: str) -> int:
+    return int(store.scalar("SELECT swept_ms FROM segment WHERE name = ?", (segment,)))
 
 
-def test_incremental_rechecks_move_earlier_keep_an_earlier_stored_time_and_drop_spent_ones(
+def _time_refs(store: Store, segment: str) -> list[tuple[int, str, str]]:
+    return [(int(s), d, r) for s, d, r in store.conn.execute(
+        "SELECT t.subscriber_id, t.direction, t.cause_ref FROM segment_transition t JOIN "
+        "segment g ON g.id = t.segment_id WHERE g.name = ? AND t.cause = 'time' ORDER BY t.id",
+        (segment,))]
+
+
+def test_time_sweeps_re_evaluate_only_the_crossings_and_move_the_mark(
     store: Store, clock: ManualClock
 ) -> None:
-    a, b = _subs(store, 2)
-    ingest_events(store, [Event("link_click", START_MS - 10 * DAY, subscriber_id=a)])
+    a, b, c = _subs(store, 3)
+    ingest_events(store, [Event("link_click", START_MS - 10 * DAY, subscriber_id=a),
+                          Event("link_click", START_MS - 29 * DAY, subscriber_id=b)])
     m = Membership(store)
     m.attach()
     m.define("lapsing", "last(link_click) more_than_ago 30d or last(reply) within_last 2d")
     m.define("clicked", "last(link_click) within_last 1d")
-    assert _due(store, "lapsing", a) == START_MS + 20 * DAY  # exact after a full recompute
-    assert _due(store, "lapsing", b) is None
-    # a reply makes a's next flip earlier: the stored time moves to it
+    m.define("anyone", "trait.orders >= 0")  # not time-sensitive: never swept
+    assert _swept(store, "lapsing") == _swept(store, "clicked") == START_MS
+    assert m.members("lapsing") == [] and m.members("clicked") == []
+    # an hour on: nothing crossed, nobody is re-evaluated, both marks move
     clock.now = START_MS + HOUR
+    assert m.process_due().pairs == 0
+    assert _swept(store, "lapsing") == _swept(store, "clicked") == clock.now
+    assert store.scalar("SELECT swept_ms FROM segment WHERE name = 'anyone'") == START_MS
     ingest_events(store, [Event("reply", clock.now, subscriber_id=a),
-                          Event("link_click", clock.now, subscriber_id=b)])
+                          Event("link_click", clock.now, subscriber_id=c)])
     m.drain()
-    assert m.members("lapsing") == [a] and m.members("clicked") == [b]
-    assert _due(store, "lapsing", a) == START_MS + HOUR + 2 * DAY
-    assert _due(store, "lapsing", b) == START_MS + HOUR + 30 * DAY
-    assert _due(store, "clicked", b) == START_MS + HOUR + DAY
-    # b's second click makes the exact times later: the earlier stored ones stay
-    clock.now = START_MS + 2 * HOUR
-    ingest_events(store, [Event("link_click", clock.now, subscriber_id=b)])
-    m.drain()
-    assert _due(store, "lapsing", b) == START_MS + HOUR + 30 * DAY
-    assert _due(store, "clicked", b) == START_MS + HOUR + DAY
-    # the early re-check changes nothing and writes the exact time
-    clock.now = START_MS + HOUR + DAY
-    r = m.process_due()
-    assert (r.pairs, r.entered, r.exited) == (1, 0, 0)
-    assert _due(store, "clicked", b) == START_MS + 2 * HOUR + DAY
-    # on time: b leaves, and the spent row, with nothing left to wait for, is removed
-    clock.now = START_MS + 2 * HOUR + DAY
-    r = m.process_due()
-    assert (r.pairs, r.entered, r.exited) == (1, 0, 1)
-    assert _due(store, "clicked", b) is None
-    # a's reply ages out: a leaves, its next flip is the old click's again
+    assert m.members("lapsing") == [a] and m.members("clicked") == [c]
+    # two days on: a's reply ages out, b's click passed 30 days, c's click passed 1 day;
+    # exactly those three pairs are re-evaluated (a and b in lapsing, c in clicked)
     clock.now = START_MS + HOUR + 2 * DAY
-    assert m.process_due().exited == 1
-    assert m.members("lapsing") == []
-    assert _due(store, "lapsing", a) == START_MS + 20 * DAY
-    clock.now = START_MS + HOUR + 30 * DAY
-    m.process_due()
-    assert _due(store, "lapsing", b) == START_MS + 2 * HOUR + 30 * DAY
-    assert m.members("lapsing") == [a]
+    r = m.process_due()
+    assert (r.pairs, r.entered, r.exited) == (3, 1, 2)
+    assert m.members("lapsing") == [b] and m.members("clicked") == []
+    # swept in 6-hour slices; each transition names the end of the slice that found it
+    one_day, two_days = str(START_MS + HOUR + DAY), str(START_MS + HOUR + 2 * DAY)
+    assert _time_refs(store, "lapsing") == [(b, "enter", one_day), (a, "exit", two_days)]
+    assert _time_refs(store, "clicked") == [(c, "exit", one_day)]
+    assert m.process_due().pairs == 0  # swept up to now: a second call finds nothing
+    assert all(d.clean for d in m.reconcile())
+
+
+def test_catching_up_after_downtime_goes_in_slices_and_agrees_with_a_recompute(
+    store: Store, clock: ManualClock
+) -> None:
+    subs = _subs(store, 8)
+    ingest_events(store, [Event("link_click", START_MS - (i * 3 + 2) * DAY, subscriber_id=s)
+                          for i, s in enumerate(subs)])
+    m = Membership(store)
+    m.attach()
+    m.define("active", "last(link_click) within_last 30d")
+    m.define("inactive", "last(link_click) more_than_ago 30d")
+    m.define("active_not_new", 'in_segment("active") and trait.created_ms more_than_ago 20d')
+    seen: list[int] = []
+    real_drain = m.drain
+
+    def drain(now: int | None = None, **kw: object) -> object:
+        seen.append(_swept(store, "active"))
+        return real_drain(now, **kw)  # type: ignore[arg-type]
+
+    m.drain = drain  # type: ignore[method-assign]
+    clock.now = START_MS + 25 * DAY  # the daemon was down for 25 days
+    r = m.process_due()
+    slices = 25 * DAY // SWEEP_STEP_MS
+    assert len(seen) == slices  # one transaction per slice, each moving the mark
+    assert seen == [START_MS + i * SWEEP_STEP_MS for i in range(slices)]
+    assert _swept(store, "active") == clock.now
+    # 27 days since the first one's click, 30 or more since the others'
+    assert m.members("active") == subs[:1] and m.members("active_not_new") == subs[:1]
+    assert m.members("inactive") == subs[1:]
+    # 7 left active for inactive; on day 20 the three still active entered active_not_new,
+    # and two of them left it again as their clicks aged out, each in its own slice
+    assert (r.entered, r.exited) == (7 + 3, 7 + 2)
     assert all(d.clean for d in m.reconcile())
 
 

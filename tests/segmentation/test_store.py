@@ -176,9 +176,10 @@ def test_concurrent_first_opens_apply_migrations_once(tmp_path: Path) -> None:
         assert s.schema_version == len(MIGRATIONS)
 
 
-def _apply(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a fresh file to an older schema version, as older code left it."""
-    for script in MIGRATIONS[:version]:
+def _apply(conn: sqlite3.Connection, version: int, start: int = 0) -> None:
+    """Bring a fresh file (or one at schema ``start``) to an older schema version, as older
+    code left it."""
+    for script in MIGRATIONS[start:version]:
         if isinstance(script, str):
             for statement in _statements(script):
                 conn.execute(statement)
@@ -200,27 +201,59 @@ def test_migration_4_keeps_rechecks_and_transitions_clustered_by_subscriber(
     c.execute("INSERT INTO segment_recheck VALUES (1, 2, 50), (2, 1, 60), (1, 1, 70)")
     c.execute("INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
               "cause) VALUES (2, 1, 5, 'enter', 'event'), (1, 1, 6, 'enter', 'event')")
+    # the re-check queue as migration 4 left it (migration 6 drops it)
+    c.execute("BEGIN")
+    _apply(c, 4, start=3)
+    c.execute("COMMIT")
+    assert c.execute("SELECT * FROM segment_recheck ORDER BY due_ms").fetchall() == [
+        (1, 2, 50), (2, 1, 60), (1, 1, 70)]
+    pk = [r[2] for r in c.execute("PRAGMA index_info(sqlite_autoindex_segment_recheck_1)")]
+    assert pk == ["subscriber_id", "segment_id"]
+    for sql in ("SELECT due_ms FROM segment_recheck WHERE subscriber_id = 1 AND segment_id = 2",
+                "SELECT 1 FROM segment_recheck WHERE due_ms <= 55"):
+        plan = " ".join(r[3] for r in c.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING" in plan and "SCAN" not in plan, (sql, plan)
+    c.execute("PRAGMA foreign_keys = ON")
+    c.execute("DELETE FROM segment WHERE id = 1")  # the re-check queue keeps its cascades
+    assert c.execute("SELECT * FROM segment_recheck").fetchall() == [(2, 1, 60)]
+    c.execute("INSERT INTO segment(id, name, definition, created_ms) VALUES (1, 'a', '{}', 0)")
+    c.execute("INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, "
+              "cause) VALUES (1, 1, 6, 'enter', 'event')")
     c.close()
     with Store(path) as s:
         assert s.schema_version == len(MIGRATIONS) >= 4
-        assert s.conn.execute("SELECT * FROM segment_recheck ORDER BY due_ms").fetchall() == [
-            (1, 2, 50), (2, 1, 60), (1, 1, 70)]
         assert s.conn.execute("SELECT count(*) FROM segment_transition").fetchone()[0] == 2
-        pk = [r[2] for r in s.conn.execute(
-            "PRAGMA index_info(sqlite_autoindex_segment_recheck_1)")]
-        assert pk == ["subscriber_id", "segment_id"]
         idx = {r[1] for r in s.conn.execute("PRAGMA index_list(segment_transition)")}
         assert idx == {"segment_transition_sub_seg"}
-        for sql in ("SELECT due_ms FROM segment_recheck WHERE subscriber_id = 1 AND "
-                    "segment_id = 2",
-                    "SELECT ts_ms FROM segment_transition WHERE subscriber_id = 1 AND "
-                    "segment_id = 2 ORDER BY ts_ms",
-                    "SELECT 1 FROM segment_recheck WHERE due_ms <= 55"):
-            plan = " ".join(r[3] for r in s.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
-            assert "USING" in plan and "SCAN" not in plan, (sql, plan)
-        # the re-check queue keeps its cascades
-        s.conn.execute("DELETE FROM segment WHERE id = 1")
-        assert s.conn.execute("SELECT * FROM segment_recheck").fetchall() == [(2, 1, 60)]
+        sql = ("SELECT ts_ms FROM segment_transition WHERE subscriber_id = 1 AND "
+               "segment_id = 2 ORDER BY ts_ms")
+        plan = " ".join(r[3] for r in s.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING" in plan and "SCAN" not in plan, (sql, plan)
+
+
+def test_migration_6_replaces_the_recheck_queue_by_a_sweep_mark(tmp_path: Path) -> None:
+    path = tmp_path / "v5.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    _apply(c, 5)
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 10), "
+              "(2, '+2', 20), (3, '+3', 30)")
+    c.execute("INSERT INTO segment(id, name, definition, created_ms, last_full_ms) VALUES "
+              "(1, 'a', '{}', 0, 500), (2, 'b', '{}', 0, NULL)")
+    c.execute("INSERT INTO segment_recheck VALUES (1, 2, 900), (1, 1, 700)")
+    c.close()
+    with Store(path) as s:
+        conn = s.conn
+        assert s.schema_version == len(MIGRATIONS) >= 6
+        # swept from the last full recompute: every pair was evaluated at or after it
+        assert conn.execute("SELECT id, swept_ms FROM segment ORDER BY id").fetchall() == [
+            (1, 500), (2, None)]
+        assert conn.execute("SELECT count(*) FROM sqlite_schema WHERE name LIKE "
+                            "'segment_recheck%'").fetchone() == (0,)
+        sql = "SELECT id FROM subscriber WHERE created_ms > 15 AND created_ms <= 30"
+        assert {r[0] for r in conn.execute(sql)} == {2, 3}
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "subscriber_created" in plan, plan
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 def _ephemeral(conn: sqlite3.Connection, sql: str) -> bool:
