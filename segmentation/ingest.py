@@ -2,7 +2,9 @@
 
 ``ingest_events(store, events)`` writes a batch in ONE transaction: each event row (skipped when
 its ``dedupe_key`` was seen before — the same event delivered twice counts once), the
-``event_daily`` roll-up of its UTC day, the subscriber's ``trait`` row and ``last_seen_ms``.
+``event_daily`` roll-up of its UTC day when that day is already rolled up (``segmentation.daily``:
+past days; today's is rolled up once, after midnight), the subscriber's ``trait`` row and
+``last_seen_ms``.
 Roll-ups, traits and last-seen are aggregated in SQL over the batch's new rows (one statement
 each, applied in key order), which is what makes batches fast.
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import SmsgateError
+from segmentation.daily import daily_mark
 from segmentation.phones import normalise
 from segmentation.store import Store
 from segmentation.subscribers import upsert_subscriber
@@ -108,10 +111,11 @@ _INSERT_EVENT = (
 # them and applied in key order (neighbouring B-tree pages): C does the per-event work.
 # NOT INDEXED pins the rowid range scan; otherwise the planner may walk a whole index of
 # ``event`` to skip the GROUP BY sort (seen on a fresh database: a full scan per batch).
+_NO_MARK = 2**62  # no roll-up mark yet: every day is rolled up
 _DAILY_FROM_BATCH = (
     "INSERT INTO event_daily(subscriber_id, type, day, n, total) "
     f"SELECT subscriber_id, type, ts_ms / {DAY_MS}, count(*), total(value) FROM event NOT INDEXED "
-    "WHERE id > ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+    "WHERE id > ? AND ts_ms < ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
     "ON CONFLICT(subscriber_id, type, day) DO UPDATE SET n = n + excluded.n, "
     "total = total + excluded.total"
 )
@@ -249,7 +253,11 @@ def ingest_events(
         if rows:
             before = int(store.scalar("SELECT coalesce(max(id), 0) FROM event"))
             conn.executemany(_INSERT_EVENT, rows)
-            conn.execute(_DAILY_FROM_BATCH, (before,))
+            # only days before the roll-up mark (segmentation.daily): today's are read raw
+            mark = daily_mark(store)
+            if mark is None or any(ev.ts_ms < mark * DAY_MS for ev in batch):
+                conn.execute(_DAILY_FROM_BATCH,
+                             (before, _NO_MARK if mark is None else mark * DAY_MS))
             traits_changed = bool(types & TRAIT_TYPES)
             if traits_changed:
                 conn.execute(_TRAITS_FROM_BATCH, (before,))

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.errors import SmsgateError
+from segmentation.daily import daily_mark, roll_up
 from segmentation.membership_data import load_subscriber
 from segmentation.rules.ast import InSegment, Rule, dumps, loads, validate
 from segmentation.rules.compile import (
@@ -226,6 +227,7 @@ class Membership:
         self._remove_listener: Callable[[], None] | None = None
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
         self._last_batch_ms = 0.0
+        self._daily_mark: int | None = None
 
     # -- catalogue -----------------------------------------------------------------------------
 
@@ -502,7 +504,7 @@ class Membership:
             c.execute(f"DELETE FROM {DIRTY}")
             c.executemany(f"INSERT INTO {DIRTY}(id) VALUES (?)", ((s,) for s in sorted(ids)))
             self._dirty_loaded = ids
-        q = compile_select(seg.rule, now, dirty=DIRTY)
+        q = compile_select(seg.rule, now, dirty=DIRTY, daily_mark=self._daily_mark)
         fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
         old = {int(r[0]) for r in c.execute(
             "SELECT m.subscriber_id FROM segment_member m WHERE m.segment_id = ? AND "
@@ -634,6 +636,8 @@ class Membership:
     ) -> None:
         segments = pairs = entered_n = exited_n = 0
         with self.store.atomic():
+            roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
+            self._daily_mark = daily_mark(self.store)
             for seg in order:
                 subs = self._dirty.pop(seg.id, None)
                 if not subs or seg.manual:

@@ -253,4 +253,12 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE segment_recheck;
     CREATE INDEX subscriber_created ON subscriber(created_ms);
     """,
+    # 7: named marks of the store (segmentation.daily: the first day not yet in event_daily,
+    # so today's events are no longer rolled up one by one at ingest).
+    """
+    CREATE TABLE store_mark (
+        name  TEXT    PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    """,
 )

@@ -149,24 +149,29 @@ def _uses_daily(spec: EventSpec, window_ms: int | None) -> bool:
 
 @dataclass(frozen=True)
 class _DailySplit:
-    """A window ``(now - D, now]`` cut into whole UTC days and two partial edge days."""
+    """A window ``(now - D, now]`` cut into whole UTC days read from the roll-up and raw
+    events for the rest: the partial start day, and from the roll-up mark (or today, the
+    partial end day) up to now."""
 
-    first_day: int  # first whole day (inclusive)
-    last_day: int  # last whole day (inclusive)
+    first_day: int  # first whole day read from event_daily (inclusive)
+    last_day: int  # last one (inclusive); below first_day when none is
     head: tuple[int, int]  # raw ts range (exclusive, exclusive): start edge day
-    tail: tuple[int, int]  # raw ts range (inclusive, inclusive): today up to now
+    tail: tuple[int, int]  # raw ts range (inclusive, inclusive): days not rolled up, to now
 
     @classmethod
-    def of(cls, window_ms: int, now: int) -> _DailySplit:
+    def of(cls, window_ms: int, now: int, mark: int | None = None) -> _DailySplit:
+        """``mark``: the first day not in event_daily (segmentation.daily); None: all are."""
         start = now - window_ms
         sd, nd = start // DAY_MS, now // DAY_MS
-        return cls(sd + 1, nd - 1, (start, (sd + 1) * DAY_MS), (nd * DAY_MS, now))
+        raw_from = nd if mark is None else max(sd + 1, min(mark, nd))
+        return cls(sd + 1, raw_from - 1, (start, (sd + 1) * DAY_MS), (raw_from * DAY_MS, now))
 
 
 class _Compiler:
-    def __init__(self, now: int, incremental: bool) -> None:
+    def __init__(self, now: int, incremental: bool, daily_mark: int | None = None) -> None:
         self.now = now
         self.incremental = incremental
+        self.daily_mark = daily_mark
 
     # -- combinators -----------------------------------------------------------------------
 
@@ -308,7 +313,7 @@ class _Compiler:
                 return (f"(SELECT {agg} FROM event e WHERE e.subscriber_id = s.id AND {spec_sql} "
                         f"AND {w}) {sop} ?", [*spec_p, *wp, rhs])
             assert window is not None
-            d = _DailySplit.of(window, self.now)
+            d = _DailySplit.of(window, self.now, self.daily_mark)
             dagg = "TOTAL(ed.n)" if kind == "count" else "TOTAL(ed.total)"
             return (
                 f"((SELECT {dagg} FROM event_daily ed WHERE ed.subscriber_id = s.id "
@@ -545,13 +550,16 @@ def _from(rule: Rule, dirty: str | None) -> str:
     return f"FROM subscriber s WHERE s.id IN (SELECT id FROM {_check_table(dirty)}) AND"
 
 
-def compile_select(rule: Rule, now: int, *, dirty: str | None = None) -> Query:
+def compile_select(rule: Rule, now: int, *, dirty: str | None = None,
+                   daily_mark: int | None = None) -> Query:
     """``SELECT s.id`` of the subscribers matching at ``now``.
 
     ``dirty`` names a table with an ``id`` column (e.g. ``temp.dirty``): incremental mode, only
-    those subscribers are evaluated. Without it: full mode, every subscriber.
+    those subscribers are evaluated. Without it: full mode, every subscriber. ``daily_mark``
+    (incremental mode) is the first UTC day not in ``event_daily`` (``segmentation.daily``);
+    None: every day is rolled up.
     """
-    c, p = _Compiler(now, dirty is not None).cond(rule)
+    c, p = _Compiler(now, dirty is not None, daily_mark).cond(rule)
     return Query(f"SELECT s.id {_from(rule, dirty)} {c}", tuple(p))
 
 

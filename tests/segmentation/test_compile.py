@@ -84,12 +84,13 @@ def _check_full(conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule
 
 
 def _check_incremental(
-    conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule, dirty: set[int]
+    conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule, dirty: set[int],
+    daily_mark: int | None = None,
 ) -> None:
     conn.execute("DELETE FROM temp.dirty")
     conn.executemany("INSERT INTO temp.dirty(id) VALUES (?)", [(i,) for i in dirty])
     for node in walk(rule):
-        q = compile_select(node, NOW, dirty="temp.dirty")
+        q = compile_select(node, NOW, dirty="temp.dirty", daily_mark=daily_mark)
         expected = {i for i in _expected(node, subs, NOW) if i in dirty}
         assert ids(conn, q.sql, q.params) == expected, node
 
@@ -125,8 +126,11 @@ def test_full_mode_matches_the_python_evaluator(
 def test_incremental_mode_matches_the_python_evaluator(
     conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule, data: st.DataObject
 ) -> None:
-    write_dataset(conn, subs)
-    _check_incremental(conn, subs, rule, data.draw(st.sets(st.sampled_from([d.id for d in subs]))))
+    # event_daily rolled up to a mark (segmentation.daily), or over every day
+    mark = data.draw(st.sampled_from((None, *(NOW // DAY_MS + k for k in (-12, -4, -1, 0, 1)))))
+    write_dataset(conn, subs, daily_mark=mark)
+    _check_incremental(conn, subs, rule, data.draw(st.sets(st.sampled_from([d.id for d in subs]))),
+                       mark)
 
 
 @SETTINGS
@@ -288,6 +292,12 @@ def test_every_leaf_on_a_rich_data_set(conn: sqlite3.Connection) -> None:
     for leaf in leaves:
         for since, until in ((NOW - DAY_MS, NOW), (NOW, NOW + 1), (NOW - 10 * DAY_MS, NOW)):
             _check_crossings(conn, subs, leaf, since, until)
+    # event_daily rolled up only to a mark (segmentation.daily): the days after it read raw
+    for mark in (NOW // DAY_MS - 4, NOW // DAY_MS - 1, NOW // DAY_MS):
+        write_dataset(conn, subs, daily_mark=mark)
+        for i, leaf in enumerate(leaves):
+            q = compile_select(leaf, NOW, dirty="temp.dirty", daily_mark=mark)
+            assert ids(conn, q.sql, q.params) == at_now[i] & dirty, (mark, leaf)
     # the sweep is only worth something if most leaves split the data set
     assert split > 0.5 * 2 * len(leaves)
 

@@ -60,8 +60,10 @@ def write_dataset(
     subs: Iterable[SubscriberData],
     *,
     with_segments: bool = True,
+    daily_mark: int | None = None,
 ) -> None:
-    """Replace every row in the segment-store tables with ``subs`` (plain SQL, one transaction)."""
+    """Replace every row in the segment-store tables with ``subs`` (plain SQL, one transaction).
+    ``daily_mark``: roll up only the UTC days before it (segmentation.daily); None: every day."""
     subs = list(subs)
     conn.execute("BEGIN")
     for t in CLEAR:
@@ -103,7 +105,8 @@ def write_dataset(
     # The whole-day roll-up, exactly as the store maintains it (NULL values count as 0).
     conn.execute(
         "INSERT INTO event_daily(subscriber_id, type, day, n, total) SELECT subscriber_id, type,"
-        " ts_ms / 86400000, COUNT(*), TOTAL(value) FROM event GROUP BY 1, 2, 3"
+        " ts_ms / 86400000, COUNT(*), TOTAL(value) FROM event WHERE ts_ms < ? GROUP BY 1, 2, 3",
+        (2**62 if daily_mark is None else daily_mark * DAY_MS,),
     )
     if with_segments:
         for i, name in enumerate(SEGMENTS, start=1):
