@@ -163,6 +163,11 @@ _LAST_SEEN_FROM_BATCH = (  # the guard skips the page write when nothing moves f
 )
 
 
+_FUTURE_FROM_BATCH = (  # segmentation.rules.compile: compile_crossings
+    "INSERT OR IGNORE INTO event_future(ts_ms, subscriber_id) "
+    "SELECT ts_ms, subscriber_id FROM event NOT INDEXED WHERE id > ? AND ts_ms > ?"
+)
+
 # One encoder for every event: json.dumps() with options builds a new encoder per call.
 _PROPS_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                                   allow_nan=False)
@@ -263,6 +268,9 @@ def ingest_events(
                 conn.execute(_TRAITS_FROM_BATCH, (before,))
             if types - OUTBOUND_TYPES:
                 conn.execute(_LAST_SEEN_FROM_BATCH, (before,))
+            now = store.now_ms()
+            if any(ev.ts_ms > now for ev in batch):  # stamped in the future: the time sweep
+                conn.execute(_FUTURE_FROM_BATCH, (before, now))
             store.note_change(subscriber_ids=subs, event_types=types,
                               traits_changed=traits_changed)
     inserted = len(rows)

@@ -672,7 +672,7 @@ class Membership:
             if not plan:
                 break
             for seg, since, until in plan:
-                q = compile_crossings(seg.rule, since, until)
+                q = compile_crossings(seg.rule, since, until, future="event_future")
                 if q is not None:
                     ids = [int(r[0]) for r in self.conn.execute(q.sql, q.params)]
                     self._due += len(ids)
@@ -681,6 +681,11 @@ class Membership:
 
             def advance(swept: list[tuple[int, int]] = swept) -> None:
                 self.conn.executemany("UPDATE segment SET swept_ms = ? WHERE id = ?", swept)
+                # future-stamped events every time-sensitive segment has been swept past
+                self.conn.execute(
+                    "DELETE FROM event_future WHERE ts_ms <= (SELECT MIN(swept_ms) FROM "
+                    "segment WHERE swept_ms IS NOT NULL AND json_extract(deps, "
+                    "'$.time_sensitive') AND kind <> 'manual')")
 
             # the sweep's end commits with its re-evaluation, or neither does (a failed batch
             # keeps its pairs dirty, and the next round finds the same crossings again)

@@ -261,4 +261,17 @@ MIGRATIONS: tuple[str, ...] = (
         value INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     """,
+    # 8: events stamped later than they arrived, for the time sweep (rules.compile: an event's
+    # own ts is a crossing only for those). Kept until every segment is swept past them.
+    # Listed from the earliest sweep mark on, a superset for a store upgraded from 6 or 7.
+    """
+    CREATE TABLE event_future (
+        ts_ms         INTEGER NOT NULL,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        PRIMARY KEY (ts_ms, subscriber_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT OR IGNORE INTO event_future(ts_ms, subscriber_id)
+        SELECT ts_ms, subscriber_id FROM event
+        WHERE ts_ms > (SELECT MIN(COALESCE(swept_ms, last_full_ms)) FROM segment);
+    """,
 )

@@ -584,6 +584,13 @@ def compile_filter(rule: Rule, now: int) -> Query:
 # result may have flipped in (since, until] are among those with some x in
 # (since - o, until - o]: range scans of the (type, ts_ms), (key, value_num) and created_ms
 # indexes, proportional to the crossings, with nothing written per event or per pair.
+#
+# Offset 0 of an event (its own ts: the event enters a window) matters only for an event
+# stamped later than it arrived: one that arrived at or after its ts dirtied its subscriber,
+# who was evaluated with it counted. Ingest lists the future-stamped ones in a small table
+# (``future``) and that is read instead; through the event index every event that just
+# arrived would be re-evaluated a second time. The same holds for a time trait's own value
+# (the latest event of its types) and for created_ms (a new subscriber is evaluated at once).
 
 
 def _ranges(offsets: tuple[int | float, ...], since: int, until: int) -> list[tuple[float, float]]:
@@ -630,13 +637,12 @@ event of those types carries exactly the trait's value, so its ts crossing finds
 def _leaf_crossings(rule: Rule, since: int, until: int) -> list[Frag]:
     match rule:
         case EventCount(spec, _, _, window) | EventSum(spec, _, _, window):
-            return _events_crossing(spec, None, (0,) if window is None else (0, window),
+            return _events_crossing(spec, None, () if window is None else (window,),
                                     since, until)
         case LastEvent(spec, _, ms):
-            return _events_crossing(spec, None, (0, ms), since, until)
-        case Sequence(first, then_not, within, min_age):
-            return (_events_crossing(first, None, (0, min_age, within), since, until)
-                    + _events_crossing(then_not, None, (0,), since, until))
+            return _events_crossing(spec, None, (ms,), since, until)
+        case Sequence(first, _, within, min_age):
+            return _events_crossing(first, None, (min_age, within), since, until)
         case Attr(key, op, value) if op in ("within_last", "more_than_ago", "in_next"):
             assert isinstance(value, int)
             return [("SELECT a.subscriber_id AS sid FROM subscriber_attr a WHERE a.key = ? "
@@ -647,10 +653,10 @@ def _leaf_crossings(rule: Rule, since: int, until: int) -> list[Frag]:
             if name == "created_ms":
                 return [("SELECT s.id AS sid FROM subscriber s WHERE s.created_ms > ? "
                          "AND s.created_ms <= ?", [lo, hi])
-                        for lo, hi in _ranges((0, value), since, until)]
+                        for lo, hi in _ranges((value,), since, until)]
             if name == "last_seen_ms":  # the latest inbound event: any type is a superset
-                return _events_crossing(None, None, (0, value), since, until)
-            return _events_crossing(None, TRAIT_SOURCES[name], (0, value), since, until)
+                return _events_crossing(None, None, (value,), since, until)
+            return _events_crossing(None, TRAIT_SOURCES[name], (value,), since, until)
         case And(ch) | Or(ch):
             return [f for c in ch for f in _leaf_crossings(c, since, until)]
         case Not(child):
@@ -658,13 +664,24 @@ def _leaf_crossings(rule: Rule, since: int, until: int) -> list[Frag]:
     return []
 
 
-def compile_crossings(rule: Rule, since: int, until: int) -> Query | None:
+def _reads_event_times(rule: Rule) -> bool:
+    return any(isinstance(n, EventCount | EventSum | LastEvent | Sequence)
+               or (isinstance(n, Trait) and n.name != "created_ms") for n in walk(rule))
+
+
+def compile_crossings(rule: Rule, since: int, until: int, *, future: str) -> Query | None:
     """``SELECT sid``: every subscriber (a superset, distinct ids) whose result under ``rule``
     may have flipped in (since, until] without new data, i.e. with an instant of
-    evaluate.next_change in that interval. None when the rule has no time-sensitive condition."""
-    parts = _leaf_crossings(rule, since, until)
-    if not parts:
+    evaluate.next_change in that interval, given that every subscriber evaluated at or before
+    ``since`` was evaluated after its events arrived and that ``future`` (a table of
+    ``subscriber_id, ts_ms``) lists the events stamped later than they arrived. None when the
+    rule has no time-sensitive condition."""
+    if not dependencies(rule).time_sensitive:
         return None
+    parts = _leaf_crossings(rule, since, until)
+    if _reads_event_times(rule):
+        parts.append((f"SELECT f.subscriber_id AS sid FROM {_check_table(future)} f "
+                      "WHERE f.ts_ms > ? AND f.ts_ms <= ?", [since, until]))
     union = " UNION ".join(s for s, _ in parts)  # UNION: distinct ids
     return Query(union, tuple(x for _, p in parts for x in p))
 

@@ -98,11 +98,19 @@ def _check_incremental(
 def _check_crossings(conn: sqlite3.Connection, subs: list[SubscriberData], rule: Rule,
                      since: int, until: int) -> None:
     """Every subscriber with an instant of evaluate.next_change in (since, until] -- above all
-    every one whose result differs between since and until -- is among the crossings."""
-    q = compile_crossings(rule, since, until)
-    must = {d.id for d in subs
-            if (t := next_change(rule, d, since)) is not None and t <= until}
-    flipped = {d.id for d in subs if evaluate(rule, d, since) != evaluate(rule, d, until)}
+    every one whose result differs between since and until -- is among the crossings, when
+    the subscribers were evaluated at ``since``: the events stamped after it are the
+    future-stamped ones (ingest lists them in event_future)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS future(ts_ms INTEGER, subscriber_id INTEGER)")
+    conn.execute("DELETE FROM temp.future")
+    conn.executemany("INSERT INTO temp.future VALUES (?, ?)",
+                     [(e.ts_ms, d.id) for d in subs for e in d.events if e.ts_ms > since])
+    q = compile_crossings(rule, since, until, future="temp.future")
+    # (a subscriber created after since was evaluated when created, not at since)
+    must = {d.id for d in subs if d.created_ms <= since
+            and (t := next_change(rule, d, since)) is not None and t <= until}
+    flipped = {d.id for d in subs if d.created_ms <= since
+               and evaluate(rule, d, since) != evaluate(rule, d, until)}
     assert flipped <= must, (rule, since, until)  # the evaluator's own soundness
     if q is None:
         assert must == set() and not dependencies(rule).time_sensitive, rule

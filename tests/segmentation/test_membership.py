@@ -376,3 +376,29 @@ def test_a_failed_batch_stays_dirty_and_is_retried(store: Store, clock: ManualCl
         assert m.members("buyers") == [a] and m.pending == 0
     finally:
         other.close()
+
+
+def test_only_future_stamped_events_come_back_through_the_sweep(
+    store: Store, clock: ManualClock
+) -> None:
+    a, b = _subs(store, 2)
+    m = Membership(store)
+    m.attach()
+    m.define("clicked", "count(link_click, last 1d) >= 1")
+    # a's click arrives when it happened: evaluated at once, never again by the sweep
+    ingest_events(store, [Event("link_click", clock.now, subscriber_id=a),
+                          Event("link_click", clock.now + 2 * HOUR, subscriber_id=b)])
+    m.drain()
+    assert m.members("clicked") == [a]
+    assert store.scalar("SELECT count(*) FROM event_future") == 1  # b's, stamped 2 h ahead
+    clock.advance(HOUR)
+    assert m.process_due().pairs == 0
+    clock.advance(HOUR)
+    r = m.process_due()  # b's click enters the window now
+    assert (r.pairs, r.entered) == (1, 1) and m.members("clicked") == [a, b]
+    assert _time_refs(store, "clicked") == [(b, "enter", str(clock.now))]
+    assert store.scalar("SELECT count(*) FROM event_future") == 0  # swept past: dropped
+    clock.advance(DAY - HOUR)
+    assert m.process_due().exited == 1  # a's click leaves the day window (b's an hour later)
+    assert m.members("clicked") == [b]
+    assert all(d.clean for d in m.reconcile())
