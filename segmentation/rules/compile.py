@@ -13,7 +13,7 @@ Two modes (``../shared/reference/segmentation-compliance.md`` §5.4):
   by the trait row (:meth:`_Compiler._aggregate_by_trait`), a ``last()`` window pair is one
   pass (:meth:`_Compiler.last_window`), circles test a bounding box first (:func:`_box`).
 - **incremental** — only the ids in a temp table (``s.id IN (SELECT id FROM dirty)``, which
-  SQLite answers by rowid look-ups driven by the dirty list; see :func:`_source`). Conditions
+  SQLite answers by rowid look-ups driven by the dirty list; see :func:`_from`). Conditions
   are correlated sub-queries on ``(subscriber_id, type, ts_ms)``, cheap for a few subscribers.
 
 In incremental mode, windows of two days or more without property filters read
@@ -540,13 +540,18 @@ def _check_table(table: str) -> str:
 
 
 def _from(rule: Rule, dirty: str | None) -> str:
-    """``FROM ... WHERE`` [restricted to the dirty ids]; see :func:`_source` for why IN.
+    """``FROM ... WHERE`` [restricted to the dirty ids].
 
-    Full mode joins the trait row once; incremental mode reads traits with correlated
-    look-ups instead (no join, so no Bloom filter over the whole trait table)."""
+    Full mode joins the trait row once, walking subscribers in rowid order (NOT INDEXED: the
+    planner otherwise scans the smaller ``subscriber_created`` index, and the trait look-ups
+    in created order then hit random pages: 0.4 -> 2.2 s per count at 1M subscribers).
+    Incremental mode reads traits with correlated look-ups instead (no join, so no Bloom
+    filter over the whole trait table), and restricts with ``IN (SELECT id FROM dirty)``
+    rather than a join: with a join SQLite 3.38+ may build a Bloom filter on the inner
+    table, a full scan of ``subscriber`` (a measured 70x slowdown at 10,000 subscribers)."""
     if dirty is None:
         join = " LEFT JOIN trait t ON t.subscriber_id = s.id" if _needs_trait_join(rule) else ""
-        return f"FROM subscriber s{join} WHERE"
+        return f"FROM subscriber s NOT INDEXED{join} WHERE"
     return f"FROM subscriber s WHERE s.id IN (SELECT id FROM {_check_table(dirty)}) AND"
 
 

@@ -398,3 +398,14 @@ def test_near_bounding_box_never_drops_a_point_in_the_circle(
             conn.execute("DELETE FROM temp.dirty")
             conn.executemany("INSERT INTO temp.dirty(id) VALUES (?)", [(d.id,) for d in subs])
             assert ids(conn, q.sql, q.params) == _expected(rule, subs, NOW), rule
+
+
+def test_full_mode_walks_subscribers_in_rowid_order(conn: sqlite3.Connection) -> None:
+    """Not through the smaller subscriber_created index: the trait look-ups would then hit
+    random pages (measured 0.26 -> 2.2 s per count at 1M subscribers)."""
+    write_dataset(conn, rich_dataset(n=30))
+    for rule in (Trait("last_interaction_ms", "within_last", DAY_MS),
+                 EventCount(EventSpec("purchase"), "ge", 2, 3 * DAY_MS)):
+        q = compile_count(rule, NOW)
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {q.sql}", q.params))
+        assert "SCAN s" in plan and "subscriber_created" not in plan, plan
