@@ -168,9 +168,9 @@ def generate(path: Path, n_subs: int, n_events: int) -> None:
                MAX(CASE WHEN type <> 'sent' THEN ts_ms END)
         FROM event GROUP BY subscriber_id""")
     step("last seen", """
-        UPDATE subscriber SET last_seen_ms = m.ts FROM
+        UPDATE trait SET last_seen_ms = m.ts FROM
           (SELECT subscriber_id, MAX(ts_ms) AS ts FROM event WHERE type <> 'sent'
-           GROUP BY 1) AS m WHERE m.subscriber_id = subscriber.id""")
+           GROUP BY 1) AS m WHERE m.subscriber_id = trait.subscriber_id""")
     c.execute("INSERT INTO attribute_def(key, type, created_ms) VALUES ('age', 'number', 0), "
               "('gender', 'text', 0)")
     step("attributes", f"""

@@ -3,8 +3,7 @@
 ``ingest_events(store, events)`` writes a batch in ONE transaction: each event row (skipped when
 its ``dedupe_key`` was seen before — the same event delivered twice counts once), the
 ``event_daily`` roll-up of its UTC day when that day is already rolled up (``segmentation.daily``:
-past days; today's is rolled up once, after midnight), the subscriber's ``trait`` row and
-``last_seen_ms``.
+past days; today's is rolled up once, after midnight) and the subscriber's ``trait`` row.
 Roll-ups, traits and last-seen are aggregated in SQL over the batch's new rows (one statement
 each, applied in key order), which is what makes batches fast.
 
@@ -17,8 +16,9 @@ Traits (``trait`` table) after any sequence of events equal a recomputation from
 - ``last_interaction_ms`` = max time over link_click, product_view, cart_add, purchase, reply.
 
 Events arriving late (older than ones already stored) are handled: maxima stay maxima.
-``subscriber.last_seen_ms`` = latest event that came *from* the subscriber (every type except
-the outbound ``sent``, ``delivered``, ``failed``). ``opt_in``/``opt_out`` events are behaviour
+``trait.last_seen_ms`` = latest event that came *from* the subscriber (every type except
+the outbound ``sent``, ``delivered``, ``failed``); it lives in ``trait`` (schema 9), not in
+``subscriber``, so an event dirties one per-subscriber row, not two. ``opt_in``/``opt_out`` events are behaviour
 records only; the consent ledger is written by :mod:`segmentation.consent`.
 """
 
@@ -45,7 +45,7 @@ STANDARD_TYPES: tuple[str, ...] = (
     "opt_in", "opt_out", "sent", "delivered", "failed",
 )
 TRAIT_TYPES = frozenset(LAST_TS_TRAIT) | INTERACTION_TYPES
-_MAX_COLUMNS = (*sorted(set(LAST_TS_TRAIT.values())), "last_interaction_ms")
+_MAX_COLUMNS = (*sorted(set(LAST_TS_TRAIT.values())), "last_interaction_ms", "last_seen_ms")
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
@@ -136,7 +136,13 @@ _TYPE_OF_COLUMN = {col: type_ for type_, col in LAST_TS_TRAIT.items()}
 def _latest(col: str) -> str:
     if col == "last_interaction_ms":
         return f"max(CASE WHEN type IN ({_quoted(INTERACTION_TYPES)}) THEN ts_ms END)"
+    if col == "last_seen_ms":
+        return f"max(CASE WHEN type NOT IN ({_quoted(OUTBOUND_TYPES)}) THEN ts_ms END)"
     return f"max(CASE WHEN type = '{_TYPE_OF_COLUMN[col]}' THEN ts_ms END)"
+
+
+# Types that move no trait: the outbound ones without a last_<type> column ("failed").
+_NO_TRAIT_TYPES = OUTBOUND_TYPES - TRAIT_TYPES
 
 
 _TRAITS_FROM_BATCH = (
@@ -146,7 +152,7 @@ _TRAITS_FROM_BATCH = (
     "total(CASE WHEN type = 'purchase' THEN value END), "
     "min(CASE WHEN type = 'purchase' THEN ts_ms END), "
     + ", ".join(_latest(c) for c in _MAX_COLUMNS)
-    + f" FROM event NOT INDEXED WHERE id > ? AND type IN ({_quoted(TRAIT_TYPES)}) "
+    + f" FROM event NOT INDEXED WHERE id > ? AND type NOT IN ({_quoted(_NO_TRAIT_TYPES)}) "
     "GROUP BY subscriber_id ORDER BY subscriber_id "
     "ON CONFLICT(subscriber_id) DO UPDATE SET orders = orders + excluded.orders, "
     "spend = spend + excluded.spend, "
@@ -154,15 +160,6 @@ _TRAITS_FROM_BATCH = (
     "coalesce(excluded.first_purchase_ms, first_purchase_ms)), "
     + ", ".join(_max_expr(c) for c in _MAX_COLUMNS)
 )
-_LAST_SEEN_FROM_BATCH = (  # the guard skips the page write when nothing moves forward
-    "UPDATE subscriber SET last_seen_ms = x.m FROM ("
-    "SELECT subscriber_id AS sid, max(ts_ms) AS m FROM event NOT INDEXED WHERE id > ? "
-    f"AND type NOT IN ({_quoted(OUTBOUND_TYPES)}) GROUP BY subscriber_id ORDER BY 1) AS x "
-    "WHERE subscriber.id = x.sid "
-    "AND (subscriber.last_seen_ms IS NULL OR subscriber.last_seen_ms < x.m)"
-)
-
-
 _FUTURE_FROM_BATCH = (  # segmentation.rules.compile: compile_crossings
     "INSERT OR IGNORE INTO event_future(ts_ms, subscriber_id) "
     "SELECT ts_ms, subscriber_id FROM event NOT INDEXED WHERE id > ? AND ts_ms > ?"
@@ -264,10 +261,8 @@ def ingest_events(
                 conn.execute(_DAILY_FROM_BATCH,
                              (before, _NO_MARK if mark is None else mark * DAY_MS))
             traits_changed = bool(types & TRAIT_TYPES)
-            if traits_changed:
+            if types - _NO_TRAIT_TYPES:  # traits, or last_seen_ms (every inbound type)
                 conn.execute(_TRAITS_FROM_BATCH, (before,))
-            if types - OUTBOUND_TYPES:
-                conn.execute(_LAST_SEEN_FROM_BATCH, (before,))
             now = store.now_ms()
             if any(ev.ts_ms > now for ev in batch):  # stamped in the future: the time sweep
                 conn.execute(_FUTURE_FROM_BATCH, (before, now))

@@ -31,8 +31,9 @@ def _props(text: str | None) -> dict[str, Any] | None:
 def load_subscriber(conn: sqlite3.Connection, subscriber_id: int) -> SubscriberData | None:
     """Every row a rule can read about one subscriber, or None when the id does not exist."""
     row = conn.execute(
-        "SELECT id, created_ms, last_seen_ms, country, region, area_code, postal_code, lat, lon "
-        "FROM subscriber WHERE id = ?", (subscriber_id,),
+        "SELECT s.id, s.created_ms, (SELECT t.last_seen_ms FROM trait t WHERE t.subscriber_id "
+        "= s.id), s.country, s.region, s.area_code, s.postal_code, s.lat, s.lon "
+        "FROM subscriber s WHERE s.id = ?", (subscriber_id,),
     ).fetchone()
     if row is None:
         return None

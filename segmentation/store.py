@@ -138,10 +138,12 @@ class Store:
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in atomic()), so the
         # sqlite3 module never opens one behind our back.
         self.conn = sqlite3.connect(self.path, isolation_level=None)
+        # the busy timeout first: switching a fresh file to WAL needs its lock too, and
+        # another process may hold it while it applies the migrations
+        self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=5000")
         # Ingest touches a few random B-tree pages per event (event index, roll-up, trait,
         # subscriber): a 64 MiB page cache keeps those pages hot, and a 10,000-page WAL
         # checkpoint threshold writes each hot page back once per checkpoint instead of once

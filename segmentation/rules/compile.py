@@ -67,11 +67,11 @@ _TRAIT_SQL: Final = {
     "orders": "COALESCE(t.orders, 0)",
     "spend": "COALESCE(t.spend, 0)",
     "created_ms": "s.created_ms",
-    "last_seen_ms": "s.last_seen_ms",
 }
 _TRAIT_COLUMNS: Final = frozenset({
     "first_purchase_ms", "last_purchase_ms", "last_click_ms", "last_view_ms", "last_cart_ms",
     "last_reply_ms", "last_sent_ms", "last_delivered_ms", "last_interaction_ms",
+    "last_seen_ms",  # a profile trait in rules (deps key profile.last_seen_ms), stored in trait
 })
 _GEO_COLUMNS: Final = {
     "country": "s.country", "region": "s.region", "area_code": "s.area_code",
@@ -99,7 +99,7 @@ Frag = tuple[str, list[Any]]
 def _trait_expr(name: str, incremental: bool) -> str:
     """The trait as an SQL expression: the joined row ``t`` (full mode) or a correlated
     primary-key look-up (incremental mode, which has no join)."""
-    if name in ("created_ms", "last_seen_ms"):
+    if name == "created_ms":
         return _TRAIT_SQL[name]
     if name not in _TRAIT_COLUMNS and name not in ("orders", "spend"):
         raise ValueError(f"unknown trait {name!r}")  # validated in ast; defensive
@@ -526,7 +526,7 @@ def _min_count(op: str, rhs: float) -> int:
 def _needs_trait_join(rule: Rule) -> bool:
     """Full mode joins the trait row for trait conditions and for events with a trait."""
     for n in walk(rule):
-        if isinstance(n, Trait) and n.name not in PROFILE_TRAITS:
+        if isinstance(n, Trait) and n.name != "created_ms":
             return True
         if isinstance(n, EventCount | EventSum | LastEvent) and n.event.type in EVENT_TRAIT:
             return True

@@ -76,9 +76,9 @@ def write_dataset(
     for d in subs:
         conn.execute(
             "INSERT INTO subscriber(id, phone_e164, country, region, area_code, postal_code, lat,"
-            " lon, created_ms, last_seen_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " lon, created_ms) VALUES (?,?,?,?,?,?,?,?,?)",
             (d.id, f"+1555{d.id:07d}", d.country, d.region, d.area_code, d.postal_code, d.lat,
-             d.lon, d.created_ms, d.last_seen_ms),
+             d.lon, d.created_ms),
         )
         conn.executemany(
             "INSERT INTO subscriber_attr(subscriber_id, key, value_text, value_num, value_num2,"
@@ -90,12 +90,14 @@ def write_dataset(
             [(e.id, d.id, e.type, e.ts_ms, e.value,
               None if e.props is None else json.dumps(e.props)) for e in d.events],
         )
-        if d.traits is not None:
-            cols = sorted(d.traits)
+        if d.traits is not None or d.last_seen_ms is not None:
+            # last_seen_ms lives in trait (schema 9); a row with only it reads as no traits
+            row = {**(d.traits or {}), "last_seen_ms": d.last_seen_ms}
+            cols = sorted(row)
             conn.execute(
                 f"INSERT INTO trait(subscriber_id, {', '.join(cols)}) VALUES "
                 f"(?{', ?' * len(cols)})",
-                (d.id, *(d.traits[c] for c in cols)),
+                (d.id, *(row[c] for c in cols)),
             )
         conn.executemany(
             "INSERT INTO consent(id, subscriber_id, phone_e164, program, action, ts_ms, method,"
@@ -155,7 +157,7 @@ def derive_traits(events: Iterable[EventRow]) -> dict[str, int | float | None] |
 
 
 def last_seen(events: Iterable[EventRow]) -> int | None:
-    """``subscriber.last_seen_ms`` as ingest keeps it: the latest event from the subscriber
+    """``trait.last_seen_ms`` as ingest keeps it: the latest event from the subscriber
     (every type here is inbound). Time sweeps rely on it, as the compiler relies on traits."""
     return max((e.ts_ms for e in events), default=None)
 

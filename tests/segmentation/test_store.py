@@ -306,3 +306,21 @@ def test_migration_5_transition_checks_are_comparisons_with_the_same_values(
         c.execute(_TRANSITION.replace("1, 1, 7", "2, 1, 7"), ("evnt",))
     assert c.execute("SELECT count(*) FROM segment_transition").fetchone() == (1,)
     c.close()
+
+
+def test_migration_9_moves_last_seen_into_trait(tmp_path: Path) -> None:
+    path = tmp_path / "v8.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    _apply(c, 8)
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms, last_seen_ms) VALUES "
+              "(1, '+1', 0, 50), (2, '+2', 0, NULL), (3, '+3', 0, 70)")
+    c.execute("INSERT INTO trait(subscriber_id, orders) VALUES (1, 4), (2, 1)")  # 3 has none
+    c.close()
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 9
+        assert s.conn.execute("SELECT subscriber_id, orders, last_seen_ms FROM trait "
+                              "ORDER BY 1").fetchall() == [(1, 4, 50), (2, 1, None), (3, 0, 70)]
+        cols = {r[1] for r in s.conn.execute("PRAGMA table_info(subscriber)")}
+        assert "last_seen_ms" not in cols and "created_ms" in cols
+        assert s.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
