@@ -18,8 +18,8 @@ Traits (``trait`` table) after any sequence of events equal a recomputation from
 Events arriving late (older than ones already stored) are handled: maxima stay maxima.
 ``trait.last_seen_ms`` = latest event that came *from* the subscriber (every type except
 the outbound ``sent``, ``delivered``, ``failed``); it lives in ``trait`` (schema 9), not in
-``subscriber``, so an event dirties one per-subscriber row, not two. ``opt_in``/``opt_out`` events are behaviour
-records only; the consent ledger is written by :mod:`segmentation.consent`.
+``subscriber``, so an event dirties one per-subscriber row, not two. ``opt_in``/``opt_out``
+events are behaviour records only; the consent ledger is written by :mod:`segmentation.consent`.
 """
 
 from __future__ import annotations
