@@ -21,11 +21,19 @@ One SQL pass groups the matched subscribers by (zone columns, reason code); the 
 here turn those groups into the three numbers for an injected ``now``. Zones are looked up once
 per distinct group, never per subscriber.
 
+Suppression: the list is keyed by an HMAC of the number (``segmentation.consent``), and
+``subscriber.phone_hash`` holds the same HMAC of each subscriber's number under the configured
+site key (``segmentation.subscribers``), so a subscriber is suppressed when its stored hash is
+on the list: SQL, no Python per row. Rows without a stored hash (written by a store opened
+without a key, or before schema 10, until ``smsgate subscriber rehash``) are hashed in Python
+as before (~6.5 us each). A different site key is not supported: the stored hashes and the
+list are both under the one key.
+
 Cost at 1M subscribers / 10M events (2 cores, shared): the three-condition draft of
-``bench/segments.py`` previews in ~0.7 s; a 522k-member segment in ~1.1 s with an empty
-suppression list. The suppression list is keyed by an HMAC of the number, so when it is not
-empty every consented matched number is hashed in Python (~8 us each): +3.4 s for that
-segment. A keyed-hash column on ``subscriber`` would make it a join.
+``bench/segments.py`` previews in ~0.4-0.7 s; the 522,780-member ``active_subscribers`` in
+~1.3 s with an empty suppression list, and with a 10,000-number list in 2.0 s through the
+stored hashes vs 4.0 s hashing every consented number in Python (the fallback; same run,
+``bench/segment_counts.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import functools
 import json
 import re
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -224,13 +232,18 @@ _FUNCTION = "smsgate_preview_suppressed"
 
 def _reason_sql(check_suppression: bool) -> str:
     # One CASE per subscriber, the cheapest test first; CASE stops at the first branch taken,
-    # so the consent look-up runs only for active subscribers and the hash only for consented.
+    # so the consent look-up runs only for active subscribers and the suppression check only
+    # for consented ones. Suppressed: the row's stored keyed hash is on the list (the IN list
+    # is built once per statement, then one probe per row); a row with no stored hash is
+    # hashed in Python as it was before the column existed.
     # consent by subscriber id (the consent_sub index, an integer key: measured 1.6x faster
     # than by number at 1M); the ledger rows of a subscriber's number are linked to it
     # (record_consent links them, upsert_subscriber links rows recorded before it existed)
     consent = ("COALESCE((SELECT c.action = 'grant' FROM consent c WHERE c.subscriber_id = "
                "s.id AND c.program = ? ORDER BY c.ts_ms DESC, c.id DESC LIMIT 1), 0)")
-    sup = f" WHEN {_FUNCTION}(s.phone_e164) THEN {SUPPRESSED}" if check_suppression else ""
+    sup = (f" WHEN s.phone_hash IN (SELECT phone_hash FROM suppression WHERE scope IN "
+           f"('{PROGRAM}', 'all')) THEN {SUPPRESSED} WHEN s.phone_hash IS NULL AND "
+           f"{_FUNCTION}(s.phone_e164) THEN {SUPPRESSED}") if check_suppression else ""
     return (f"CASE WHEN s.status <> 'active' THEN {INACTIVE} WHEN NOT {consent} THEN "
             f"{NO_CONSENT}{sup} ELSE {SENDABLE} END")
 
@@ -240,17 +253,32 @@ def _suppressed_hashes(m: Membership) -> frozenset[str]:
         "SELECT phone_hash FROM suppression WHERE scope IN (?, 'all')", (PROGRAM,)))
 
 
+def _python_check(m: Membership) -> Callable[[str], bool]:
+    """The per-row fallback for subscribers without a stored hash: hash the number in Python
+    (~6.5 us) and look it up; the list is read on the first such row only."""
+    key = m.store.hash_key
+    hashes: frozenset[str] | None = None
+
+    def suppressed(e164: str) -> bool:
+        nonlocal hashes
+        if hashes is None:
+            hashes = _suppressed_hashes(m)
+        return number_hash(key, e164) in hashes
+
+    return suppressed
+
+
 def _groups(m: Membership, source: str, params: Sequence[Any]) -> list[Group]:
     """Run the grouped pass over ``source`` (``FROM ... WHERE ...`` yielding rows of ``s``)."""
-    hashes = _suppressed_hashes(m)
-    if hashes:
-        store = m.store
-        if not store.has_hash_key:
+    listed = m.conn.execute("SELECT EXISTS (SELECT 1 FROM suppression WHERE scope IN (?, 'all'))",
+                            (PROGRAM,)).fetchone()[0]
+    if listed:
+        # Also when every row has its hash: the column is the hash under the configured key
+        # (segmentation.subscribers), and a store opened without it cannot vouch for that.
+        if not m.store.has_hash_key:
             raise PreviewError("the suppression list needs the site hash key to be checked")
-        key = store.hash_key
-        m.conn.create_function(_FUNCTION, 1, lambda e164: number_hash(key, e164) in hashes,
-                               deterministic=True)
-    sql = (f"SELECT s.tz, s.tz_candidates, s.country, {_reason_sql(bool(hashes))} AS why, "
+        m.conn.create_function(_FUNCTION, 1, _python_check(m), deterministic=True)
+    sql = (f"SELECT s.tz, s.tz_candidates, s.country, {_reason_sql(bool(listed))} AS why, "
            f"COUNT(*) {source} GROUP BY 1, 2, 3, 4")
     return [Group(tz, cands, country, int(why), int(n))
             for tz, cands, country, why, n in m.conn.execute(sql, (PROGRAM, *params))]

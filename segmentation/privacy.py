@@ -79,6 +79,10 @@ def _dicts(store: Store, sql: str, params: tuple[Any, ...]) -> list[dict[str, An
 def export_subscriber(store: Store, number: str) -> dict[str, Any]:
     """Everything the store holds about ``number``, as a JSON-ready dict.
 
+    ``profile`` is the whole subscriber row, so it includes ``phone_hash``: the keyed hash of
+    the number (the suppression list's key), held about the person and so exported, under its
+    own name next to ``phone_e164``; it is never given as the number.
+
     Raises :class:`PrivacyError` when there is neither a subscriber nor a consent row.
     """
     e164 = normalise(number, store.default_region)

@@ -17,6 +17,12 @@ Setting a value checks it against the key's type. An unknown key is an error unl
 passes ``define_missing=True``; then the type is inferred from the Python value (``str`` ->
 text, ``bool`` -> bool, number -> number, date/datetime -> date, list -> list, GeoPoint -> geo).
 Setting ``None`` removes the value.
+
+``subscriber.phone_hash`` is HMAC-SHA256 of ``phone_e164`` under the site key (the suppression
+list's key), written when the row is created by a store opened with a key; NULL otherwise, until
+:func:`fill_phone_hashes` (``smsgate subscriber rehash``) fills it. A row's number never changes
+(it is the row's identity), so neither does its hash. The preview checks the suppression list
+with it in SQL (:mod:`segmentation.preview`).
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import SmsgateError
+from segmentation.consent import number_hash
 from segmentation.phones import locate, normalise
 from segmentation.store import Store
 
@@ -181,6 +188,59 @@ def find_subscriber(store: Store, number: str) -> int | None:
     return None if found is None else int(found)
 
 
+# -- the keyed hash of the number (subscriber.phone_hash) ------------------------------------
+
+REHASH_BATCH = 10_000  # rows per transaction: the write lock is held ~0.1 s at a time
+
+
+@dataclass(frozen=True)
+class RehashReport:
+    rows: int  # subscriber rows hashed (NULL ones, or with every=True all of them)
+    changed: int  # of those, rows whose stored phone_hash was missing or different
+
+
+def phone_hash_of(store: Store, e164: str) -> str | None:
+    """``subscriber.phone_hash`` for a new row: the suppression list's keyed hash of the
+    number under the store's key (:func:`segmentation.consent.number_hash`), or None when the
+    store was opened without a key (``smsgate subscriber rehash`` fills it later)."""
+    return number_hash(store.hash_key, e164) if store.has_hash_key else None
+
+
+def fill_phone_hashes(store: Store, *, every: bool = False, batch_size: int = REHASH_BATCH,
+                      on_batch: Callable[[RehashReport], None] | None = None) -> RehashReport:
+    """Write ``phone_hash`` of every subscriber that has none (``every``: of all of them), in
+    id order, one transaction per ``batch_size`` rows, so a running daemon waits at most one
+    batch for the write lock. Raises :class:`~segmentation.store.StoreError` without a key.
+
+    The column is the hash under the key the store is opened with; ``every`` rewrites rows
+    written under another one, but the suppression list cannot be re-keyed (it keeps no
+    numbers), so changing the site key is not supported. Listeners are not told: no rule reads
+    the column, and a change note per row would re-evaluate every segment for nothing.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    key = store.hash_key
+    where = "" if every else " AND phone_hash IS NULL"
+    last, rows, changed = 0, 0, 0
+    while True:
+        with store.atomic():
+            batch = store.conn.execute(
+                f"SELECT id, phone_e164 FROM subscriber WHERE id > ?{where} ORDER BY id "
+                "LIMIT ?", (last, batch_size)).fetchall()
+            if batch:
+                cur = store.conn.executemany(
+                    "UPDATE subscriber SET phone_hash = ?1 WHERE id = ?2 "
+                    "AND phone_hash IS NOT ?1",
+                    [(number_hash(key, e164), sid) for sid, e164 in batch])
+                changed += max(cur.rowcount, 0)
+        if not batch:
+            return RehashReport(rows, changed)
+        rows += len(batch)
+        last = int(batch[-1][0])
+        if on_batch is not None:
+            on_batch(RehashReport(rows, changed))
+
+
 _PROFILE_FIELDS = ("region", "postal_code", "tz", "locale", "lat", "lon", "status")
 
 
@@ -235,11 +295,11 @@ def upsert_subscriber(
             if status is None:
                 status = _status_from_ledger(store, e164)
             cur = store.conn.execute(
-                "INSERT INTO subscriber(phone_e164, phone_raw, country, region, area_code, "
-                "postal_code, lat, lon, tz, tz_source, tz_candidates, locale, status, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e164, number, loc.country, loc.region, loc.area_code, postal_code, lat, lon,
-                 loc.tz, loc.tz_source,
+                "INSERT INTO subscriber(phone_e164, phone_raw, phone_hash, country, region, "
+                "area_code, postal_code, lat, lon, tz, tz_source, tz_candidates, locale, status, "
+                "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e164, number, phone_hash_of(store, e164), loc.country, loc.region,
+                 loc.area_code, postal_code, lat, lon, loc.tz, loc.tz_source,
                  json.dumps(list(loc.tz_candidates)) if loc.tz_candidates else None,
                  locale, status, store.now_ms()),
             )

@@ -7,6 +7,8 @@
 - ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``:
   over the whole database file (segment store, outbox, inbox, waiting MO parts; see
   ``gateway.erasure`` and ``docs/privacy.md``).
+- ``smsgate subscriber rehash [--all]``: fill ``subscriber.phone_hash`` in batches
+  (``segmentation.subscribers.fill_phone_hashes``).
 
 The database, default region and hash key come from the config (``[database] path``,
 ``[segments] default_region``, ``[segments] hash_key`` / ``hash_key_env``); ``--db FILE`` uses a
@@ -87,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _store_arguments(add)
     add.set_defaults(func=event_add_command)
 
-    sub = subparsers.add_parser("subscriber", help="export or erase one subscriber's data")
+    sub = subparsers.add_parser(
+        "subscriber", help="export or erase one subscriber's data; rehash numbers")
     sub_sub = sub.add_subparsers(dest="subscriber_command", metavar="COMMAND")
     sub_sub.required = True
     export = sub_sub.add_parser(
@@ -118,6 +121,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     erase.add_argument("--json", action="store_true", help="print the report as JSON")
     _store_arguments(erase)
     erase.set_defaults(func=subscriber_erase_command)
+    rehash = sub_sub.add_parser(
+        "rehash", help="store the keyed hash of numbers that have none (for the preview)",
+        description="Fill subscriber.phone_hash (HMAC-SHA256 of the number under the site "
+        "hash key, as the suppression list stores it) where it is missing: rows written by a "
+        "store opened without the key, or before the column existed. The segment preview "
+        "checks the suppression list through it; without it every number is hashed at "
+        "preview time. 10,000 rows per transaction, so a running daemon is not held up. "
+        "Prints how many rows were hashed.")
+    rehash.add_argument("--all", dest="every", action="store_true",
+                        help="rewrite every row's hash, not only missing ones (the site key "
+                             "itself cannot be changed: the suppression list keeps no numbers)")
+    rehash.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _store_arguments(rehash)
+    rehash.set_defaults(func=subscriber_rehash_command)
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -331,6 +348,30 @@ def subscriber_erase_command(args: argparse.Namespace) -> int:
         if not report.wal_truncated:
             print("note: another process was using the database, so its write-ahead log was "
                   "not truncated; its next writes overwrite the old pages")
+        return 0
+
+    return _run(args, body)
+
+
+def subscriber_rehash_command(args: argparse.Namespace) -> int:
+    from segmentation.subscribers import RehashReport, fill_phone_hashes
+
+    def progress(report: RehashReport) -> None:
+        if not args.json and report.rows % 100_000 == 0:  # every 10 batches
+            print(f"  {report.rows} rows so far", file=sys.stderr, flush=True)
+
+    def body(store: Store) -> int:
+        if not store.has_hash_key:
+            raise CliInputError(
+                "rehash needs the site hash key: set [segments] hash_key_env in the config "
+                f"(or ${HASH_KEY_ENV} with --db)")
+        report = fill_phone_hashes(store, every=args.every, on_batch=progress)
+        if args.json:
+            _print_json({"rows": report.rows, "changed": report.changed, "all": args.every})
+        elif args.every:
+            print(f"hashed {report.rows} rows ({report.changed} changed)")
+        else:
+            print(f"hashed {report.rows} rows without a hash")
         return 0
 
     return _run(args, body)

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segmentation.consent import number_hash
 from segmentation.phones import REGION_TZ, PhoneError, locate, normalise, state_for_us_zip
-from segmentation.store import Change, Store
+from segmentation.store import Change, Store, StoreError
 from segmentation.subscribers import (
     AttributeValueError,
     GeoPoint,
+    RehashReport,
     SubscriberError,
     define_attribute,
+    fill_phone_hashes,
     find_subscriber,
     get_attributes,
     set_attributes,
     upsert_subscriber,
 )
-from tests.segmentation.conftest import START_MS
+from tests.segmentation.conftest import HASH_KEY, START_MS
 
 
 @pytest.mark.parametrize(
@@ -246,3 +250,83 @@ def test_a_subscriber_created_after_a_stop_starts_stopped(store: Store) -> None:
     assert rows[regranted] == "active"
     assert rows[fresh] == "active"
     assert rows[explicit] == "invalid"
+
+
+# -- subscriber.phone_hash: the keyed hash of the number --------------------------------------
+
+
+def _hashes(store: Store) -> dict[str, str | None]:
+    return dict(store.conn.execute("SELECT phone_e164, phone_hash FROM subscriber").fetchall())
+
+
+def test_every_way_a_subscriber_is_created_stores_its_keyed_hash(
+        store: Store, tmp_path: Path) -> None:
+    from segmentation.csvio import import_subscribers
+    from segmentation.ingest import Event, ingest_event
+    upsert_subscriber(store, "(212) 555-0101")
+    ingest_event(store, Event("link_click", START_MS, number="+12125550102"))
+    csv_path = tmp_path / "subs.csv"
+    csv_path.write_text("phone\n+12125550103\n", encoding="utf-8")
+    import_subscribers(store, csv_path)
+    # (segmentation.manual creates listed numbers through upsert_subscriber too)
+    expected = {n: number_hash(HASH_KEY, n) for n in
+                ("+12125550101", "+12125550102", "+12125550103")}
+    assert _hashes(store) == expected
+    # a profile update leaves it as it is (a row's number never changes)
+    upsert_subscriber(store, "+12125550101", tz="Europe/London", status="stopped")
+    assert _hashes(store) == expected
+
+
+def test_a_store_without_a_key_leaves_it_null_and_rehash_fills_it_in_batches(
+        tmp_path: Path) -> None:
+    path = tmp_path / "keyless.db"
+    numbers = [f"+1212555{i:04d}" for i in range(101, 108)]
+    with Store(path, clock=lambda: START_MS, default_region="US") as keyless:
+        for n in numbers:
+            upsert_subscriber(keyless, n)
+        assert set(_hashes(keyless).values()) == {None}
+        with pytest.raises(StoreError, match="hash key"):
+            fill_phone_hashes(keyless)
+    with Store(path, clock=lambda: START_MS, hash_key=HASH_KEY) as keyed:
+        keyed.conn.execute("UPDATE subscriber SET phone_hash = 'kept' WHERE phone_e164 = ?",
+                           (numbers[0],))
+        before = keyed.statistics().transactions_committed
+        seen: list[RehashReport] = []
+        report = fill_phone_hashes(keyed, batch_size=3, on_batch=seen.append)
+        # six NULL rows: batches of 3 and 3, then the empty read that ends it
+        assert report == RehashReport(rows=6, changed=6)
+        assert seen == [RehashReport(3, 3), RehashReport(6, 6)]
+        assert keyed.statistics().transactions_committed - before == 3
+        hashes = _hashes(keyed)
+        assert hashes == {numbers[0]: "kept",
+                          **{n: number_hash(HASH_KEY, n) for n in numbers[1:]}}
+        assert fill_phone_hashes(keyed) == RehashReport(0, 0)
+        # every=True rewrites all rows under the configured key; only the wrong one changes
+        assert fill_phone_hashes(keyed, every=True, batch_size=4) == RehashReport(7, 1)
+        assert _hashes(keyed) == {n: number_hash(HASH_KEY, n) for n in numbers}
+        with pytest.raises(ValueError):
+            fill_phone_hashes(keyed, batch_size=0)
+
+
+def test_rehash_tells_no_listener(store: Store) -> None:
+    # no rule reads the column: a change note would re-evaluate segments for nothing
+    upsert_subscriber(store, "+12125550101")
+    store.conn.execute("UPDATE subscriber SET phone_hash = NULL")
+    changes: list[Change] = []
+    store.add_listener(changes.append)
+    assert fill_phone_hashes(store) == RehashReport(1, 1)
+    assert not [c for c in changes if c]
+
+
+def test_export_names_the_hash_as_a_hash_and_erasure_takes_it_with_the_row(
+        store: Store) -> None:
+    from segmentation.privacy import erase_subscriber, export_subscriber
+
+    upsert_subscriber(store, "+12125550101")
+    digest = number_hash(HASH_KEY, "+12125550101")
+    profile = export_subscriber(store, "+12125550101")["profile"]
+    assert (profile["phone_e164"], profile["phone_hash"]) == ("+12125550101", digest)
+    erase_subscriber(store, "+12125550101")
+    assert store.scalar("SELECT COUNT(*) FROM subscriber WHERE phone_hash = ?", (digest,)) == 0
+    assert store.scalar("SELECT reason FROM suppression WHERE phone_hash = ?",
+                        (digest,)) == "erasure"
