@@ -109,6 +109,8 @@ def export_segment_data(store: Store, e164: str) -> dict[str, Any]:
         out["attributes"] = get_attributes(store, sid)
         traits = store.query("SELECT * FROM trait WHERE subscriber_id = ?", (sid,))
         out["traits"] = dict(traits[0]) if traits else None
+        # kept under profile as before schema 9 moved it into trait (export keys are stable)
+        p["last_seen_ms"] = out["traits"]["last_seen_ms"] if out["traits"] else None
         out["events"] = [
             {**e, "props": json.loads(e["props"]) if e["props"] else None, "at": _iso(e["ts_ms"])}
             for e in _dicts(store, "SELECT id, type, ts_ms, value, props, source, dedupe_key "

@@ -160,3 +160,10 @@ def test_segment_export_csv(store: Store) -> None:
     with pytest.raises(PrivacyError):
         export_segment_csv(store, "nope", empty)
     assert empty.getvalue() == ""
+
+
+def test_export_keeps_last_seen_under_profile(store: Store) -> None:
+    """Schema 9 moved last_seen_ms into the trait row; the export's keys stay as they were."""
+    _seed(store)
+    out = export_subscriber(store, NUMBER)
+    assert out["profile"]["last_seen_ms"] == out["traits"]["last_seen_ms"] is not None
