@@ -21,13 +21,16 @@ One SQL pass groups the matched subscribers by (zone columns, reason code); the 
 here turn those groups into the three numbers for an injected ``now``. Zones are looked up once
 per distinct group, never per subscriber.
 
-Suppression: the list is keyed by an HMAC of the number (``segmentation.consent``), and
-``subscriber.phone_hash`` holds the same HMAC of each subscriber's number under the configured
-site key (``segmentation.subscribers``), so a subscriber is suppressed when its stored hash is
-on the list: SQL, no Python per row. Rows without a stored hash (written by a store opened
-without a key, or before schema 10, until ``smsgate subscriber rehash``) are hashed in Python
-as before (~6.5 us each). A different site key is not supported: the stored hashes and the
-list are both under the one key.
+Suppression: the list is keyed by an HMAC of the number (``segmentation.consent``), and the
+``subscriber_hash`` side table (schema 11) holds the same HMAC of each subscriber's number under
+the configured site key (``segmentation.subscribers``). The suppressed subscribers are found
+from the (small) list through the side table's primary key, a set of ids built once per
+statement; each matched row is one probe of that set: SQL, no Python per row. Subscribers
+without a stored hash (written by a store opened without a key, or before schema 10, until
+``smsgate subscriber rehash``) are hashed in Python as before (~6.5 us each); whether there are
+any is decided by two counts, so a fully hashed store does not probe the side table per row.
+A different site key is not supported: the stored hashes and the list are both under the one
+key.
 
 Cost at 1M subscribers / 10M events (2 cores, shared): the three-condition draft of
 ``bench/segments.py`` previews in ~0.4-0.7 s; the 522,780-member ``active_subscribers`` in
@@ -230,20 +233,31 @@ def summarise(groups: Iterable[Group], now_ms: int, quiet: QuietHours,
 _FUNCTION = "smsgate_preview_suppressed"
 
 
-def _reason_sql(check_suppression: bool) -> str:
+# Subscribers whose stored keyed hash is on the list: read from the (small) list through the
+# side table's primary key, one probe per listed hash (CROSS JOIN keeps that order), never a
+# walk of the side table. Built once per statement into a set of ids.
+_SUPPRESSED_IDS = ("SELECT h.subscriber_id FROM suppression p CROSS JOIN subscriber_hash h "
+                   f"ON h.phone_hash = p.phone_hash WHERE p.scope IN ('{PROGRAM}', 'all')")
+# a subscriber with no stored hash (written without the key, until rehash)
+_UNHASHED = "NOT EXISTS (SELECT 1 FROM subscriber_hash h WHERE h.subscriber_id = s.id)"
+
+
+def _reason_sql(check_suppression: bool, fallback: bool = False) -> str:
     # One CASE per subscriber, the cheapest test first; CASE stops at the first branch taken,
     # so the consent look-up runs only for active subscribers and the suppression check only
-    # for consented ones. Suppressed: the row's stored keyed hash is on the list (the IN list
-    # is built once per statement, then one probe per row); a row with no stored hash is
-    # hashed in Python as it was before the column existed.
+    # for consented ones. Suppressed: the subscriber's id is in the set found from the list
+    # (one probe per row); with ``fallback``, a subscriber with no stored hash is hashed in
+    # Python as it was before the hash was stored (AND stops at the probe for the others).
     # consent by subscriber id (the consent_sub index, an integer key: measured 1.6x faster
     # than by number at 1M); the ledger rows of a subscriber's number are linked to it
     # (record_consent links them, upsert_subscriber links rows recorded before it existed)
     consent = ("COALESCE((SELECT c.action = 'grant' FROM consent c WHERE c.subscriber_id = "
                "s.id AND c.program = ? ORDER BY c.ts_ms DESC, c.id DESC LIMIT 1), 0)")
-    sup = (f" WHEN s.phone_hash IN (SELECT phone_hash FROM suppression WHERE scope IN "
-           f"('{PROGRAM}', 'all')) THEN {SUPPRESSED} WHEN s.phone_hash IS NULL AND "
-           f"{_FUNCTION}(s.phone_e164) THEN {SUPPRESSED}") if check_suppression else ""
+    sup = ""
+    if check_suppression:
+        sup = f" WHEN s.id IN ({_SUPPRESSED_IDS}) THEN {SUPPRESSED}"
+        if fallback:
+            sup += f" WHEN {_UNHASHED} AND {_FUNCTION}(s.phone_e164) THEN {SUPPRESSED}"
     return (f"CASE WHEN s.status <> 'active' THEN {INACTIVE} WHEN NOT {consent} THEN "
             f"{NO_CONSENT}{sup} ELSE {SENDABLE} END")
 
@@ -268,18 +282,30 @@ def _python_check(m: Membership) -> Callable[[str], bool]:
     return suppressed
 
 
+def _unhashed_subscribers(m: Membership) -> bool:
+    """Whether some subscriber has no stored hash. Counts, not a walk: every side-table row
+    belongs to a distinct subscriber (UNIQUE, foreign key with ON DELETE CASCADE), so equal
+    counts mean every subscriber has one, and the per-row probe of the fallback is left out."""
+    row = m.conn.execute("SELECT (SELECT COUNT(*) FROM subscriber) > "
+                         "(SELECT COUNT(*) FROM subscriber_hash)").fetchone()
+    return bool(row[0])
+
+
 def _groups(m: Membership, source: str, params: Sequence[Any]) -> list[Group]:
     """Run the grouped pass over ``source`` (``FROM ... WHERE ...`` yielding rows of ``s``)."""
     listed = m.conn.execute("SELECT EXISTS (SELECT 1 FROM suppression WHERE scope IN (?, 'all'))",
                             (PROGRAM,)).fetchone()[0]
+    fallback = False
     if listed:
-        # Also when every row has its hash: the column is the hash under the configured key
-        # (segmentation.subscribers), and a store opened without it cannot vouch for that.
+        # Also when every subscriber has its hash: the side table holds hashes under the
+        # configured key (segmentation.subscribers); a store opened without it cannot vouch.
         if not m.store.has_hash_key:
             raise PreviewError("the suppression list needs the site hash key to be checked")
-        m.conn.create_function(_FUNCTION, 1, _python_check(m), deterministic=True)
-    sql = (f"SELECT s.tz, s.tz_candidates, s.country, {_reason_sql(bool(listed))} AS why, "
-           f"COUNT(*) {source} GROUP BY 1, 2, 3, 4")
+        fallback = _unhashed_subscribers(m)
+        if fallback:
+            m.conn.create_function(_FUNCTION, 1, _python_check(m), deterministic=True)
+    sql = (f"SELECT s.tz, s.tz_candidates, s.country, {_reason_sql(bool(listed), fallback)} "
+           f"AS why, COUNT(*) {source} GROUP BY 1, 2, 3, 4")
     return [Group(tz, cands, country, int(why), int(n))
             for tz, cands, country, why, n in m.conn.execute(sql, (PROGRAM, *params))]
 

@@ -79,9 +79,10 @@ def _dicts(store: Store, sql: str, params: tuple[Any, ...]) -> list[dict[str, An
 def export_subscriber(store: Store, number: str) -> dict[str, Any]:
     """Everything the store holds about ``number``, as a JSON-ready dict.
 
-    ``profile`` is the whole subscriber row, so it includes ``phone_hash``: the keyed hash of
-    the number (the suppression list's key), held about the person and so exported, under its
-    own name next to ``phone_e164``; it is never given as the number.
+    ``profile`` is the whole subscriber row plus ``phone_hash`` from ``subscriber_hash``
+    (schema 11; None when not stored): the keyed hash of the number (the suppression list's
+    key), held about the person and so exported, under its own name; it is never given as
+    the number.
 
     Raises :class:`PrivacyError` when there is neither a subscriber nor a consent row.
     """
@@ -95,7 +96,10 @@ def export_subscriber(store: Store, number: str) -> dict[str, Any]:
 def export_segment_data(store: Store, e164: str) -> dict[str, Any]:
     """:func:`export_subscriber` for a normalised number, without the "nothing stored" check
     (the gateway's export adds the outbox and inbox and decides that over all of them)."""
-    profile = store.query("SELECT * FROM subscriber WHERE phone_e164 = ?", (e164,))
+    # phone_hash lives in its side table (schema 11); the export keeps it under profile
+    profile = store.query(
+        "SELECT s.*, h.phone_hash FROM subscriber s LEFT JOIN subscriber_hash h "
+        "ON h.subscriber_id = s.id WHERE s.phone_e164 = ?", (e164,))
     consent = [asdict(c) for c in consent_history(store, e164, as_written=True)]
     out: dict[str, Any] = {"number": e164, "exported_at": _iso(store.now_ms()),
                            "profile": None, "attributes": {}, "traits": None, "events": [],

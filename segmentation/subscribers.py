@@ -18,11 +18,13 @@ passes ``define_missing=True``; then the type is inferred from the Python value 
 text, ``bool`` -> bool, number -> number, date/datetime -> date, list -> list, GeoPoint -> geo).
 Setting ``None`` removes the value.
 
-``subscriber.phone_hash`` is HMAC-SHA256 of ``phone_e164`` under the site key (the suppression
-list's key), written when the row is created by a store opened with a key; NULL otherwise, until
-:func:`fill_phone_hashes` (``smsgate subscriber rehash``) fills it. A row's number never changes
-(it is the row's identity), so neither does its hash. The preview checks the suppression list
-with it in SQL (:mod:`segmentation.preview`).
+``subscriber_hash`` (schema 11) holds HMAC-SHA256 of each subscriber's ``phone_e164`` under the
+site key (the suppression list's key), one row per subscriber, written when the subscriber is
+created by a store opened with a key; a subscriber written without one has no row until
+:func:`fill_phone_hashes` (``smsgate subscriber rehash``) writes it. A row's number never changes
+(it is the row's identity), so neither does its hash. It is a side table, not a subscriber
+column, because every live count walks subscriber rows and only the preview reads the hash: it
+goes from the suppression list to subscriber ids in SQL (:mod:`segmentation.preview`).
 """
 
 from __future__ import annotations
@@ -188,50 +190,58 @@ def find_subscriber(store: Store, number: str) -> int | None:
     return None if found is None else int(found)
 
 
-# -- the keyed hash of the number (subscriber.phone_hash) ------------------------------------
+# -- the keyed hash of the number (subscriber_hash) ------------------------------------------
 
 REHASH_BATCH = 10_000  # rows per transaction: the write lock is held ~0.1 s at a time
 
 
 @dataclass(frozen=True)
 class RehashReport:
-    rows: int  # subscriber rows hashed (NULL ones, or with every=True all of them)
-    changed: int  # of those, rows whose stored phone_hash was missing or different
+    rows: int  # subscribers hashed (those without a hash row, or with every=True all of them)
+    changed: int  # of those, subscribers whose stored hash was missing or different
 
 
 def phone_hash_of(store: Store, e164: str) -> str | None:
-    """``subscriber.phone_hash`` for a new row: the suppression list's keyed hash of the
+    """The ``subscriber_hash`` of a new subscriber: the suppression list's keyed hash of the
     number under the store's key (:func:`segmentation.consent.number_hash`), or None when the
-    store was opened without a key (``smsgate subscriber rehash`` fills it later)."""
+    store was opened without a key (``smsgate subscriber rehash`` writes it later)."""
     return number_hash(store.hash_key, e164) if store.has_hash_key else None
+
+
+# Insert or replace one subscriber's hash; the WHERE keeps an equal hash out of ``changed``
+# (an upsert that updates nothing is not a change).
+_WRITE_HASH = (
+    "INSERT INTO subscriber_hash(phone_hash, subscriber_id) VALUES (?1, ?2) "
+    "ON CONFLICT(subscriber_id) DO UPDATE SET phone_hash = excluded.phone_hash "
+    "WHERE phone_hash IS NOT excluded.phone_hash")
 
 
 def fill_phone_hashes(store: Store, *, every: bool = False, batch_size: int = REHASH_BATCH,
                       on_batch: Callable[[RehashReport], None] | None = None) -> RehashReport:
-    """Write ``phone_hash`` of every subscriber that has none (``every``: of all of them), in
-    id order, one transaction per ``batch_size`` rows, so a running daemon waits at most one
-    batch for the write lock. Raises :class:`~segmentation.store.StoreError` without a key.
+    """Write the ``subscriber_hash`` row of every subscriber that has none (``every``: of all
+    of them), in id order, one transaction per ``batch_size`` subscribers, so a running daemon
+    waits at most one batch for the write lock. Raises
+    :class:`~segmentation.store.StoreError` without a key.
 
-    The column is the hash under the key the store is opened with; ``every`` rewrites rows
+    The table holds the hash under the key the store is opened with; ``every`` rewrites rows
     written under another one, but the suppression list cannot be re-keyed (it keeps no
     numbers), so changing the site key is not supported. Listeners are not told: no rule reads
-    the column, and a change note per row would re-evaluate every segment for nothing.
+    the hash, and a change note per row would re-evaluate every segment for nothing.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     key = store.hash_key
-    where = "" if every else " AND phone_hash IS NULL"
+    where = "" if every else (
+        " AND NOT EXISTS (SELECT 1 FROM subscriber_hash h WHERE h.subscriber_id = s.id)")
     last, rows, changed = 0, 0, 0
     while True:
         with store.atomic():
             batch = store.conn.execute(
-                f"SELECT id, phone_e164 FROM subscriber WHERE id > ?{where} ORDER BY id "
-                "LIMIT ?", (last, batch_size)).fetchall()
+                f"SELECT s.id, s.phone_e164 FROM subscriber s WHERE s.id > ?{where} "
+                "ORDER BY s.id LIMIT ?", (last, batch_size)).fetchall()
             if batch:
                 cur = store.conn.executemany(
-                    "UPDATE subscriber SET phone_hash = ?1 WHERE id = ?2 "
-                    "AND phone_hash IS NOT ?1",
-                    [(number_hash(key, e164), sid) for sid, e164 in batch])
+                    _WRITE_HASH, [(number_hash(key, e164), sid) for sid, e164 in batch])
                 changed += max(cur.rowcount, 0)
         if not batch:
             return RehashReport(rows, changed)
@@ -295,15 +305,19 @@ def upsert_subscriber(
             if status is None:
                 status = _status_from_ledger(store, e164)
             cur = store.conn.execute(
-                "INSERT INTO subscriber(phone_e164, phone_raw, phone_hash, country, region, "
-                "area_code, postal_code, lat, lon, tz, tz_source, tz_candidates, locale, status, "
-                "created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e164, number, phone_hash_of(store, e164), loc.country, loc.region,
-                 loc.area_code, postal_code, lat, lon, loc.tz, loc.tz_source,
+                "INSERT INTO subscriber(phone_e164, phone_raw, country, region, area_code, "
+                "postal_code, lat, lon, tz, tz_source, tz_candidates, locale, status, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e164, number, loc.country, loc.region, loc.area_code, postal_code, lat, lon,
+                 loc.tz, loc.tz_source,
                  json.dumps(list(loc.tz_candidates)) if loc.tz_candidates else None,
                  locale, status, store.now_ms()),
             )
             sub_id = int(cur.lastrowid or 0)
+            digest = phone_hash_of(store, e164)
+            if digest is not None:
+                store.conn.execute("INSERT INTO subscriber_hash(phone_hash, subscriber_id) "
+                                   "VALUES (?, ?)", (digest, sub_id))
             # Every subscriber has a trait row (zeros and NULLs until events arrive), so rule
             # SQL can join it without LEFT JOIN NULL handling for "orders = 0".
             store.conn.execute("INSERT INTO trait(subscriber_id) VALUES (?)", (sub_id,))

@@ -7,7 +7,7 @@
 - ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``:
   over the whole database file (segment store, outbox, inbox, waiting MO parts; see
   ``gateway.erasure`` and ``docs/privacy.md``).
-- ``smsgate subscriber rehash [--all]``: fill ``subscriber.phone_hash`` in batches
+- ``smsgate subscriber rehash [--all]``: fill ``subscriber_hash`` in batches
   (``segmentation.subscribers.fill_phone_hashes``).
 
 The database, default region and hash key come from the config (``[database] path``,
@@ -123,9 +123,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     erase.set_defaults(func=subscriber_erase_command)
     rehash = sub_sub.add_parser(
         "rehash", help="store the keyed hash of numbers that have none (for the preview)",
-        description="Fill subscriber.phone_hash (HMAC-SHA256 of the number under the site "
+        description="Fill subscriber_hash (HMAC-SHA256 of the number under the site "
         "hash key, as the suppression list stores it) where it is missing: rows written by a "
-        "store opened without the key, or before the column existed. The segment preview "
+        "store opened without the key, or before schema 10. The segment preview "
         "checks the suppression list through it; without it every number is hashed at "
         "preview time. 10,000 rows per transaction, so a running daemon is not held up. "
         "Prints how many rows were hashed.")

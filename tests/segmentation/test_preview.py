@@ -235,7 +235,7 @@ def test_sql_path_equals_a_per_subscriber_model(
             store.close()
 
 
-# -- suppression through the stored keyed hash (subscriber.phone_hash) --------------------------
+# -- suppression through the stored keyed hash (subscriber_hash, schema 11) ----------------------
 
 
 def _count_python_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -256,21 +256,21 @@ def _count_python_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_stored_hashes_decide_in_sql_and_only_null_rows_are_hashed_in_python(
         m: Membership, monkeypatch: pytest.MonkeyPatch) -> None:
     hashed = _count_python_hashing(monkeypatch)
-    assert m.conn.execute("SELECT COUNT(*) FROM subscriber WHERE phone_hash IS NULL"
-                          ).fetchone() == (0,)
+    assert m.conn.execute("SELECT COUNT(*) FROM subscriber WHERE id NOT IN "
+                          "(SELECT subscriber_id FROM subscriber_hash)").fetchone() == (0,)
     expected = (13, 8, 3, 1, 2, 2, 5)
     assert _numbers(preview_rule(m, RULE, now=T12)) == expected
     assert hashed == []
     # e (suppressed) and a (sendable) without a stored hash: those two, and only they
-    m.conn.execute("UPDATE subscriber SET phone_hash = NULL "
-                   "WHERE phone_e164 IN ('+12125550104', '+447911123456')")
+    m.conn.execute("DELETE FROM subscriber_hash WHERE subscriber_id IN (SELECT id FROM "
+                   "subscriber WHERE phone_e164 IN ('+12125550104', '+447911123456'))")
     assert _numbers(preview_rule(m, RULE, now=T12)) == expected
     # (SQLite evaluates a grouped row's expressions again for each group's first row, so a
     # number may be hashed twice; the set is what matters)
     assert set(hashed) == {"+12125550104", "+447911123456"}
     # no stored hash at all: every active, consented, matched number (as before schema 10)
     hashed.clear()
-    m.conn.execute("UPDATE subscriber SET phone_hash = NULL")
+    m.conn.execute("DELETE FROM subscriber_hash")
     assert _numbers(preview_rule(m, RULE, now=T12)) == expected
     assert len(set(hashed)) == 8 + 2
     # the list is read afresh by each preview: a number suppressed since then is seen
@@ -284,11 +284,45 @@ def test_the_stored_hash_is_trusted_to_be_under_the_configured_key(m: Membership
     from segmentation.consent import number_hash
     from segmentation.subscribers import fill_phone_hashes
 
-    m.conn.execute("UPDATE subscriber SET phone_hash = ? WHERE phone_e164 = '+12125550104'",
+    m.conn.execute("UPDATE subscriber_hash SET phone_hash = ? WHERE subscriber_id = "
+                   "(SELECT id FROM subscriber WHERE phone_e164 = '+12125550104')",
                    (number_hash(b"another-key", "+12125550104"),))
     assert preview_rule(m, RULE, now=T12).suppressed == 1
     assert fill_phone_hashes(m.store, every=True).changed == 1
     assert _numbers(preview_rule(m, RULE, now=T12)) == (13, 8, 3, 1, 2, 2, 5)
+
+
+def _preview_plan(m: Membership) -> str:
+    """The query plan of the grouped pass a segment preview runs (its statement, traced)."""
+    statements: list[str] = []
+    m.conn.set_trace_callback(statements.append)
+    try:
+        preview_segment(m, "not_fr", now=T12)
+    finally:
+        m.conn.set_trace_callback(None)
+    (sql,) = [s for s in statements if "GROUP BY" in s]
+    return "\n".join(r[3] for r in m.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+
+def test_suppressed_ids_come_from_the_list_through_the_side_tables_key(
+        m: Membership, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed = _count_python_hashing(monkeypatch)
+    m.define("not_fr", RULE)
+    # one primary-key probe of subscriber_hash per listed hash, never a walk of it, and with
+    # every subscriber hashed no per-row "has it a hash?" probe either
+    plan = _preview_plan(m)
+    assert "SEARCH h USING PRIMARY KEY (phone_hash=?)" in plan, plan
+    assert "SCAN h" not in plan and "(subscriber_id=?)" not in plan, plan
+    assert preview_segment(m, "not_fr", now=T12).suppressed == 2
+    # one subscriber without a hash: the probe is back, and only that number is hashed
+    m.conn.execute("DELETE FROM subscriber_hash WHERE subscriber_id = "
+                   "(SELECT id FROM subscriber WHERE phone_e164 = '+12125550110')")
+    plan = _preview_plan(m)
+    assert "SEARCH h USING COVERING INDEX" in plan and "(subscriber_id=?)" in plan, plan
+    assert "SCAN h" not in plan, plan
+    hashed.clear()
+    assert preview_segment(m, "not_fr", now=T12).suppressed == 2
+    assert set(hashed) == {"+12125550110"}
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -297,7 +331,7 @@ def test_the_stored_hash_is_trusted_to_be_under_the_configured_key(m: Membership
         st.sampled_from(("active", "active", "stopped")),
         st.sampled_from((None, "grant", "revoke")),
         st.sampled_from((None, "marketing", "transactional", "all")),
-        st.booleans(),  # stored hash kept (else NULL: hashed in Python)
+        st.booleans(),  # stored hash kept (else its side row deleted: hashed in Python)
     ), min_size=1, max_size=len(_NUMBERS)),
 )
 def test_mixed_stored_and_missing_hashes_equal_a_per_subscriber_model(
@@ -314,8 +348,9 @@ def test_mixed_stored_and_missing_hashes_equal_a_per_subscriber_model(
                 if sup:
                     suppress(store, number, sup, "test")
                 if not kept:
-                    store.conn.execute("UPDATE subscriber SET phone_hash = NULL "
-                                       "WHERE phone_e164 = ?", (number,))
+                    store.conn.execute("DELETE FROM subscriber_hash WHERE subscriber_id = "
+                                       "(SELECT id FROM subscriber WHERE phone_e164 = ?)",
+                                       (number,))
                 if status != "active" or action != "grant":
                     continue
                 expected[sup in ("marketing", "all")] += 1

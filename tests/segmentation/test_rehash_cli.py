@@ -1,4 +1,4 @@
-"""`smsgate subscriber rehash [--all]`: fills subscriber.phone_hash; errors for people."""
+"""`smsgate subscriber rehash [--all]`: fills subscriber_hash; errors for people."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def _keyless_store(path: Path) -> None:
 
 def _hashes(path: Path) -> dict[str, str | None]:
     with Store(path) as store:
-        return dict(store.conn.execute("SELECT phone_e164, phone_hash FROM subscriber"))
+        return dict(store.conn.execute(
+            "SELECT s.phone_e164, h.phone_hash FROM subscriber s "
+            "LEFT JOIN subscriber_hash h ON h.subscriber_id = s.id"))
 
 
 def test_rehash_fills_missing_hashes_and_all_rewrites_every_row(

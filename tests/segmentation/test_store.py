@@ -324,3 +324,33 @@ def test_migration_9_moves_last_seen_into_trait(tmp_path: Path) -> None:
         assert "last_seen_ms" not in cols and "created_ms" in cols
         assert s.conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_migration_11_moves_the_keyed_hash_into_a_side_table(tmp_path: Path) -> None:
+    path = tmp_path / "v10.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    _apply(c, 10)
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms, phone_hash) VALUES "
+              "(1, '+1', 0, 'h1'), (2, '+2', 0, NULL), (3, '+3', 0, 'h3'), (4, '+4', 0, 'h3')")
+    c.close()
+    with Store(path) as s:
+        conn = s.conn
+        assert s.schema_version == len(MIGRATIONS) >= 11
+        # a NULL hash gets no row; a (hand-made) duplicate keeps the first and the other
+        # subscriber goes without, as if written without the key (the preview hashes it)
+        assert conn.execute("SELECT subscriber_id, phone_hash FROM subscriber_hash "
+                            "ORDER BY 1").fetchall() == [(1, "h1"), (3, "h3")]
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(subscriber)")}
+        assert "phone_hash" not in cols and "phone_e164" in cols
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        for sql in ("SELECT subscriber_id FROM subscriber_hash WHERE phone_hash = 'h1'",
+                    "SELECT 1 FROM subscriber_hash WHERE subscriber_id = 3"):
+            plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "SEARCH" in plan and "SCAN" not in plan, (sql, plan)
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute("INSERT INTO subscriber_hash VALUES ('other', 1)")
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            conn.execute("INSERT INTO subscriber_hash VALUES ('h9', 9)")
+        conn.execute("DELETE FROM subscriber WHERE id = 3")  # cascades
+        assert conn.execute("SELECT subscriber_id FROM subscriber_hash").fetchall() == [(1,)]

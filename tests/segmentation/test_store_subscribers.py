@@ -252,11 +252,13 @@ def test_a_subscriber_created_after_a_stop_starts_stopped(store: Store) -> None:
     assert rows[explicit] == "invalid"
 
 
-# -- subscriber.phone_hash: the keyed hash of the number --------------------------------------
+# -- subscriber_hash: the keyed hash of the number (schema 11) ----------------------------------
 
 
 def _hashes(store: Store) -> dict[str, str | None]:
-    return dict(store.conn.execute("SELECT phone_e164, phone_hash FROM subscriber").fetchall())
+    return dict(store.conn.execute(
+        "SELECT s.phone_e164, h.phone_hash FROM subscriber s "
+        "LEFT JOIN subscriber_hash h ON h.subscriber_id = s.id").fetchall())
 
 
 def test_every_way_a_subscriber_is_created_stores_its_keyed_hash(
@@ -275,9 +277,12 @@ def test_every_way_a_subscriber_is_created_stores_its_keyed_hash(
     # a profile update leaves it as it is (a row's number never changes)
     upsert_subscriber(store, "+12125550101", tz="Europe/London", status="stopped")
     assert _hashes(store) == expected
+    # one side row per subscriber, and the subscriber row itself stays narrow
+    assert store.scalar("SELECT COUNT(*) FROM subscriber_hash") == 3
+    assert "phone_hash" not in {r[1] for r in store.conn.execute("PRAGMA table_info(subscriber)")}
 
 
-def test_a_store_without_a_key_leaves_it_null_and_rehash_fills_it_in_batches(
+def test_a_store_without_a_key_writes_no_hash_and_rehash_fills_it_in_batches(
         tmp_path: Path) -> None:
     path = tmp_path / "keyless.db"
     numbers = [f"+1212555{i:04d}" for i in range(101, 108)]
@@ -285,15 +290,17 @@ def test_a_store_without_a_key_leaves_it_null_and_rehash_fills_it_in_batches(
         for n in numbers:
             upsert_subscriber(keyless, n)
         assert set(_hashes(keyless).values()) == {None}
+        assert keyless.scalar("SELECT COUNT(*) FROM subscriber_hash") == 0
         with pytest.raises(StoreError, match="hash key"):
             fill_phone_hashes(keyless)
     with Store(path, clock=lambda: START_MS, hash_key=HASH_KEY) as keyed:
-        keyed.conn.execute("UPDATE subscriber SET phone_hash = 'kept' WHERE phone_e164 = ?",
+        keyed.conn.execute("INSERT INTO subscriber_hash(phone_hash, subscriber_id) "
+                           "SELECT 'kept', id FROM subscriber WHERE phone_e164 = ?",
                            (numbers[0],))
         before = keyed.statistics().transactions_committed
         seen: list[RehashReport] = []
         report = fill_phone_hashes(keyed, batch_size=3, on_batch=seen.append)
-        # six NULL rows: batches of 3 and 3, then the empty read that ends it
+        # six without a hash: batches of 3 and 3, then the empty read that ends it
         assert report == RehashReport(rows=6, changed=6)
         assert seen == [RehashReport(3, 3), RehashReport(6, 6)]
         assert keyed.statistics().transactions_committed - before == 3
@@ -304,14 +311,16 @@ def test_a_store_without_a_key_leaves_it_null_and_rehash_fills_it_in_batches(
         # every=True rewrites all rows under the configured key; only the wrong one changes
         assert fill_phone_hashes(keyed, every=True, batch_size=4) == RehashReport(7, 1)
         assert _hashes(keyed) == {n: number_hash(HASH_KEY, n) for n in numbers}
+        assert keyed.scalar("SELECT COUNT(*) FROM subscriber_hash") == len(numbers)
+        assert fill_phone_hashes(keyed, every=True) == RehashReport(7, 0)
         with pytest.raises(ValueError):
             fill_phone_hashes(keyed, batch_size=0)
 
 
 def test_rehash_tells_no_listener(store: Store) -> None:
-    # no rule reads the column: a change note would re-evaluate segments for nothing
+    # no rule reads the hash: a change note would re-evaluate segments for nothing
     upsert_subscriber(store, "+12125550101")
-    store.conn.execute("UPDATE subscriber SET phone_hash = NULL")
+    store.conn.execute("DELETE FROM subscriber_hash")
     changes: list[Change] = []
     store.add_listener(changes.append)
     assert fill_phone_hashes(store) == RehashReport(1, 1)
@@ -324,9 +333,17 @@ def test_export_names_the_hash_as_a_hash_and_erasure_takes_it_with_the_row(
 
     upsert_subscriber(store, "+12125550101")
     digest = number_hash(HASH_KEY, "+12125550101")
+    upsert_subscriber(store, "+12125550102")
+    store.conn.execute("DELETE FROM subscriber_hash WHERE phone_hash = ?",
+                       (number_hash(HASH_KEY, "+12125550102"),))
     profile = export_subscriber(store, "+12125550101")["profile"]
     assert (profile["phone_e164"], profile["phone_hash"]) == ("+12125550101", digest)
+    # the export's keys are as before the hash moved to its side table (schema 11)
+    assert list(profile)[-3:] == ["created_ms", "phone_hash", "last_seen_ms"]
+    assert export_subscriber(store, "+12125550102")["profile"]["phone_hash"] is None
     erase_subscriber(store, "+12125550101")
-    assert store.scalar("SELECT COUNT(*) FROM subscriber WHERE phone_hash = ?", (digest,)) == 0
+    # the side row went with the subscriber (ON DELETE CASCADE); only the list keeps the hash
+    assert store.scalar("SELECT COUNT(*) FROM subscriber_hash WHERE phone_hash = ?",
+                        (digest,)) == 0
     assert store.scalar("SELECT reason FROM suppression WHERE phone_hash = ?",
                         (digest,)) == "erasure"
