@@ -34,9 +34,9 @@ key.
 
 Cost at 1M subscribers / 10M events (2 cores, shared): the three-condition draft of
 ``bench/segments.py`` previews in ~0.4-0.7 s; the 522,780-member ``active_subscribers`` in
-~1.3 s with an empty suppression list, and with a 10,000-number list in 2.0 s through the
-stored hashes vs 4.0 s hashing every consented number in Python (the fallback; same run,
-``bench/segment_counts.py``).
+~1.3-1.9 s with an empty suppression list, and with a 10,000-number list in 1.5 s through the
+side table vs 3.8 s hashing every consented number in Python (the fallback; same run,
+``bench/segment_counts.py``, schema 11).
 """
 
 from __future__ import annotations

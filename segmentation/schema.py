@@ -306,7 +306,10 @@ MIGRATIONS: tuple[str, ...] = (
     # the hash; it goes from the small suppression list through the primary key to subscriber
     # ids. UNIQUE(subscriber_id) is the index the cascade and "has a hash?" probes use. OR
     # IGNORE: a hand-made duplicate hash must not stop the store from opening (that row falls
-    # back to hashing in Python, as a row without a hash does).
+    # back to hashing in Python, as a row without a hash does). DROP COLUMN rewrites the rows
+    # in place, so a store whose column was filled keeps its page count (pages ~60 % full)
+    # until a VACUUM, which cannot run in this transaction; measured at 1M, the migration
+    # itself (1M hashes) takes 8.4 s at open.
     """
     CREATE TABLE subscriber_hash (
         phone_hash    TEXT    PRIMARY KEY,  -- segmentation.consent.number_hash of phone_e164
