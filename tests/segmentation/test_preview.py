@@ -253,7 +253,7 @@ def _count_python_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return hashed
 
 
-def test_stored_hashes_decide_in_sql_and_only_null_rows_are_hashed_in_python(
+def test_stored_hashes_decide_in_sql_and_only_unhashed_rows_are_hashed_in_python(
         m: Membership, monkeypatch: pytest.MonkeyPatch) -> None:
     hashed = _count_python_hashing(monkeypatch)
     assert m.conn.execute("SELECT COUNT(*) FROM subscriber WHERE id NOT IN "
