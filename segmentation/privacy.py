@@ -4,7 +4,8 @@ segment export as CSV.
 Erasure removes the person and keeps what the law and good practice need:
 
 - deleted: the ``subscriber`` row and, by ``ON DELETE CASCADE``, attributes, events, daily
-  roll-ups, traits, segment memberships, membership history and re-check rows;
+  roll-ups, traits, segment memberships, membership history, future-stamped event times and
+  the stored keyed hash of the number (``subscriber_hash``);
 - kept, pseudonymised: the consent ledger rows. They are legal evidence (FTC TSR keeps consent
   records 5 years, §6.4), so they are not deleted; their number is replaced by
   ``hmac-sha256:<keyed hash>`` (the same hash the suppression list uses, so the evidence stays
@@ -176,6 +177,8 @@ _CASCADED: tuple[tuple[str, str], ...] = (
     ("trait", "subscriber_id = ?"),
     ("segment_member", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
     ("segment_transition", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
+    ("event_future", "subscriber_id = ?"),
+    ("subscriber_hash", "subscriber_id = ?"),
 )
 
 

@@ -425,7 +425,7 @@ def test_a_file_with_only_the_segment_store(tmp_path: Path) -> None:
         report = erase_number(store, NUMBER)
         tables = {r[0] for r in store.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert dict(report.removed) == {"subscriber": 1, "trait": 1}
+    assert dict(report.removed) == {"subscriber": 1, "trait": 1, "subscriber_hash": 1}
     assert not tables & {"outbox_message", "inbox_message", "erased_message_tally"}
 
 

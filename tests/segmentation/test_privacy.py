@@ -105,7 +105,7 @@ def test_erasure_leaves_nothing_personal_but_the_suppression_hash(store: Store) 
         sid, 2, 3, 1, 2, True)
     assert dict(report.removed) == {
         "subscriber": 1, "subscriber_attr": 3, "event": 2, "event_daily": 2, "trait": 1,
-        "segment_member": 1, "segment_transition": 1}
+        "segment_member": 1, "segment_transition": 1, "event_future": 1, "subscriber_hash": 1}
     assert _cells_containing(store, needles) == []
     digest = number_hash(HASH_KEY, NUMBER)
     assert store.scalar("SELECT reason FROM suppression WHERE phone_hash = ?", (digest,)) == \
