@@ -101,6 +101,8 @@ class SegmentInfo:
     deps: Deps
     created_ms: int
     last_full_ms: int | None
+    swept_ms: int | None = None
+    """Time conditions are accounted for up to here (``process_due``); None: never swept."""
 
     @property
     def manual(self) -> bool:
@@ -255,13 +257,14 @@ class Membership:
 
     def get(self, name: str) -> SegmentInfo:
         row = self.conn.execute(
-            "SELECT member_count, status FROM segment WHERE name = ?", (name,)).fetchone()
+            "SELECT member_count, status, last_full_ms, swept_ms FROM segment WHERE name = ?",
+            (name,)).fetchone()
         if row is None:
             raise UnknownSegmentError(name, "no such segment")
         info = self._refresh()[name]
         return SegmentInfo(info.id, info.name, info.kind, row[1], info.version, int(row[0]),
                            info.rule, info.dsl_text, info.deps, info.created_ms,
-                           info.last_full_ms)
+                           row[2], row[3])
 
     def segments(self) -> list[SegmentInfo]:
         return [self.get(name) for name in sorted(self._refresh())]

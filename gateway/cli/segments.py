@@ -166,6 +166,7 @@ def _info(seg: SegmentInfo) -> dict[str, Any]:
         "name": seg.name, "kind": seg.kind, "status": seg.status, "version": seg.version,
         "members": seg.member_count, "rule": seg.text, "created_ms": seg.created_ms,
         "last_full_ms": seg.last_full_ms, "time_sensitive": seg.deps.time_sensitive,
+        "swept_ms": seg.swept_ms,
     }
 
 
@@ -207,6 +208,7 @@ def list_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
         from segmentation.rules.ast import to_json
+        from segmentation.subscribers import from_epoch_ms
 
         seg = _membership(store).get(args.name)
         info = {**_info(seg), "definition": to_json(seg.rule), "deps": seg.deps.to_json()}
@@ -220,6 +222,12 @@ def show_command(args: argparse.Namespace) -> int:
         print(f"reads:     events {sorted(d.events) or '-'}, keys {sorted(d.keys) or '-'}, "
               f"traits {sorted(d.traits) or '-'}, segments {sorted(d.segments) or '-'}"
               f"{', time-sensitive' if d.time_sensitive else ''}")
+        if d.time_sensitive and seg.swept_ms is not None:
+            # the membership due loop moves this every second: a growing lag means that
+            # time-driven entries and exits ("inactive for 30 days") are late
+            lag = max(0, store.now_ms() - seg.swept_ms) / 1000
+            when = from_epoch_ms(seg.swept_ms).isoformat(timespec="seconds")
+            print(f"time:      re-checked up to {when} ({lag:,.0f} s ago)")
         print(f"json:      {json.dumps(info['definition'], ensure_ascii=False)}")
         return 0
 

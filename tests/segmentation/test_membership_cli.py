@@ -125,3 +125,19 @@ def test_builtins_command(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, out) == (0, "built-in segments are up to date\n")
     code, out, _ = _run(capsys, db, "count", "active_subscribers", "--json")
     assert json.loads(out)["count"] == 2
+
+
+def test_show_says_how_far_time_conditions_are_re_checked(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, db, "define", "recent", "last(link_click) within_last 30d")
+    assert code == 0, err
+    code, out, _ = _run(capsys, db, "show", "recent", "--json")
+    swept = json.loads(out)["swept_ms"]
+    assert isinstance(swept, int) and json.loads(out)["time_sensitive"]
+    code, out, _ = _run(capsys, db, "show", "recent")
+    line = next(ln for ln in out.splitlines() if ln.startswith("time:"))
+    assert "re-checked up to 20" in line and "s ago)" in line
+    code, _, _ = _run(capsys, db, "define", "leeds", 'attr.city = "Leeds"')
+    code, out, _ = _run(capsys, db, "show", "leeds")
+    assert code == 0 and not any(ln.startswith("time:") for ln in out.splitlines())
