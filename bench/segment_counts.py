@@ -35,7 +35,6 @@ import argparse
 import importlib.util
 import json
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -226,15 +225,8 @@ def main() -> int:
                         "--subscribers", str(args.subscribers), "--events", str(args.events)],
                        check=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    work = args.work / "segment-counts-work.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{work}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(cached, work)
-    try:
+    with ds.work_copy(cached, args.work / "segment-counts-work.db") as work:
         run(work, args.subscribers, min(args.sample, args.subscribers), ds)
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{work}{suffix}").unlink(missing_ok=True)
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import resource
 import shutil
@@ -479,6 +480,21 @@ def breakdown(db: Path, n_subs: int, total: int = 20_000, batch: int = 5000) -> 
     store.close()
 
 
+@contextlib.contextmanager
+def work_copy(cached: Path, work: Path) -> Iterator[Path]:
+    """A fresh copy of the cached data set at ``work``, deleted (with its WAL) afterwards."""
+    def remove() -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
+
+    remove()
+    shutil.copyfile(cached, work)
+    try:
+        yield work
+    finally:
+        remove()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=1_000_000)
@@ -502,17 +518,10 @@ def main() -> int:
         # a child process, so generation does not count towards this run's peak RSS
         subprocess.run([sys.executable, __file__, "--generate-only", "--subscribers",
                         str(args.subscribers), "--events", str(args.events)], check=True)
-    work = CACHE / "segments-work.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{work}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(cached, work)
-    try:
+    with work_copy(cached, CACHE / "segments-work.db") as work:
         run(work, args.subscribers, args.events)
         if args.breakdown:
             breakdown(work, args.subscribers)
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{work}{suffix}").unlink(missing_ok=True)
     return 0
 
 
