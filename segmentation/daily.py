@@ -21,15 +21,13 @@ of today and later and sets the mark.
 
 from __future__ import annotations
 
+from segmentation.rules.compile import EVENT_TYPES_CTE as _TYPES
 from segmentation.store import Store
 
 DAY_MS = 86_400_000
 MARK = "event_daily_to"
 
-# The distinct event types, walked through the (type, ts_ms) index (a loose index scan), then
-# one ts range per type: a range on ts alone would read every event.
-_TYPES = ("WITH RECURSIVE ty(t) AS (SELECT MIN(type) FROM event UNION ALL "
-          "SELECT (SELECT MIN(type) FROM event WHERE type > ty.t) FROM ty WHERE ty.t IS NOT NULL)")
+# A day's events are found one (type, ts_ms) index range per type (_TYPES).
 _ROLL_UP = (  # (an upsert's SELECT needs a WHERE clause: SQLite's parsing ambiguity)
     f"{_TYPES} INSERT INTO event_daily(subscriber_id, type, day, n, total) "
     f"SELECT e.subscriber_id, e.type, e.ts_ms / {DAY_MS}, COUNT(*), TOTAL(e.value) "

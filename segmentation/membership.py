@@ -684,11 +684,10 @@ class Membership:
 
             def advance(swept: list[tuple[int, int]] = swept) -> None:
                 self.conn.executemany("UPDATE segment SET swept_ms = ? WHERE id = ?", swept)
-                # future-stamped events every time-sensitive segment has been swept past
-                self.conn.execute(
-                    "DELETE FROM event_future WHERE ts_ms <= (SELECT MIN(swept_ms) FROM "
-                    "segment WHERE swept_ms IS NOT NULL AND json_extract(deps, "
-                    "'$.time_sensitive') AND kind <> 'manual')")
+                # future-stamped events every time-sensitive segment has been swept past: the
+                # ones not in the plan are swept to now already, so the least end is the mark
+                self.conn.execute("DELETE FROM event_future WHERE ts_ms <= ?",
+                                  (min(u for u, _ in swept),))
 
             # the sweep's end commits with its re-evaluation, or neither does (a failed batch
             # keeps its pairs dirty, and the next round finds the same crossings again)

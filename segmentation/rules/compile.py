@@ -598,6 +598,14 @@ def compile_filter(rule: Rule, now: int) -> Query:
 # (the latest event of its types) and for created_ms (a new subscriber is evaluated at once).
 
 
+EVENT_TYPES_CTE: Final = (
+    "WITH RECURSIVE ty(t) AS (SELECT MIN(type) FROM event UNION ALL "
+    "SELECT (SELECT MIN(type) FROM event WHERE type > ty.t) FROM ty WHERE ty.t IS NOT NULL)")
+"""``ty(t)``: the distinct event types, walked through the (type, ts_ms) index (a loose index
+scan). Joined to ``event`` on the type with a ts range, it reads one index range per type; a
+range on ts alone would read every event."""
+
+
 def _ranges(offsets: tuple[int | float, ...], since: int, until: int) -> list[tuple[float, float]]:
     """For ``x + o`` in (since, until]: the ranges (lo, hi] of x, one per offset. Exact for a
     REAL x too: with whole-ms bounds, since < x + o <= until exactly when the rounded-up
@@ -620,12 +628,8 @@ def _events_crossing(spec: EventSpec | None, types: tuple[str, ...] | None,
             out += [("SELECT e.subscriber_id AS sid FROM event e WHERE e.type = ? "
                      "AND e.ts_ms > ? AND e.ts_ms <= ?", [t, lo, hi]) for t in types]
         else:
-            # every type: walk the distinct types through the index (a loose index scan),
-            # then one range per type, instead of reading every event's time
-            out.append((
-                "SELECT sid FROM (WITH RECURSIVE ty(t) AS (SELECT MIN(type) FROM event "
-                "UNION ALL SELECT (SELECT MIN(type) FROM event WHERE type > ty.t) FROM ty "
-                "WHERE ty.t IS NOT NULL) SELECT e.subscriber_id AS sid FROM ty "
+            out.append((  # every type: one range per type (EVENT_TYPES_CTE)
+                f"SELECT sid FROM ({EVENT_TYPES_CTE} SELECT e.subscriber_id AS sid FROM ty "
                 "JOIN event e ON e.type = ty.t AND e.ts_ms > ? AND e.ts_ms <= ?)", [lo, hi]))
     return out
 
