@@ -673,6 +673,7 @@ class Membership:
         for _ in range(100_000):  # bounded: every round moves some swept_ms towards now
             plan = self._sweep_plan(now)
             if not plan:
+                self._drop_spent_future(now)
                 break
             for seg, since, until in plan:
                 q = compile_crossings(seg.rule, since, until, future="event_future")
@@ -695,6 +696,17 @@ class Membership:
             segments, pairs = segments + r.segments, pairs + r.pairs
             entered, exited = entered + r.entered, exited + r.exited
         return BatchResult(segments, pairs, entered, exited)
+
+    def _drop_spent_future(self, now: int) -> None:
+        """Every time-sensitive segment is swept to ``now`` (or there is none): the listed
+        future-stamped events up to now are spent. Without this they stayed listed for as
+        long as no time-sensitive segment existed (a later definition's full recompute counts
+        them itself). Read first: the daemon calls this every second, mostly with nothing to
+        drop, and a write transaction would take the lock for nothing."""
+        if self.conn.execute("SELECT 1 FROM event_future WHERE ts_ms <= ? LIMIT 1",
+                             (now,)).fetchone() is not None:
+            with self.store.atomic():
+                self.conn.execute("DELETE FROM event_future WHERE ts_ms <= ?", (now,))
 
     def _sweep_plan(self, now: int) -> list[tuple[SegmentInfo, int, int]]:
         """(segment, since, until) for every time-sensitive segment swept before ``now``."""

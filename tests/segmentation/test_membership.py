@@ -402,3 +402,27 @@ def test_only_future_stamped_events_come_back_through_the_sweep(
     assert m.process_due().exited == 1  # a's click leaves the day window (b's an hour later)
     assert m.members("clicked") == [b]
     assert all(d.clean for d in m.reconcile())
+
+
+
+def test_future_stamped_events_are_dropped_when_no_segment_is_time_sensitive(
+    store: Store, clock: ManualClock
+) -> None:
+    (a,) = _subs(store, 1)
+    m = Membership(store)
+    m.attach()
+    m.define("buyers", "trait.orders >= 1")  # no time condition: never swept
+    ingest_events(store, [Event("purchase", clock.now + HOUR, subscriber_id=a, value=5.0)])
+    m.drain()
+    assert m.members("buyers") == [a]
+    assert store.scalar("SELECT count(*) FROM event_future") == 1
+    m.process_due()
+    assert store.scalar("SELECT count(*) FROM event_future") == 1  # not spent yet
+    clock.advance(HOUR)
+    m.process_due()
+    assert store.scalar("SELECT count(*) FROM event_future") == 0
+    # a time-sensitive segment defined afterwards counts the event by its full recompute
+    m.define("recent", "count(purchase, last 1d) >= 1")
+    assert m.members("recent") == [a]
+    clock.advance(DAY)
+    assert m.process_due().exited == 1 and m.members("recent") == []
