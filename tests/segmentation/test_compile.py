@@ -40,6 +40,7 @@ from segmentation.rules.ast import (
     Not,
     PropFilter,
     Rule,
+    Sequence,
     Trait,
     validate,
     walk,
@@ -409,3 +410,25 @@ def test_full_mode_walks_subscribers_in_rowid_order(conn: sqlite3.Connection) ->
         q = compile_count(rule, NOW)
         plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {q.sql}", q.params))
         assert "SCAN s" in plan and "subscriber_created" not in plan, plan
+
+
+def test_a_root_and_keeps_id_lists_driving_and_chains_a_negated_probe_after_the_trait(
+    conn: sqlite3.Connection,
+) -> None:
+    """Full mode, a rule that is an AND (compile's root): an ``s.id IN (...)`` conjunct stays
+    a plain term, so SQLite reads only the listed subscribers; a negated segment probe is
+    chained after the trait test, not run for every subscriber before the trait join
+    (engagement_medium's count at 1M subscribers: 590 -> 382 ms)."""
+    subs = rich_dataset(n=40)
+    write_dataset(conn, subs)
+    segment = sorted({s for d in subs for s in d.segments})[0]
+    cart = Sequence(EventSpec("cart_add"), EventSpec("purchase"), 4 * HOUR, HOUR)
+    driven = And((Trait("orders", "ge", 1), cart))
+    chained = And((Not(InSegment(segment)), Trait("last_interaction_ms", "within_last", DAY_MS)))
+    for rule in (driven, chained):
+        _check_full(conn, subs, rule, NOW)
+    q = compile_count(driven, NOW)
+    plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {q.sql}", q.params)]
+    assert plan[0].startswith("SEARCH s USING INTEGER PRIMARY KEY"), plan
+    q = compile_count(chained, NOW)
+    assert q.sql.index("CASE WHEN COALESCE(t.last_interaction_ms") < q.sql.index("NOT s.id IN")
