@@ -218,7 +218,7 @@ def main() -> int:
     if args.quick:
         args.subscribers, args.events = 10_000, 100_000
     ds = _data_set_module()
-    cached = ds.CACHE / f"segments-{ds.DATASET_VERSION}-{args.subscribers}-{args.events}.db"
+    cached = ds.cache_file(args.subscribers, args.events)
     if not cached.exists():
         print(f"generating {cached.name} (once; not timed)", flush=True)
         subprocess.run([sys.executable, str(ROOT / "bench" / "segments.py"), "--generate-only",

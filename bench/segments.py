@@ -526,6 +526,11 @@ def breakdown(db: Path, n_subs: int, total: int = 20_000, batch: int = 5000) -> 
     store.close()
 
 
+def cache_file(n_subs: int, n_events: int) -> Path:
+    """The cached data set of that size (its name carries DATASET_VERSION)."""
+    return CACHE / f"segments-{DATASET_VERSION}-{n_subs}-{n_events}.db"
+
+
 @contextlib.contextmanager
 def work_copy(cached: Path, work: Path) -> Iterator[Path]:
     """A fresh copy of the cached data set at ``work``, deleted (with its WAL) afterwards."""
@@ -555,7 +560,7 @@ def main() -> int:
     if args.quick:
         args.subscribers, args.events = 10_000, 100_000
     CACHE.mkdir(parents=True, exist_ok=True)
-    cached = CACHE / f"segments-{DATASET_VERSION}-{args.subscribers}-{args.events}.db"
+    cached = cache_file(args.subscribers, args.events)
     if args.generate_only:
         generate(cached, args.subscribers, args.events)
         return 0

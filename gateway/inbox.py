@@ -49,7 +49,7 @@ from gateway.outbox import Outbox
 from gateway.outbox_states import Lane
 from gateway.outbox_types import NewMessage
 from segmentation import consent as ledger
-from segmentation.consent import current_consent
+from segmentation.consent import current_consent, suppressed_hashes
 from segmentation.ingest import Event, ingest_event
 from segmentation.store import Store
 
@@ -260,10 +260,7 @@ def marketing_suppressions(store: Store) -> tuple[bytes | None, frozenset[str]]:
     'all'); no key configured -> (None, empty): hashes cannot be matched without it."""
     if not store.has_hash_key:
         return None, frozenset()
-    rows = store.conn.execute(
-        "SELECT phone_hash FROM suppression WHERE scope = 'marketing' OR scope = 'all'"
-    ).fetchall()
-    return store.hash_key, frozenset(h for (h,) in rows)
+    return store.hash_key, suppressed_hashes(store, PROGRAM)
 
 
 def opted_out_numbers(store: Store) -> set[str]:

@@ -208,6 +208,13 @@ def _suppressed(store: Store, e164: str, program: str) -> bool:
     return found is not None
 
 
+def suppressed_hashes(store: Store, program: str) -> frozenset[str]:
+    """Every keyed hash on the list for ``program`` (scope ``program`` or ``all``): for callers
+    that check many numbers at once (the preview's fallback, the daemon's send gate)."""
+    return frozenset(r[0] for r in store.conn.execute(
+        "SELECT phone_hash FROM suppression WHERE scope IN (?, 'all')", (program,)))
+
+
 def is_suppressed(store: Store, number: str, program: str) -> bool:
     return _suppressed(store, normalise(number, store.default_region), program)
 

@@ -54,7 +54,7 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 from gateway.errors import SmsgateError
-from segmentation.consent import number_hash
+from segmentation.consent import number_hash, suppressed_hashes
 from segmentation.membership import Membership
 from segmentation.phones import COUNTRY_DEFAULT_TZ
 from segmentation.rules.ast import InSegment, Rule, validate, walk
@@ -262,11 +262,6 @@ def _reason_sql(check_suppression: bool, fallback: bool = False) -> str:
             f"{NO_CONSENT}{sup} ELSE {SENDABLE} END")
 
 
-def _suppressed_hashes(m: Membership) -> frozenset[str]:
-    return frozenset(r[0] for r in m.conn.execute(
-        "SELECT phone_hash FROM suppression WHERE scope IN (?, 'all')", (PROGRAM,)))
-
-
 def _python_check(m: Membership) -> Callable[[str], bool]:
     """The per-row fallback for subscribers without a stored hash: hash the number in Python
     (~6.5 us) and look it up; the list is read on the first such row only."""
@@ -276,7 +271,7 @@ def _python_check(m: Membership) -> Callable[[str], bool]:
     def suppressed(e164: str) -> bool:
         nonlocal hashes
         if hashes is None:
-            hashes = _suppressed_hashes(m)
+            hashes = suppressed_hashes(m.store, PROGRAM)
         return number_hash(key, e164) in hashes
 
     return suppressed

@@ -446,7 +446,7 @@ class _Compiler:
             ranks = [0] * len(parts)
         lists = [f for f in parts if f[0].startswith("s.id IN (")]
         others = [f for _, f in sorted(
-            ((r, f) for r, f in zip(ranks, parts, strict=True) if not f[0].startswith("s.id IN (")),
+            ((r, f) for r, f in zip(ranks, parts, strict=True) if f not in lists),
             key=lambda rf: rf[0])]
         if len(others) > 1:
             sql, params = others[-1]
