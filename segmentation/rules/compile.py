@@ -19,8 +19,10 @@ Two modes (``../shared/reference/segmentation-compliance.md`` §5.4):
 In incremental mode, windows of two days or more without property filters read
 ``event_daily`` for the whole UTC days inside the window and raw ``event`` rows for the two
 partial edge days, so results are exact at the window edge (§5.4.2); full mode reads the
-``(type, ts_ms)`` index instead (measured faster, see ``_Compiler.aggregate``). Every leaf
-yields 0 or 1, never NULL, so ``NOT`` is plain.
+``(type, ts_ms)`` index instead (measured faster, see ``_Compiler.aggregate``). A count
+compared with a small number (``count(...) >= 3``; at most :data:`CAPPED_MAX`) is read by a
+per-subscriber look-up that stops after ``n + 1`` events, in both modes
+(``_Compiler._capped_count``). Every leaf yields 0 or 1, never NULL, so ``NOT`` is plain.
 """
 
 from __future__ import annotations
@@ -307,6 +309,8 @@ class _Compiler:
         agg = "COUNT(*)" if kind == "count" else "TOTAL(e.value)"
         sop = SQL_OPS[op]
         spec_sql, spec_p = _spec(spec, "e")
+        if self.incremental and _capped(kind, rhs):
+            return self._capped_count(spec, window, op, int(rhs), "s.id")
         if self.incremental:
             if not _uses_daily(spec, window):
                 w, wp = _window("e", window, self.now)
@@ -342,6 +346,19 @@ class _Compiler:
         return (f"s.id IN (SELECT sid FROM ({inner}) GROUP BY sid HAVING {total} {sop} ?)",
                 [*inner_p, rhs])
 
+    def _capped_count(self, spec: EventSpec, window: int | None, op: str, n: int,
+                      subject: str) -> Frag:
+        """``count op n`` for one subscriber, reading at most ``n + 1`` matching events: a
+        count capped at ``n + 1`` compares with ``n`` exactly as the full count does (every
+        count above ``n`` is still above it). The full count read every event in the window
+        (or a roll-up row per day of it): an active subscriber's 30-day clicks, or up to 365
+        ``event_daily`` rows for ``count(purchase, last 365d) >= 5``."""
+        spec_sql, spec_p = _spec(spec, "e")
+        w, wp = _window("e", window, self.now)
+        return (f"(SELECT COUNT(*) FROM (SELECT 1 FROM event e WHERE e.subscriber_id = "
+                f"{subject} AND {spec_sql} AND {w} LIMIT ?)) {SQL_OPS[op]} ?",
+                [*spec_p, *wp, n + 1, n])
+
     def _aggregate_by_trait(
         self, spec: EventSpec, window: int | None, op: str, rhs: float, kind: str
     ) -> Frag:
@@ -356,9 +373,12 @@ class _Compiler:
         agg = "COUNT(*)" if kind == "count" else "TOTAL(e.value)"
         spec_sql, spec_p = _spec(spec, "e")
         w, wp = _window("e", window, self.now)
-        look = (f"(SELECT {agg} FROM event e WHERE e.subscriber_id = t.subscriber_id "
-                f"AND {spec_sql} AND {w}) {SQL_OPS[op]} ?")
-        look_p = [*spec_p, *wp, rhs]
+        if _capped(kind, rhs):
+            look, look_p = self._capped_count(spec, window, op, int(rhs), "t.subscriber_id")
+        else:
+            look = (f"(SELECT {agg} FROM event e WHERE e.subscriber_id = t.subscriber_id "
+                    f"AND {spec_sql} AND {w}) {SQL_OPS[op]} ?")
+            look_p = [*spec_p, *wp, rhs]
         if window is None:
             some, some_p = f"t.{col} IS NOT NULL", []
         else:
@@ -544,6 +564,15 @@ def _box(lat_col: str, lon_col: str, lat: float, lon: float, km: float) -> Frag:
         return f"{lat_col} BETWEEN ? AND ?", [lo_lat, hi_lat]
     return (f"{lat_col} BETWEEN ? AND ? AND {lon_col} BETWEEN ? AND ?",
             [lo_lat, hi_lat, lo_lon, hi_lon])
+
+
+CAPPED_MAX: Final = 32
+"""Counts compared with at most this many events are capped look-ups (``_capped_count``);
+above it a busy subscriber's roll-up rows are fewer than the events a capped count reads."""
+
+
+def _capped(kind: str, rhs: float) -> bool:
+    return kind == "count" and float(rhs).is_integer() and 0 <= rhs <= CAPPED_MAX
 
 
 def _min_count(op: str, rhs: float) -> int:

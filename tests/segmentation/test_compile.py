@@ -46,6 +46,7 @@ from segmentation.rules.ast import (
     walk,
 )
 from segmentation.rules.compile import (
+    CAPPED_MAX,
     compile_count,
     compile_crossings,
     compile_select,
@@ -206,21 +207,46 @@ def test_long_windows_read_event_daily_and_are_exact_at_the_edge(
         q = compile_select(rule, NOW, dirty="temp.dirty")
         return ids(conn, q.sql, q.params)
 
-    rule = EventCount(EventSpec("purchase"), "ge", 1, window)
+    rule = EventSum(EventSpec("purchase"), "ge", 5, window)
     assert "event_daily" in compile_select(rule, NOW, dirty="temp.dirty").sql
     assert incremental(rule) == {2, 3, 4}
-    assert incremental(EventSum(EventSpec("purchase"), "ge", 5, window)) == {2, 3, 4}
     full = compile_select(rule, NOW)  # full mode reads the (type, ts_ms) index instead
     assert "event_daily" not in full.sql and ids(conn, full.sql, full.params) == {2, 3, 4}
+    # counts compared with more events than a capped look-up reads use the roll-up too
+    big = CAPPED_MAX + 1
+    many = EventCount(EventSpec("purchase"), "ge", big, window)
+    assert "event_daily" in compile_select(many, NOW, dirty="temp.dirty").sql
+    assert incremental(EventCount(EventSpec("purchase"), "ge", 1, window)) == {2, 3, 4}
     # the roll-up is really read: a day row with no raw events behind it counts
-    conn.execute("INSERT INTO event_daily VALUES (1, 'purchase', ?, 7, 70.0)",
-                 (NOW // DAY_MS - 1,))
-    assert incremental(EventCount(EventSpec("purchase"), "ge", 7, window)) == {1}
+    conn.execute("INSERT INTO event_daily VALUES (1, 'purchase', ?, ?, 70.0)",
+                 (NOW // DAY_MS - 1, big))
+    assert incremental(many) == {1}
     # short windows and filtered counts read raw events only
     short = EventCount(EventSpec("purchase"), "ge", 1, HOUR)
     assert "event_daily" not in compile_select(short, NOW, dirty="temp.dirty").sql
     filtered = EventCount(EventSpec("purchase", (PropFilter("sku", "eq", "A"),)), "ge", 1, window)
     assert "event_daily" not in compile_select(filtered, NOW, dirty="temp.dirty").sql
+
+
+def test_capped_counts_are_exact_at_the_cap(conn: sqlite3.Connection) -> None:
+    """``count op n`` with a small ``n`` reads at most ``n + 1`` events (a LIMIT in the
+    look-up, both modes); subscribers with n - 1 .. n + 2 matching events, and many more,
+    get the evaluator's answer for every operator. A cap of ``n`` instead of ``n + 1`` fails
+    ``gt`` / ``le`` / ``eq`` here."""
+    n = CAPPED_MAX
+    subs = [
+        _sub(k, *(EventRow(k * 1000 + i, "link_click", NOW - i * 60_000) for i in range(c)))
+        for k, c in enumerate((n - 1, n, n + 1, n + 2, 3 * n, 0), start=1)
+    ]
+    write_dataset(conn, subs)
+    conn.executemany("INSERT INTO temp.dirty(id) VALUES (?)", [(d.id,) for d in subs])
+    for op in ("eq", "ne", "lt", "le", "gt", "ge"):
+        for k in (n - 1, n):
+            for window in (None, 3 * DAY_MS):
+                rule = EventCount(EventSpec("link_click"), op, k, window)
+                for q in (compile_select(rule, NOW), compile_select(rule, NOW, dirty="temp.dirty")):
+                    assert "LIMIT" in q.sql, rule
+                    assert ids(conn, q.sql, q.params) == _expected(rule, subs, NOW), (rule, q)
 
 
 def test_user_text_never_reaches_the_sql() -> None:
