@@ -34,6 +34,7 @@ from typing import Any
 from gateway.errors import SmsgateError
 from segmentation.daily import daily_mark
 from segmentation.phones import normalise
+from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Store
 from segmentation.subscribers import upsert_subscriber
 from segmentation.traits import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
@@ -93,6 +94,9 @@ def check_event(ev: Event) -> None:
             _KNOWN_GOOD_TYPES.add(ev.type)
     if isinstance(ev.ts_ms, bool) or not isinstance(ev.ts_ms, int):
         raise EventError("ts_ms", ev.ts_ms, "expected integer epoch milliseconds")
+    if not 0 <= ev.ts_ms <= MAX_TIMESTAMP_MS:  # SQLite INTEGER, and dates people can read
+        raise EventError("ts_ms", ev.ts_ms,
+                         "out of range: epoch milliseconds from 1970 to the end of year 9999")
     if ev.value is not None and (
         isinstance(ev.value, bool) or not isinstance(ev.value, int | float)
         or not math.isfinite(ev.value)
@@ -170,7 +174,10 @@ _PROPS_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_
                                   allow_nan=False)
 
 
-def _props_json(props: Mapping[str, Any] | None) -> str | None:
+def props_json(props: Mapping[str, Any] | None) -> str | None:
+    """The stored form of an event's properties (canonical JSON; None for none); raises
+    :class:`EventError` for a value JSON cannot hold (NaN, infinity, a set, ...). Importers
+    call it per row, so a bad row is reported alone instead of failing its batch."""
     if not props:
         return None
     try:
@@ -248,7 +255,7 @@ def ingest_events(
                     continue
                 taken.add(ev.dedupe_key)
             sid = resolve(ev)
-            rows.append((sid, ev.type, ev.ts_ms, ev.value, _props_json(ev.props), ev.source,
+            rows.append((sid, ev.type, ev.ts_ms, ev.value, props_json(ev.props), ev.source,
                          ev.dedupe_key))
             subs.add(sid)
             types.add(ev.type)

@@ -20,6 +20,7 @@ from segmentation.ingest import (
     ingest_event,
     ingest_events,
 )
+from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Change, Store
 from segmentation.subscribers import find_subscriber
 from segmentation.traits import LAST_TS_TRAIT
@@ -171,6 +172,10 @@ def test_custom_event_types_do_not_touch_traits(store: Store) -> None:
     [
         (Event("Bad Type", START_MS, number="+12125550101"), "type"),
         (Event("purchase", 1.5, number="+12125550101"), "ts_ms"),  # type: ignore[arg-type]
+        # beyond SQLite's INTEGER (OverflowError at insert before), past year 9999, before 1970
+        (Event("purchase", 10**20, number="+12125550101"), "ts_ms"),
+        (Event("purchase", MAX_TIMESTAMP_MS + 1, number="+12125550101"), "ts_ms"),
+        (Event("purchase", -1, number="+12125550101"), "ts_ms"),
         (Event("purchase", START_MS, number="+12125550101", value=float("nan")), "value"),
         (Event("purchase", START_MS), "number"),
     ],
@@ -202,6 +207,11 @@ def test_traits_for_subscribers_inserted_without_a_trait_row(store: Store) -> No
     t = store.query("SELECT * FROM trait WHERE subscriber_id = 7")[0]
     assert (t["orders"], t["spend"], t["first_purchase_ms"], t["last_click_ms"],
             t["last_interaction_ms"]) == (1, 3.0, START_MS, START_MS + 5, START_MS + 5)
+
+
+def test_the_latest_readable_time_is_accepted(store: Store) -> None:
+    ingest_event(store, Event("reply", MAX_TIMESTAMP_MS, number="+12125550101"))
+    assert store.scalar("SELECT max(ts_ms) FROM event") == MAX_TIMESTAMP_MS
 
 
 def test_props_must_be_json(store: Store) -> None:
