@@ -9,7 +9,9 @@ tree back (``parse(format_rule(t)) == t``, property-tested). The grammar is in
     and not last(link_click) within_last 30d
     and geo.within(25km, 40.71, -74.0)
 
-Errors are :class:`ParseError` with the line, the column and a caret excerpt.
+Errors are :class:`ParseError` with the line, the column and a caret excerpt, pointing at the
+token that is wrong (a bad value, not the start of its condition) and naming operators as people
+type them (``>=``, not ``ge``). :func:`load_rule` also takes the canonical JSON form.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from dataclasses import dataclass
 from typing import Final, NoReturn
 
 from segmentation.rules.ast import (
+    CMP_OPS,
+    CONSENT_PROGRAMS,
+    CONSENT_STATES,
     DAY_MS,
+    FORMAT_VERSION,
+    GEO_FIELDS,
+    PRESENCE_OPS,
+    TRAIT_OPS,
+    TRAITS,
     And,
     Attr,
     Circle,
@@ -48,6 +58,7 @@ from segmentation.rules.ast import (
     check_sequence,
     check_trait,
     from_json,
+    loads,
     spec_to_json,
 )
 
@@ -94,6 +105,17 @@ CMP_TEXT: Final = {v: k for k, v in CMP.items()}
 IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def op_text(op: str) -> str:
+    """An operator as people type it in rule text: ``ge`` -> ``>=``, ``within_km`` -> ``within``."""
+    return CMP_TEXT.get(op, "within" if op == "within_km" else op)
+
+
+def ops_text(ops: tuple[str, ...] | list[str]) -> str:
+    """Operators for a message: ``=, !=, <, <=, >, >=, exists or missing``."""
+    names = list(dict.fromkeys(op_text(o) for o in ops))
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 @dataclass(frozen=True)
 class Token:
     kind: str
@@ -107,6 +129,9 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
         if m is None or m.end() == pos:
+            if text[pos] == '"':  # the string alternative failed: no closing quote on its line
+                raise ParseError(text, pos, "unterminated string: this quote is not closed on "
+                                            "its line")
             raise ParseError(text, pos, f"unexpected character {text[pos]!r}")
         kind = m.lastgroup
         assert kind is not None
@@ -128,6 +153,10 @@ class _Parser:
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
+        # tokens of the condition being parsed, by the field of its JSON node they became
+        # ("n", "value[1]", "event.type"; "" for the node): a RuleError from validating the
+        # node names such a path, and the message points at that token
+        self.marks: dict[str, Token] = {}
 
     # token helpers
     @property
@@ -139,7 +168,27 @@ class _Parser:
         raise ParseError(self.text, t.pos, message)
 
     def _describe(self, t: Token) -> str:
-        return "end of text" if t.kind == "eof" else repr(t.text)
+        if t.kind == "eof":
+            return "end of text"
+        if t.kind == "string":
+            return f"the text {t.text}"
+        return repr(t.text)
+
+    def mark(self, field: str, tok: Token | None = None) -> Token:
+        t = tok or self.tok
+        self.marks[field] = t
+        return t
+
+    def _marked(self, path: str) -> Token | None:
+        """The token recorded for ``path`` (``rule.value[1]``) or its nearest recorded parent."""
+        _, _, rest = path.partition(".")
+        while True:
+            if rest in self.marks:
+                return self.marks[rest]
+            if not rest:
+                return None
+            cut = max(rest.rfind("."), rest.rfind("["))
+            rest = rest[:max(cut, 0)]
 
     def at(self, kind: str, text: str | None = None) -> bool:
         t = self.tok
@@ -202,12 +251,14 @@ class _Parser:
         if handler is None:
             self.fail(f"unknown condition {start.text!r} (expected one of {', '.join(_LEAVES)})")
         self.i += 1
+        self.marks = {}
         try:
             return handler(self)
         except ParseError:
             raise
         except RuleError as e:
-            raise ParseError(self.text, start.pos, e.message) from None
+            at = self._marked(e.path) or start
+            raise ParseError(self.text, at.pos, e.message) from None
 
     # literals
     def name(self, what: str) -> str:
@@ -250,13 +301,16 @@ class _Parser:
             return t.text == "true"
         self.fail(f"expected a value (string, number, true or false), found {self._describe(t)}")
 
-    def list_of(self, item: str) -> list[Scalar]:
+    def list_of(self, item: str, field: str = "value") -> list[Scalar]:
+        self.mark(field)
         self.expect("punct", "[")
         out: list[Scalar] = []
         if not self.at("punct", "]"):
-            out.append(self.string() if item == "string" else self.scalar())
-            while self.accept("punct", ","):
+            while True:
+                self.mark(f"{field}[{len(out)}]")
                 out.append(self.string() if item == "string" else self.scalar())
+                if not self.accept("punct", ","):
+                    break
         self.expect("punct", "]")
         return out
 
@@ -282,7 +336,9 @@ class _Parser:
         return CMP[t.text]
 
     # leaves
-    def event_spec(self) -> EventSpec:
+    def event_spec(self, field: str | None = None) -> EventSpec:
+        if field is not None:
+            self.mark(f"{field}.type")
         etype = self.name("an event type")
         filters: list[PropFilter] = []
         if self.accept("ident", "where"):
@@ -308,16 +364,22 @@ class _Parser:
     def window(self) -> int | None:
         if self.accept("punct", ","):
             self.word("last")
+            self.mark("window_ms")
             return self.duration()
         return None
 
     def attr(self) -> Rule:
         self.expect("punct", ".")
+        self.mark("key")
         key = self.name("an attribute key")
         t = self.tok
         value: object = None
         if t.kind == "op":
             op = self.cmp_op()
+            v = self.mark("value")
+            if op in ("lt", "le", "gt", "ge") and v.kind != "number":
+                self.fail(f"attr.{_name(key)} {t.text} needs a number, found "
+                          f"{self._describe(v)}", v)
             value = self.scalar()
         else:
             op = self.word(
@@ -325,6 +387,7 @@ class _Parser:
                 "within_last", "more_than_ago", "in_next", "includes", "includes_any", "within",
                 "exists", "missing",
             )
+            self.mark("value")
             if op in ("in", "includes_any"):
                 value = self.list_of("string")
             elif op in ("contains", "starts", "ends", "includes"):
@@ -333,19 +396,24 @@ class _Parser:
                 self.expect("punct", "[")
                 lo = self.number()
                 self.expect("punct", ",")
+                hi_tok = self.mark("value[1]")
                 hi = self.number()
                 self.expect("punct", "]")
+                self.mark("value", hi_tok)  # "between needs low <= high": the high end
                 value = (lo, hi)
             elif op in ("before", "after"):
                 value = self.date()
             elif op in ("within_last", "more_than_ago", "in_next"):
                 value = self.duration()
             elif op == "within":
+                self.mark("value.km")
                 km = self.distance()
                 self.word("of")
                 self.expect("punct", "(")
+                self.mark("value.lat")
                 lat = self.number()
                 self.expect("punct", ",")
+                self.mark("value.lon")
                 lon = self.number()
                 self.expect("punct", ")")
                 op, value = "within_km", {"lat": lat, "lon": lon, "km": km}
@@ -353,42 +421,59 @@ class _Parser:
 
     def trait(self) -> Rule:
         self.expect("punct", ".")
+        name_tok = self.mark("name")
         name = self.expect("ident", what="a trait name").text
+        kind = TRAITS.get(name)
+        if kind is None:
+            self.fail(f"unknown trait {name!r} (known: {', '.join(TRAITS)})", name_tok)
+        allowed = TRAIT_OPS if kind == "time" else CMP_OPS + PRESENCE_OPS
+        op_tok = self.tok
         value: object = None
         if self.at("op"):
             op = self.cmp_op()
+            self.mark("value")
             value = self.number()
-        else:
-            op = self.word("exists", "missing", "within_last", "more_than_ago")
+        elif op_tok.kind == "ident" and op_tok.text in allowed:
+            op = self.word(op_tok.text)
             if op in ("within_last", "more_than_ago"):
+                self.mark("value")
                 value = self.duration()
+        else:
+            why = (f"trait.{name} is a number, not a time: {op_tok.text} works only on the "
+                   "time traits (the ones ending in _ms)"
+                   if op_tok.kind == "ident" and op_tok.text in TRAIT_OPS
+                   else f"found {self._describe(op_tok)}")
+            self.fail(f"{why}; trait.{name} takes {ops_text(allowed)}", op_tok)
         return check_trait(name, op, value, "trait")
 
     def count(self) -> Rule:
         self.expect("punct", "(")
-        spec = self.event_spec()
+        spec = self.event_spec("event")
         window = self.window()
         self.expect("punct", ")")
         op = self.cmp_op()
+        self.mark("n")
         n = self.integer("a whole number")
         return from_json({"kind": "event_count", "event": _spec_json(spec), "op": op, "n": n,
                           "window_ms": window})
 
     def sum(self) -> Rule:
         self.expect("punct", "(")
-        spec = self.event_spec()
+        spec = self.event_spec("event")
         window = self.window()
         self.expect("punct", ")")
         op = self.cmp_op()
+        self.mark("value")
         value = self.number()
         return from_json({"kind": "event_sum", "event": _spec_json(spec), "op": op,
                           "value": value, "window_ms": window})
 
     def last(self) -> Rule:
         self.expect("punct", "(")
-        spec = self.event_spec()
+        spec = self.event_spec("event")
         self.expect("punct", ")")
         op = self.word("within_last", "more_than_ago")
+        self.mark("ms")
         return from_json({"kind": "last_event", "event": _spec_json(spec), "op": op,
                           "ms": self.duration()})
 
@@ -400,53 +485,72 @@ class _Parser:
         then_not = self.event_spec()
         self.expect("punct", ",")
         self.word("within")
+        self.mark("within_ms")
         within = self.duration()
         min_age = 0
         if self.accept("punct", ","):
             self.word("min_age")
+            self.mark("min_age_ms")
+            self.mark("")  # "min_age must be shorter than within"
             min_age = self.duration()
         self.expect("punct", ")")
         return check_sequence(first, then_not, within, min_age, "sequence")
 
     def in_segment(self) -> Rule:
         self.expect("punct", "(")
+        self.mark("segment")
         name = self.string()
         self.expect("punct", ")")
         return from_json({"kind": "in_segment", "segment": name})
 
     def consent(self) -> Rule:
         self.expect("punct", ".")
-        program = self.expect("ident", what="a consent program (marketing, transactional)").text
+        programs = " or ".join(CONSENT_PROGRAMS)
+        t = self.expect("ident", what=f"a consent program ({programs})")
+        if t.text not in CONSENT_PROGRAMS:
+            self.fail(f"unknown consent program {t.text!r} (expected {programs})", t)
         self.expect("op", "=")
-        state = self.expect("ident", what="granted, revoked or none").text
-        return from_json({"kind": "consent", "program": program, "state": state})
+        states = ops_text(list(CONSENT_STATES))
+        s = self.tok
+        if s.kind != "ident" or s.text not in CONSENT_STATES:
+            what = repr(s.text) if s.kind == "ident" else self._describe(s)
+            self.fail(f"consent.{t.text} = takes a consent state, {states}; found {what}", s)
+        self.i += 1
+        return from_json({"kind": "consent", "program": t.text, "state": s.text})
 
     def geo(self) -> Rule:
         self.expect("punct", ".")
         t = self.tok
         if self.accept("ident", "within"):
             self.expect("punct", "(")
+            self.mark("km")
             km = self.distance()
             self.expect("punct", ",")
+            self.mark("lat")
             lat = self.number()
             self.expect("punct", ",")
+            self.mark("lon")
             lon = self.number()
             self.expect("punct", ")")
             return from_json({"kind": "near", "lat": lat, "lon": lon, "km": km})
-        field = self.expect("ident", what="country, region, area_code, postal_code or within").text
+        fields = ops_text([*GEO_FIELDS, "within"])
+        field = self.expect("ident", what=fields).text
+        if field not in GEO_FIELDS:
+            self.fail(f"unknown location field {field!r} (expected {fields})", t)
         self.word("in")
-        values = self.list_of("string")
-        try:
-            return from_json({"kind": "geo", "field": field, "values": values})
-        except RuleError as e:
-            raise ParseError(self.text, t.pos, e.message) from None
+        values = self.list_of("string", "values")
+        return from_json({"kind": "geo", "field": field, "values": values})
 
     def bucket(self) -> Rule:
         self.expect("punct", "(")
+        self.mark("salt")
         salt = self.string()
         self.expect("punct", ",")
+        self.mark("lo")
         lo = self.integer("a bucket number 0-99")
         self.expect("punct", ",")
+        self.mark("hi")
+        self.mark("")  # "bucket range needs lo < hi": the high end
         hi = self.integer("a bucket number 1-100")
         self.expect("punct", ")")
         return check_random(salt, lo, hi, "bucket")
@@ -481,6 +585,29 @@ def parse(text: str) -> Rule:
     if not text.strip():
         raise ParseError(text, 0, "empty rule")
     return _Parser(text).parse()
+
+
+def is_json(text: str) -> bool:
+    """Rule text that is the canonical JSON form: it starts with ``{`` (no rule text does)."""
+    return text.lstrip().startswith("{")
+
+
+def load_rule(text: str) -> Rule:
+    """Rule text, or canonical JSON (text starting with ``{``): the versioned envelope
+    ``{"version": 1, "rule": NODE}`` or a bare ``NODE``. JSON errors are :class:`RuleError`
+    naming the path (``rule.children[1].op``); text errors are :class:`ParseError`."""
+    if not is_json(text):
+        return parse(text)
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise RuleError("$", f"not JSON: {e}") from None
+    if isinstance(doc, dict) and "version" in doc:
+        if doc.get("version") != FORMAT_VERSION:
+            raise RuleError("$.version", f"unsupported rule format version {doc['version']!r}"
+                                         f" (this smsgate reads version {FORMAT_VERSION})")
+        return loads(text)
+    return from_json(doc)
 
 
 # -- dates -----------------------------------------------------------------------------------------

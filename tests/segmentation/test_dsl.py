@@ -27,7 +27,15 @@ from segmentation.rules.ast import (
     loads,
     to_json,
 )
-from segmentation.rules.dsl import ParseError, format_date, format_rule, parse, parse_date
+from segmentation.rules.dsl import (
+    ParseError,
+    format_date,
+    format_rule,
+    load_rule,
+    ops_text,
+    parse,
+    parse_date,
+)
 
 
 @settings(max_examples=120, deadline=None)
@@ -103,19 +111,21 @@ def test_values_and_literals() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "column", "needle"),
     [
-        ("attr.age >", 1, 11, "expected a value"),
+        ("attr.age >", 1, 11, "attr.age > needs a number, found end of text"),
         ("count(purchase, last 90x) >= 2", 1, 22, "'90x' is not a number, duration"),
         ("trait.spend >= 500\nand frobnicate(1)", 2, 5, "unknown condition 'frobnicate'"),
-        ("trait.colour = 1", 1, 1, "unknown trait 'colour'"),
-        ("attr.age < \"ten\"", 1, 1, "expected a number"),
-        ("count(purchase) >= -1", 1, 1, "count must be between"),
+        ("trait.colour = 1", 1, 7, "unknown trait 'colour'"),
+        ("attr.age < \"ten\"", 1, 12, 'attr.age < needs a number, found the text "ten"'),
+        ("count(purchase) >= -1", 1, 20, "count must be between"),
         ("attr.a exists attr.b exists", 1, 15, "expected 'and', 'or' or end of text"),
         ("(attr.a exists", 1, 15, "expected ')'"),
-        ("sequence(cart_add, then_not purchase, within 1h, min_age 2h)", 1, 1,
+        ("sequence(cart_add, then_not purchase, within 1h, min_age 2h)", 1, 58,
          "min_age must be shorter than within"),
         ("attr.x = \"a\" and @", 1, 18, "unexpected character '@'"),
-        ("geo.planet in [\"Mars\"]", 1, 5, "unknown operator 'planet'"),
-        ("bucket(\"ab\", 60, 10)", 1, 1, "lo < hi"),
+        ("geo.planet in [\"Mars\"]", 1, 5,
+         "unknown location field 'planet' (expected country, region, area_code, postal_code "
+         "or within)"),
+        ("bucket(\"ab\", 60, 10)", 1, 18, "lo < hi"),
         ("count(purchase where 9 = 1) > 0", 1, 22, "expected a property name"),
         ("", 1, 1, "empty rule"),
     ],
@@ -162,3 +172,76 @@ def test_json_envelope_is_versioned() -> None:
         loads(text.replace('"version":1', '"version":2'))
     with pytest.raises(RuleError, match="not JSON"):
         loads("{")
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "message"),
+    [
+        # a consent state is not an operator: the states are named
+        ("consent.marketing = yes", 21,
+         "consent.marketing = takes a consent state, granted, revoked or none; found 'yes'"),
+        ("consent.email = granted", 9,
+         "unknown consent program 'email' (expected marketing or transactional)"),
+        # operators as people type them, not eq/ne/lt
+        ("trait.spend within_last 3d", 13,
+         "trait.spend is a number, not a time: within_last works only on the time traits (the "
+         "ones ending in _ms); trait.spend takes =, !=, <, <=, >, >=, exists or missing"),
+        # what was found, in rule terms (not a Python type name)
+        ('attr.age >= "abc"', 13, 'attr.age >= needs a number, found the text "abc"'),
+        ("attr.age <= true", 13, "attr.age <= needs a number, found 'true'"),
+        # an unterminated string points at its opening quote
+        ('attr.city = "Leeds', 13, "unterminated string: this quote is not closed on its line"),
+        ('attr.city = "Lee\nds"', 13, "unterminated string"),
+        # tree-validation errors point at the offending token, not the condition's start
+        ("count(purchase, last 0d) >= 1", 22, "duration (ms) must be between 1 and"),
+        ("geo.within(25km, 91, 0)", 18, "latitude must be between -90 and 90"),
+        ("geo.within(25km, 9, 200)", 21, "longitude must be between -180 and 180"),
+        ("geo.within(0km, 9, 20)", 12, "radius must be > 0"),
+        ("attr.home within 1km of (95, 1)", 26, "latitude must be between -90 and 90"),
+        ("attr.age between [50, 10]", 23, "between needs low <= high"),
+        ("bucket(\"s\", 100, 100)", 13, "bucket low must be between 0 and 99"),
+        ("attr.signup before 1969-12-31", 20, "date (epoch ms) must be between"),
+        ('in_segment("")', 12, "segment name must not be empty"),
+        ('count("" where x = 1) > 1', 7, "event type must not be empty"),
+        ('geo.region in ["a", "\\u0000"]', 21, "NUL characters are not allowed"),
+    ],
+)
+def test_errors_for_people(text: str, column: int, message: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    e = info.value
+    assert e.column == column, str(e)
+    assert message in e.message, str(e)
+    assert " eq" not in e.message and "ge," not in e.message
+
+
+def test_ops_text_names_operators_as_typed() -> None:
+    assert ops_text(["eq", "ne", "lt", "le", "gt", "ge"]) == "=, !=, <, <=, > or >="
+    assert ops_text(["eq", "ne", "within_km", "exists"]) == "=, !=, within or exists"
+    assert ops_text(["missing"]) == "missing"
+
+
+def test_load_rule_takes_text_or_canonical_json() -> None:
+    rule = And((Attr("city", "eq", "Leeds"), Trait("orders", "ge", 2)))
+    assert load_rule('attr.city = "Leeds" and trait.orders >= 2') == rule
+    assert load_rule(dumps(rule)) == rule  # the envelope, as `segment show --json` prints it
+    assert load_rule("  \n" + dumps(rule)) == rule
+    import json
+
+    assert load_rule(json.dumps(to_json(rule))) == rule  # a bare node
+    with pytest.raises(RuleError) as info:
+        load_rule('{"kind": "and", "children": [{"kind": "attr", "key": "a", "op": "gte", '
+                  '"value": 1}]}')
+    assert info.value.path == "rule.children[0].op"
+    with pytest.raises(RuleError) as info:
+        load_rule('{"version": 1, "rule": {"kind": "consent", "program": "marketing", '
+                  '"state": "yes"}}')
+    assert info.value.path == "rule.state"
+    with pytest.raises(RuleError) as info:
+        load_rule('{"version": 7, "rule": {}}')
+    assert info.value.path == "$.version" and "version 7" in info.value.message
+    with pytest.raises(RuleError) as info:
+        load_rule('{"kind": ')
+    assert info.value.path == "$" and "not JSON" in info.value.message
+    with pytest.raises(ParseError):
+        load_rule("attr.a = ")
