@@ -18,7 +18,9 @@ keeping the number. A suppression is lifted only by :func:`unsuppress` (an opera
 later grant does not lift it, so re-importing an old list cannot re-contact an erased person.
 
 Retention: FTC TSR keeps consent records 5 years (§6.4); :func:`prune_consent` deletes rows older
-than a cutoff but never the latest row of a (number, program), which is the current state.
+than a cutoff but never the latest row of a (number, program), which is the current state, and
+refuses a cutoff less than :data:`RETENTION_MS` before now (it would delete evidence the law says
+to keep).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 from gateway.errors import SmsgateError
 from segmentation.phones import normalise
+from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Store
 
 PROGRAMS: tuple[str, ...] = ("marketing", "transactional")
@@ -109,6 +112,9 @@ def record_consent(
     number is still recorded; :func:`segmentation.subscribers.upsert_subscriber` links it later).
     """
     _check(program, action, method, actor, keyword_text, evidence)
+    if ts_ms is not None and (isinstance(ts_ms, bool) or not isinstance(ts_ms, int)
+                              or not 0 <= ts_ms <= MAX_TIMESTAMP_MS):
+        raise ConsentError("ts_ms", ts_ms, "epoch milliseconds from 1970 to the end of year 9999")
     e164 = normalise(number, store.default_region)
     when = store.now_ms() if ts_ms is None else ts_ms
     evidence_json = (
@@ -261,7 +267,17 @@ def unsuppress(store: Store, number: str, scope: str) -> bool:
 
 
 def prune_consent(store: Store, before_ms: int) -> int:
-    """Delete ledger rows older than ``before_ms`` except each (number, program)'s latest row."""
+    """Delete ledger rows older than ``before_ms`` except each (number, program)'s latest row.
+
+    Raises :class:`ConsentError` when ``before_ms`` is later than now minus
+    :data:`RETENTION_MS`: rows younger than 5 years are evidence that must be kept (§6.4).
+    """
+    oldest_allowed = store.now_ms() - RETENTION_MS
+    if before_ms > oldest_allowed:
+        raise ConsentError(
+            "before_ms", before_ms,
+            f"consent rows are kept {RETENTION_MS // 86_400_000} days (5 years, FTC TSR); "
+            f"the cutoff may be at most {oldest_allowed} (now minus the retention)")
     with store.atomic():
         cur = store.conn.execute(
             "DELETE FROM consent WHERE ts_ms < ? AND id NOT IN ("

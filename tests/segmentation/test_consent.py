@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segmentation.consent import (
+    RETENTION_MS,
     ConsentError,
     consent_history,
     current_consent,
@@ -161,3 +162,26 @@ def test_latest_wins_and_prune_agree_with_a_python_model(
         prune_consent(s, before_ms=cutoff)
         check()  # pruning never changes the current state
         assert s.scalar("SELECT count(*) FROM consent WHERE ts_ms < ?", (cutoff,)) <= len(model)
+
+
+def test_prune_refuses_a_cutoff_inside_the_five_year_retention(
+    store: Store, clock: ManualClock
+) -> None:
+    old = START_MS - RETENTION_MS - 10
+    for ts in (old, old + 1, START_MS):
+        record_consent(store, A, "marketing", "grant", "api", actor="api", ts_ms=ts)
+    with pytest.raises(ConsentError) as info:
+        prune_consent(store, before_ms=START_MS - RETENTION_MS + 1)  # 1 ms too young
+    assert info.value.field == "before_ms" and "5 years" in info.value.why
+    assert store.scalar("SELECT count(*) FROM consent") == 3  # nothing deleted
+    assert prune_consent(store, before_ms=START_MS - RETENTION_MS) == 2  # exactly 5 years: fine
+    clock.advance(86_400_000)  # a day later the limit moved with the clock
+    assert prune_consent(store, before_ms=START_MS - RETENTION_MS + 86_400_000) == 0
+
+
+@pytest.mark.parametrize("ts", [-1, 10**20, 253_402_300_800_000])
+def test_a_consent_time_outside_1970_to_9999_is_refused(store: Store, ts: int) -> None:
+    with pytest.raises(ConsentError) as info:
+        record_consent(store, A, "marketing", "grant", "api", actor="api", ts_ms=ts)
+    assert info.value.field == "ts_ms"
+    assert store.scalar("SELECT count(*) FROM consent") == 0
