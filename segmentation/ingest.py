@@ -5,7 +5,9 @@ its ``dedupe_key`` was seen before — the same event delivered twice counts onc
 ``event_daily`` roll-up of its UTC day when that day is already rolled up (``segmentation.daily``:
 past days; today's is rolled up once, after midnight) and the subscriber's ``trait`` row.
 Roll-ups, traits and last-seen are aggregated in SQL over the batch's new rows (one statement
-each, applied in key order), which is what makes batches fast.
+each, applied in key order), which is what makes batches fast. The same transaction queues the
+batch's subscribers for membership (``membership_queue``: one row each, with the types it got),
+so live membership follows events written by any process and survives a crash.
 
 Traits (``trait`` table) after any sequence of events equal a recomputation from the raw events:
 
@@ -164,6 +166,12 @@ _TRAITS_FROM_BATCH = (
     "coalesce(excluded.first_purchase_ms, first_purchase_ms)), "
     + ", ".join(_max_expr(c) for c in _MAX_COLUMNS)
 )
+# one membership_queue row per subscriber of the batch with the types it got (schema 12)
+_QUEUE_FROM_BATCH = (
+    "INSERT INTO membership_queue(subscriber_id, types) "
+    "SELECT subscriber_id, group_concat(DISTINCT type) FROM event NOT INDEXED WHERE id > ? "
+    "GROUP BY subscriber_id ORDER BY subscriber_id"
+)
 _FUTURE_FROM_BATCH = (  # segmentation.rules.compile: compile_crossings
     "INSERT OR IGNORE INTO event_future(ts_ms, subscriber_id) "
     "SELECT ts_ms, subscriber_id FROM event NOT INDEXED WHERE id > ? AND ts_ms > ?"
@@ -270,6 +278,8 @@ def ingest_events(
             traits_changed = bool(types & TRAIT_TYPES)
             if types - _NO_TRAIT_TYPES:  # traits, or last_seen_ms (every inbound type)
                 conn.execute(_TRAITS_FROM_BATCH, (before,))
+            if store.membership_wanted():
+                conn.execute(_QUEUE_FROM_BATCH, (before,))
             now = store.now_ms()
             if any(ev.ts_ms > now for ev in batch):  # stamped in the future: the time sweep
                 conn.execute(_FUTURE_FROM_BATCH, (before, now))

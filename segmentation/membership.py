@@ -7,11 +7,15 @@ what a full evaluation of every segment's rule would give, recording every entry
 
 - **definition** — ``define`` stores a new version and recomputes the segment fully (diff
   applied as transitions), then every segment that depends on it, in dependency order.
-- **event / attribute** — the store announces each committed change; the subscribers it touched
-  become dirty for exactly the segments whose dependencies (event types, attribute keys,
-  traits, profile fields, consent programs) it names. ``drain`` re-evaluates only those pairs
-  with the incremental SQL, segments in topological order, so a change in segment A reaches a
-  segment B = ``in_segment("A")`` in the same batch.
+- **event / attribute** — every writer, in any process, queues the subscribers it changed in
+  ``membership_queue`` in its own transaction (ingest: one row per subscriber with the event
+  types it got; attribute, profile and consent writes: the keys). ``drain`` takes the queued
+  rows in its transaction (and deletes them there, so a crash or a failed batch loses
+  nothing), marks each subscriber dirty for exactly the segments whose dependencies (event
+  types, attribute keys, traits, profile fields, consent programs) the row names, and
+  re-evaluates only those pairs with the incremental SQL, segments in topological order, so a
+  change in segment A reaches a segment B = ``in_segment("A")`` in the same batch. The
+  store's listener only tells this process's driver that work is waiting.
 - **time** — a time-sensitive condition changes without new data only when now passes a
   stored time plus one of the rule's offsets (an event's ts + its window, a trait + N days,
   ...). ``process_due`` sweeps each such segment from ``segment.swept_ms`` to now: the
@@ -60,6 +64,8 @@ CAUSES = ("event", "time", "definition", "manual", "attribute", "reconcile")
 MANUAL_DEFINITION = '{"kind":"manual"}'
 """``segment.definition`` of a manual segment: a marker, never parsed as a rule tree."""
 MANUAL_MODES = ("replace", "append", "remove")
+QUEUE_CHUNK = 20_000
+"""Most ``membership_queue`` rows one drain takes (see ``Membership._pull_queue``)."""
 SWEEP_STEP_MS = 6 * 3_600_000
 """Longest time slice one ``process_due`` transaction sweeps: catching up after downtime
 goes in slices, so no transaction holds the crossings of days at once."""
@@ -225,7 +231,7 @@ class Membership:
         self._triggers: dict[int, frozenset[str]] = {}
         self._dirty_loaded: frozenset[int] | None = None  # what DIRTY holds now
         self._last_counts = (0, 0, 0, 0)
-        self._event_mark = self._max_event_id()
+        self._queued_hint = 0
         self._remove_listener: Callable[[], None] | None = None
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
         self._last_batch_ms = 0.0
@@ -531,58 +537,71 @@ class Membership:
             self._remove_listener = None
 
     def on_change(self, change: Change) -> None:
-        """Store listener: mark the touched subscribers dirty for exactly the segments the
-        change can affect. A change announces its event types for the whole transaction;
-        which subscriber got which type is read back from the new ``event`` rows (ids above
-        the last seen), so a batch of 1,000 events does not dirty every subscriber for every
-        segment that reads any of its types."""
-        if not change.subscriber_ids:
-            return
-        per_sub: dict[int, set[str]] = {}
-        if change.event_types:
-            for sid, etype in self.conn.execute(
-                "SELECT subscriber_id, type FROM event WHERE id > ?", (self._event_mark,)
-            ):
-                per_sub.setdefault(int(sid), set()).add(etype)
-            self._event_mark = self._max_event_id()
-            # ids are not guaranteed to grow after a deletion: keep the change's word for the
-            # subscribers not found among the new rows
-            for sid in change.subscriber_ids - per_sub.keys():
-                per_sub[sid] = set(change.event_types)
-        # a batch has thousands of subscribers but only a handful of distinct type sets:
-        # match each set against each segment's triggers once, not once per subscriber
-        by_types: dict[frozenset[str], list[int]] = {}
-        for sid, types in per_sub.items():
-            by_types.setdefault(frozenset(_with_inbound(types)), []).append(sid)
-        created = "profile.created" in change.attributes
+        """Store listener, for this process's writes: they are in ``membership_queue`` already
+        (queued in their own transaction); count them so the driver knows work is waiting."""
+        if change.subscriber_ids:
+            self._queued_hint += len(change.subscriber_ids)
+            if self.on_dirty is not None:
+                self.on_dirty(self.pending)
+
+    def queue_waiting(self) -> bool:
+        """Has any process queued changes not yet evaluated (``membership_queue``)?"""
+        return bool(self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM membership_queue)").fetchone()[0])
+
+    def _pull_queue(self) -> int:
+        """Mark the subscribers queued by writers (this process or another) dirty for exactly
+        the segments their changes can affect; returns the last row id taken (0: none). Runs
+        inside the drain's transaction, which deletes those rows: a failed batch leaves them
+        queued, and two processes never evaluate the same row twice. At most ``QUEUE_CHUNK``
+        rows a batch: a large import is evaluated in batches of bounded size."""
+        rows = self.conn.execute(
+            "SELECT id, subscriber_id, types, attributes FROM membership_queue ORDER BY id "
+            "LIMIT ?", (QUEUE_CHUNK,)).fetchall()
+        if not rows:
+            return 0
+        types_of: dict[int, set[str]] = {}
+        keys_of: dict[int, set[str]] = {}
+        for _, sid, types, keys in rows:
+            if types:
+                types_of.setdefault(int(sid), set()).update(types.split(","))
+            if keys:
+                keys_of.setdefault(int(sid), set()).update(keys.split(","))
+        self._mark_changed(types_of, keys_of)
+        return int(rows[-1][0])
+
+    def _mark_changed(self, types_of: dict[int, set[str]], keys_of: dict[int, set[str]]) -> None:
+        # thousands of subscribers, but only a handful of distinct (types, keys) sets: match
+        # each set against each segment's triggers once, not once per subscriber
+        groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
+        for sid in sorted(types_of.keys() | keys_of.keys()):
+            key = (frozenset(_with_inbound(types_of.get(sid, set()))),
+                   frozenset(keys_of.get(sid, set())))
+            groups.setdefault(key, []).append(sid)
         for seg in self._refresh().values():
             if seg.manual:  # only set_manual_members changes a list
-                continue
-            if created:  # a new subscriber: every segment may hold for it
-                self.mark_dirty(seg.id, change.subscriber_ids, ("attribute", "profile.created"))
                 continue
             triggers = self._triggers.get(seg.id)
             if triggers is None:
                 triggers = self._triggers[seg.id] = trigger_events(seg.deps)
             by_cause: dict[Cause, list[int]] = {}
-            for type_set, sids in by_types.items():
+            for (type_set, keys), sids in groups.items():
+                if "profile.created" in keys:  # a new subscriber: every segment may hold
+                    by_cause.setdefault(("attribute", "profile.created"), []).extend(sids)
+                    continue
                 hit = type_set & triggers
                 if hit:
-                    ev_cause: Cause = ("event", ",".join(sorted(hit - {ANY_INBOUND})
-                                                         or sorted(type_set)))
-                    by_cause.setdefault(ev_cause, []).extend(sids)
-            keys = change.attributes & seg.deps.keys
-            if keys:
-                attr_cause: Cause = ("attribute", ",".join(sorted(keys)))
-                by_cause.setdefault(attr_cause, []).extend(change.subscriber_ids)
+                    named = sorted(hit - {ANY_INBOUND}) or sorted(type_set - {ANY_INBOUND})
+                    by_cause.setdefault(("event", ",".join(named)), []).extend(sids)
+                relevant = keys & seg.deps.keys
+                if relevant:
+                    by_cause.setdefault(("attribute", ",".join(sorted(relevant))),
+                                        []).extend(sids)
             for cause, sids in by_cause.items():
-                self.mark_dirty(seg.id, sids, cause)
-
-    def _max_event_id(self) -> int:
-        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM event").fetchone()[0])
+                self.mark_dirty(seg.id, sids, cause, notify=False)
 
     def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause,
-                   *, replace: bool = False) -> None:
+                   *, replace: bool = False, notify: bool = True) -> None:
         """Queue pairs for :meth:`drain`; a pair already queued keeps its first cause, unless
         ``replace``."""
         bucket = self._dirty.setdefault(segment_id, {})
@@ -592,20 +611,24 @@ class Membership:
             else:
                 bucket.setdefault(s, cause)
             self._dirty_subs.add(s)
-        if self.on_dirty is not None:
-            self.on_dirty(len(self._dirty_subs))
+        if notify and self.on_dirty is not None:
+            self.on_dirty(self.pending)
 
     @property
     def pending(self) -> int:
-        """Distinct subscribers waiting for :meth:`drain`."""
-        return len(self._dirty_subs)
+        """Distinct subscribers waiting for :meth:`drain` in this process, plus how many this
+        process's writes queued since the last drain (an estimate: other processes' rows are
+        not counted, :meth:`queue_waiting` sees them)."""
+        return len(self._dirty_subs) + self._queued_hint
 
     def drain(self, now: int | None = None, *,
               before_commit: Callable[[], None] | None = None) -> BatchResult:
         """Re-evaluate every dirty (segment, subscriber) pair, in dependency order, in one
         transaction; entries and exits propagate to dependent segments in the same batch.
-        ``before_commit`` runs inside that transaction (even when nothing is dirty)."""
-        if not self._dirty:
+        ``before_commit`` runs inside that transaction (even when nothing is dirty).
+        Queued changes (``membership_queue``, from any process) are taken in the same
+        transaction, up to ``QUEUE_CHUNK`` rows."""
+        if not self._dirty and not self.queue_waiting():
             if before_commit is not None:
                 with self.store.atomic():
                     before_commit()
@@ -639,6 +662,8 @@ class Membership:
     ) -> None:
         segments = pairs = entered_n = exited_n = 0
         with self.store.atomic():
+            self._queued_hint = 0
+            taken = self._pull_queue()
             roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
             self._daily_mark = daily_mark(self.store)
             for seg in order:
@@ -659,6 +684,8 @@ class Membership:
                                 bucket.setdefault(s, subs[s])
             self._dirty.clear()  # segments dropped meanwhile
             self._dirty_subs.clear()
+            if taken:
+                self.conn.execute("DELETE FROM membership_queue WHERE id <= ?", (taken,))
             if before_commit is not None:
                 before_commit()
         pending.clear()  # committed
@@ -783,3 +810,20 @@ class Membership:
             "SELECT ts_ms, direction, cause, cause_ref FROM segment_transition "
             "WHERE segment_id = ? AND subscriber_id = ? ORDER BY ts_ms, id",
             (seg.id, subscriber_id))]
+
+
+def apply_queued(store: Store, *, now: int | None = None) -> BatchResult:
+    """Evaluate every change queued for membership (all of ``membership_queue``, batch by
+    batch), for a process that wrote and has no live driver: the CLI after an import or
+    ``event add``. A running daemon would do it within a second anyway; doing it here makes
+    the command's effect on segments visible when it returns, daemon or not. Both may drain
+    at once: each batch takes its rows in its own transaction."""
+    m = Membership(store)
+    segments = pairs = entered = exited = 0
+    for _ in range(1_000_000):  # bounded: every batch deletes the rows it took
+        if not m.queue_waiting():
+            break
+        r = m.drain(now)
+        segments, pairs = segments + r.segments, pairs + r.pairs
+        entered, exited = entered + r.entered, exited + r.exited
+    return BatchResult(segments, pairs, entered, exited)

@@ -8,6 +8,12 @@ subscribers are pending, and drains them in one transaction (§5.4.4 of the segm
 reference). The due loop sweeps time crossings (``Membership.process_due``) every
 ``due_every_ms``.
 
+Changes written by other processes (a CLI import, ``smsgate event add``) reach no listener
+here: they are in ``membership_queue`` (schema 12), which the drain loop looks at whenever it
+has been idle for ``poll_ms`` (250 ms). So does a change committed just before a crash: the queue is
+read at start. A drain takes at most ``QUEUE_CHUNK`` rows; while more wait, the next batch
+starts at once.
+
 Both loops live in one ``TaskGroup`` inside :meth:`run`; cancel the task running it to stop.
 """
 
@@ -48,11 +54,14 @@ class LiveMembership:
         batch_ms: float = 250,
         batch_size: int = 1000,
         due_every_ms: float = 1000,
+        poll_ms: float = 250,
         on_batch: Callable[[BatchResult, bool], None] | None = None,
     ) -> None:
-        """``on_batch(result, due)`` runs on the loop after each committed drain / due round."""
+        """``on_batch(result, due)`` runs on the loop after each committed drain / due round.
+        ``poll_ms``: how often an idle driver looks for changes queued by other processes."""
         self.store = store
         self.on_batch = on_batch
+        self.poll_s = poll_ms / 1000
         self.batch_s = batch_ms / 1000
         self.batch_size = batch_size
         self.due_every_s = due_every_ms / 1000
@@ -112,8 +121,17 @@ class LiveMembership:
             self._full.set()
 
     async def _drain_loop(self) -> None:
+        if await self._queued():  # left before we started (another process, a crash)
+            self._pending(0)
         while True:
-            await self._wake.wait()
+            if not self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                except TimeoutError:
+                    # idle: another process may have queued changes
+                    if not await self._queued():
+                        continue
+                    self._pending(0)
             # micro-batch: the oldest pending change waits at most batch_ms in total (less
             # when the batch fills); changes that piled up during a long drain go at once
             waited = 0.0 if self._first_dirty is None else time.perf_counter() - self._first_dirty
@@ -125,7 +143,7 @@ class LiveMembership:
             self._full.clear()
             first, self._first_dirty = self._first_dirty, None
             try:
-                result = await self.store.run(_drain, self.membership)
+                result, more = await self.store.run(_drain, self.membership)
             except sqlite3.OperationalError as exc:
                 # e.g. "database is locked" by another writer: the batch stays dirty (the
                 # core keeps it on failure); try again after one batch window
@@ -137,6 +155,15 @@ class LiveMembership:
             if first is not None:
                 self._latency_ms = (time.perf_counter() - first) * 1000
             await self._record(result, due=False)
+            if more:  # a large import: the next chunk at once
+                self._pending(self.batch_size)
+
+    async def _queued(self) -> bool:
+        try:
+            return await self.store.run(_queue_waiting, self.membership)
+        except sqlite3.OperationalError as exc:  # locked by a long writer: look again later
+            log.warning("membership queue check failed: %s", exc)
+            return False
 
     async def _due_loop(self) -> None:
         while True:
@@ -177,8 +204,12 @@ class LiveMembership:
                               self._exited, self._latency_ms, self._failures)
 
 
-def _drain(_store: Store, m: Membership) -> BatchResult:
-    return m.drain()
+def _drain(_store: Store, m: Membership) -> tuple[BatchResult, bool]:
+    return m.drain(), m.queue_waiting()
+
+
+def _queue_waiting(_store: Store, m: Membership) -> bool:
+    return m.queue_waiting()
 
 
 def _process_due(_store: Store, m: Membership) -> BatchResult:

@@ -319,4 +319,21 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT phone_hash, id FROM subscriber WHERE phone_hash IS NOT NULL ORDER BY id;
     ALTER TABLE subscriber DROP COLUMN phone_hash;
     """,
+    # 12: the membership queue. Every writer (ingest, attribute and profile updates, consent,
+    # in any process: the CLI, an importer, the daemon) adds a row per changed subscriber in
+    # its own transaction, naming the event types / attribute keys that changed; a Membership
+    # drain reads rows and deletes the ones it evaluated in ITS transaction. Before, the
+    # dirty set lived only in the memory of the process that wrote: a CLI import never
+    # reached the daemon's membership, and a crash between an ingest and its drain lost the
+    # re-evaluation. Written only while a rule-based segment exists (a new definition
+    # recomputes fully). The cascade scans the table on erasure (no index): it is drained
+    # within a second by a running daemon, so it holds few rows.
+    """
+    CREATE TABLE membership_queue (
+        id            INTEGER PRIMARY KEY,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        types         TEXT,    -- event types ingested for the subscriber, comma-separated
+        attributes    TEXT     -- attribute keys / profile.<col> / consent.<program> changed
+    ) STRICT;
+    """,
 )

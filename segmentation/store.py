@@ -275,13 +275,31 @@ class Store:
         attributes: Iterable[str] = (),
         traits_changed: bool = False,
     ) -> None:
-        """Record part of the current transaction's :class:`Change` (writers call this)."""
+        """Record part of the current transaction's :class:`Change` (writers call this).
+
+        Changed attributes are also queued for membership (``membership_queue``, schema 12)
+        in this transaction, so a Membership in any process re-evaluates those subscribers;
+        ``segmentation.ingest`` queues its events itself (one statement per batch)."""
         if self._depth == 0:
             raise StoreError("note_change() outside atomic()")
-        self._pending.subscriber_ids.update(subscriber_ids)
+        ids = set(subscriber_ids)
+        keys = set(attributes)
+        self._pending.subscriber_ids.update(ids)
         self._pending.event_types.update(event_types)
-        self._pending.attributes.update(attributes)
+        self._pending.attributes.update(keys)
         self._pending.traits_changed |= traits_changed
+        if ids and keys and self.membership_wanted():
+            # an erased subscriber is no longer there: nothing to re-evaluate
+            self.conn.executemany(
+                "INSERT INTO membership_queue(subscriber_id, attributes) "
+                "SELECT id, ? FROM subscriber WHERE id = ?",
+                [(",".join(sorted(keys)), s) for s in sorted(ids)])
+
+    def membership_wanted(self) -> bool:
+        """Is a rule-based segment defined? Only then are changes queued for membership (a
+        later definition evaluates every subscriber anyway)."""
+        return bool(self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM segment WHERE kind <> 'manual')").fetchone()[0])
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(change)`` after every COMMIT that changed something.

@@ -184,7 +184,12 @@ def _run(args: argparse.Namespace, body: Callable[[Store], int]) -> int:
         print(f"smsgate: cannot open the database: {exc}", file=sys.stderr)
         return 1
     try:
-        return body(store)
+        code = body(store)
+        # what this command wrote, reflected in segments before it returns (daemon or not)
+        from segmentation.membership import apply_queued
+
+        apply_queued(store)
+        return code
     except CliInputError as exc:
         print(f"smsgate: {exc}", file=sys.stderr)
         return 2

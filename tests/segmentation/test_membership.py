@@ -73,16 +73,14 @@ def test_events_attributes_and_consent_update_only_dependent_segments(
     assert m.members("anyone_new") == [a, b]
     ingest_events(store, [Event("link_click", START_MS - HOUR, subscriber_id=a)])
     assert m.pending == 1
-    # only the segments reading link_click (directly or through a trait it moves) are dirty:
-    # trait.orders moves with purchases only
-    assert set(m._dirty) == {m.get("clickers").id}
+    # only the segments reading link_click (directly or through a trait it moves) are
+    # evaluated: trait.orders moves with purchases only
     r = m.drain()
-    assert (r.entered, r.exited) == (1, 0)
+    assert (r.segments, r.pairs, r.entered, r.exited) == (1, 1, 1, 0)
     assert m.members("clickers") == [a]
     assert _transitions(store, "clickers")[-1] == (a, "enter", "event")
     set_attributes(store, b, {"city": "Leeds"}, define_missing=True)
-    assert set(m._dirty) == {m.get("leeds").id}
-    m.drain()
+    assert m.drain().segments == 1  # leeds only
     assert m.members("leeds") == [b]
     assert _transitions(store, "leeds")[-1] == (b, "enter", "attribute")
     record_consent(store, NUMBERS[1], "marketing", "grant", "web_form", actor="test")
@@ -426,3 +424,79 @@ def test_future_stamped_events_are_dropped_when_no_segment_is_time_sensitive(
     assert m.members("recent") == [a]
     clock.advance(DAY)
     assert m.process_due().exited == 1 and m.members("recent") == []
+
+
+def _queued(store: Store) -> list[tuple[int, str | None, str | None]]:
+    return [(int(s), t, a) for s, t, a in store.conn.execute(
+        "SELECT subscriber_id, types, attributes FROM membership_queue ORDER BY id")]
+
+
+def test_changes_are_queued_in_their_transaction_only_while_a_rule_segment_exists(
+    store: Store, clock: ManualClock
+) -> None:
+    a, b = _subs(store, 2)
+    ingest_events(store, [Event("link_click", START_MS, subscriber_id=a)])
+    assert _queued(store) == []  # nothing to keep current: a definition evaluates everyone
+    m = Membership(store)
+    m.define_manual("vip")
+    set_attributes(store, a, {"city": "Leeds"}, define_missing=True)
+    assert _queued(store) == []  # a list is changed by hand only
+    m.define("clickers", "count(link_click) >= 1")
+    ingest_events(store, [Event("link_click", START_MS, subscriber_id=b),
+                          Event("purchase", START_MS, subscriber_id=b, value=3),
+                          Event("reply", START_MS, subscriber_id=a)])
+    set_attributes(store, b, {"city": "York"})
+    queued = _queued(store)
+    assert sorted((s, set((t or "").split(","))) for s, t, _ in queued[:2]) == [
+        (a, {"reply"}), (b, {"link_click", "purchase"})]
+    assert queued[2] == (b, None, "city")
+    with pytest.raises(RuntimeError):  # a failed batch leaves the queue as it was
+        m.drain(before_commit=lambda: (_ for _ in ()).throw(RuntimeError("disk full")))
+    assert _queued(store) == queued
+    r = m.drain()
+    assert (r.segments, r.pairs, r.entered) == (1, 1, 1)  # a's reply, b's city: no trigger
+    assert _queued(store) == [] and m.members("clickers") == [a, b]
+
+
+def test_another_connection_s_writes_are_evaluated_by_the_next_drain(
+    store: Store, clock: ManualClock, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Another process (here: a second connection with no listener) ingests and updates a
+    profile; this Membership never hears of it, yet its drain evaluates both, with causes."""
+    a, b = _subs(store, 2)
+    m = Membership(store)
+    m.attach()
+    m.define("clickers", "count(link_click) >= 1")
+    m.define("north", 'geo.region in ["NORTH"]')
+    other = Store(store.path, clock=clock)
+    try:
+        ingest_events(other, [Event("link_click", START_MS, subscriber_id=a)])
+        upsert_subscriber(other, NUMBERS[1], region="north")
+    finally:
+        other.close()
+    assert m.queue_waiting()
+    r = m.drain()
+    assert (r.entered, r.exited) == (2, 0)
+    assert m.members("clickers") == [a] and m.members("north") == [b]
+    assert _transitions(store, "clickers")[-1] == (a, "enter", "event")
+    assert _transitions(store, "north")[-1] == (b, "enter", "attribute")
+    assert not m.queue_waiting()
+
+
+def test_a_large_queue_is_drained_in_bounded_batches(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segmentation.membership as membership
+
+    monkeypatch.setattr(membership, "QUEUE_CHUNK", 3)
+    ids = _subs(store, 8)
+    m = Membership(store)
+    m.define("clickers", "count(link_click) >= 1")
+    for sid in ids:  # one batch each: one queue row each
+        ingest_events(store, [Event("link_click", START_MS, subscriber_id=sid)])
+    batches = []
+    while m.queue_waiting():
+        batches.append(m.drain().pairs)
+        assert len(batches) <= 3
+    assert batches == [3, 3, 2]
+    assert m.members("clickers") == sorted(ids)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from segmentation.ingest import Event, ingest_events
+from segmentation.membership import Membership
 from segmentation.membership_live import LiveMembership
 from segmentation.store import AsyncStore
 from segmentation.subscribers import upsert_subscriber
@@ -13,6 +17,7 @@ from tests.segmentation.conftest import START_MS, ManualClock
 
 DAY = 86_400_000
 NUMBERS = tuple(f"+1212555{n:04d}" for n in range(201, 206))
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def _setup(tmp_path: Path, clock: ManualClock) -> tuple[AsyncStore, list[int]]:
@@ -127,4 +132,74 @@ async def test_a_locked_database_delays_the_batch_but_loses_nothing(tmp_path: Pa
             runner.cancel()
     finally:
         other.close()
+        await store.aclose()
+
+
+_WRITER = """
+import sys
+from segmentation.ingest import Event, ingest_events
+from segmentation.store import Store
+store = Store(sys.argv[1])
+ingest_events(store, [Event("purchase", int(sys.argv[3]), number=sys.argv[2], value=5.0)])
+store.close()
+"""
+
+
+def _write_elsewhere(db: Path, number: str, ts_ms: int) -> None:
+    """Ingest one event from another process that does nothing about membership (an
+    importer, a bridge): only the queue can tell the daemon."""
+    done = subprocess.run([sys.executable, "-c", _WRITER, str(db), number, str(ts_ms)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+
+
+async def test_an_event_written_by_another_process_reaches_live_membership(
+    tmp_path: Path,
+) -> None:
+    """The audit's case: another process writes an event, with no listener of ours; the
+    event is in the membership queue, which the idle driver polls."""
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    live = LiveMembership(store, batch_ms=20, poll_ms=50, due_every_ms=3_600_000)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
+            _write_elsewhere(tmp_path / "live.db", NUMBERS[1], START_MS - 1000)
+            await asyncio.wait_for(live.wait_batches(1), 10)
+            assert await store.run(lambda s: m.members("buyers")) == [ids[1]]
+            history = await store.run(lambda s: m.history(ids[1], "buyers"))
+            assert [h[1:3] for h in history] == [("enter", "event")]
+            assert not await store.run(lambda s: m.queue_waiting())
+            runner.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_changes_queued_before_a_crash_are_evaluated_at_start(tmp_path: Path) -> None:
+    """Events committed, then the process died before its drain: the next driver finds them
+    in the queue and evaluates them (cause event), without a reconcile."""
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    await store.run(lambda s: Membership(s).define("clickers", "count(link_click) >= 1"))
+    await store.run(ingest_events, [Event("link_click", START_MS, subscriber_id=i)
+                                    for i in ids[:2]])
+    await store.aclose()  # no drain ran: the "crash"
+    store = await AsyncStore.open(tmp_path / "live.db", clock=clock)
+    assert await store.run(lambda s: Membership(s).members("clickers")) == []
+    live = LiveMembership(store, batch_ms=20, poll_ms=60_000, due_every_ms=3_600_000)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await asyncio.wait_for(live.wait_batches(1), 5)
+            m = live.membership
+            assert await store.run(lambda s: m.members("clickers")) == sorted(ids[:2])
+            causes = await store.run(lambda s: s.query(
+                "SELECT DISTINCT cause FROM segment_transition WHERE direction = 'enter'"))
+            assert [r[0] for r in causes] == ["event"]
+            runner.cancel()
+    finally:
         await store.aclose()

@@ -1,0 +1,62 @@
+"""Writes from the CLI reach stored membership, daemon or not (the membership queue).
+
+Each command runs in its own process, as an operator runs them: `segment define`, then
+`event add` / `import events` / `import subscribers`, then `segment count` (the stored count)
+and `segment export`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+AT = "1768478400000"  # epoch ms, in the past
+
+
+def _smsgate(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SMSGATE_CONFIG"}
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--db", str(db)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+def _stored(db: Path, name: str) -> int:
+    out = _smsgate(db, "segment", "count", name, "--json").stdout
+    return int(json.loads(out)["count"])
+
+
+def test_event_add_and_imports_from_the_cli_reach_stored_membership(tmp_path: Path) -> None:
+    db = tmp_path / "gate.db"
+    _smsgate(db, "segment", "define", "buyers", "count(purchase) >= 1")
+    _smsgate(db, "segment", "define", "north", 'geo.region in ["NORTH"]')
+    assert _stored(db, "buyers") == 0
+    _smsgate(db, "event", "add", "+12125550101", "purchase", "--value", "5", "--at", AT,
+             "--default-region", "US")
+    assert _stored(db, "buyers") == 1
+    events = tmp_path / "events.csv"
+    with events.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["phone", "type", "ts", "value"])
+        w.writerow(["+12125550102", "purchase", AT, "7"])
+        w.writerow(["+12125550103", "link_click", AT, ""])
+    _smsgate(db, "import", "events", str(events))
+    assert _stored(db, "buyers") == 2
+    subs = tmp_path / "subs.csv"
+    subs.write_text("phone,region\n+12125550103,north\n", encoding="utf-8")
+    _smsgate(db, "import", "subscribers", str(subs))
+    assert _stored(db, "north") == 1
+    exported = _smsgate(db, "segment", "export", "buyers").stdout
+    assert "+12125550101" in exported and "+12125550102" in exported
+    # nothing drifted, and nothing is left queued
+    _smsgate(db, "segment", "reconcile")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1])"
+         ".execute('SELECT count(*) FROM membership_queue').fetchone()[0])", str(db)],
+        capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "0"
