@@ -2,20 +2,27 @@
 
 - ``list`` / ``show NAME`` — definitions, status, stored counts (``--json`` for tools).
 - ``count NAME|RULE`` — a segment's stored count (O(1)) or a draft rule counted live.
+- ``history NUMBER NAME`` — every entry into and exit from a segment, with time and cause.
 - ``define NAME RULE`` — create or redefine (full recompute, diff recorded as transitions);
   ``define NAME --manual`` — an empty list set by hand;
   ``members NAME --replace|--append|--remove FILE`` — set a manual list from a CSV file.
-- ``explain NUMBER NAME`` — every condition of the rule, true or false, with the value read.
+- ``explain NUMBER NAME`` — every condition of the rule, true or false, with the value read,
+  and the stored membership with its last entry or exit.
 - ``export NAME`` — members as CSV. ``reconcile [--fix]`` — full recompute vs stored.
 - ``builtins`` — install or refresh the built-in segments and templates.
 
-The rule text syntax is in ``docs/segments.md``; a RULE of ``-`` is read from standard input.
-The store is opened as by ``smsgate import`` (``--config``, or ``--db FILE``).
+The rule text syntax is in ``docs/segments.md``; a RULE of ``-`` is read from standard input,
+and a RULE starting with ``{`` is the canonical JSON form (``segment show --json``'s
+``definition``, or the ``{"version": 1, "rule": ...}`` envelope). A RULE is checked against the
+attribute schema (``segmentation.rules.schema_check``): an operator or value that does not fit a
+declared attribute's type is refused (exit 2), an undeclared attribute is a warning on standard
+error. The store is opened as by ``smsgate import`` (``--config``, or ``--db FILE``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import re
 import sys
@@ -27,6 +34,7 @@ from gateway.cli.subscribers import CliInputError, _run, _store_arguments
 
 if TYPE_CHECKING:
     from segmentation.membership import Membership, SegmentInfo
+    from segmentation.rules.ast import Rule
     from segmentation.rules.evaluate import Explanation
     from segmentation.store import Store
 
@@ -53,7 +61,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser(
         "count", help="a segment's stored count, or a draft rule's live count",
         description="With the NAME of a segment: its stored member count (instant). Otherwise "
-        "TARGET is read as a rule and counted over every subscriber now.")
+        "TARGET is read as a rule (text, or canonical JSON starting with '{'; '-' reads it "
+        "from standard input) and counted over every subscriber now. A rule whose operator "
+        "or value does not fit a declared attribute's type is refused; an undeclared "
+        "attribute is a warning on standard error.")
     p.add_argument("target", metavar="NAME|RULE")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--preview", action="store_true",
@@ -75,8 +86,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "define", help="create or redefine a segment",
         description="Store RULE as segment NAME (a new version if it exists), compute its "
         "members fully and record who entered and left; segments using it are recomputed "
-        "too. RULE '-' reads the rule from standard input. With --manual (and no RULE): an "
-        "empty manual list, filled with 'smsgate segment members'.")
+        "too. RULE '-' reads the rule from standard input; a RULE starting with '{' is the "
+        "canonical JSON form. A rule whose operator or value does not fit a declared "
+        "attribute's type is refused (exit 2); an undeclared attribute is a warning on "
+        "standard error. With --manual (and no RULE): an empty manual list, filled with "
+        "'smsgate segment members'.")
     p.add_argument("name", metavar="NAME")
     p.add_argument("rule", metavar="RULE", nargs="?")
     p.add_argument("--manual", action="store_true",
@@ -107,12 +121,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _store_arguments(p)
     p.set_defaults(func=members_command)
 
-    p = sub.add_parser("explain", help="why a number is or is not in a segment")
+    p = sub.add_parser(
+        "explain", help="why a number is or is not in a segment",
+        description="Evaluate the segment's rule for NUMBER now, showing every condition with "
+        "the value read, and the stored membership with its last entry or exit (time in UTC, "
+        "cause, cause reference).")
     p.add_argument("number", metavar="NUMBER")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--json", action="store_true", help="one JSON object")
     _store_arguments(p)
     p.set_defaults(func=explain_command)
+
+    p = sub.add_parser(
+        "history", help="every entry into and exit from a segment for a number",
+        description="List every stored transition of NUMBER in segment NAME, oldest first: "
+        "time (UTC), direction (enter/exit), cause (event, attribute, time, definition, "
+        "manual, reconcile) and the cause's reference (event id, attribute key, segment "
+        "version).")
+    p.add_argument("number", metavar="NUMBER")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+    p.set_defaults(func=history_command)
 
     p = sub.add_parser("export", help="a segment's members as CSV")
     p.add_argument("name", metavar="NAME")
@@ -171,11 +201,68 @@ def _info(seg: SegmentInfo) -> dict[str, Any]:
 
 
 def _rule_text(text: str) -> str:
+    """A RULE argument's text: ``-`` reads standard input."""
     if text == "-":
-        text = sys.stdin.read()
+        text = sys.stdin.read().strip()
+        if not text:
+            raise CliInputError("the rule is empty (nothing was read from standard input)")
     if not text.strip():
         raise CliInputError("the rule is empty")
     return text
+
+
+def _load_rule(store: Store, text: str, outcome: str) -> Rule:
+    """Rule text or canonical JSON -> tree, checked against the attribute schema: a condition
+    that cannot fit its attribute's declared type is refused (CliInputError, ``outcome`` says
+    what did not happen); an undeclared attribute is a warning on standard error."""
+    from segmentation.rules.dsl import load_rule
+    from segmentation.rules.schema_check import check_rule, errors
+    from segmentation.subscribers import attribute_types
+
+    tree = load_rule(text)
+    findings = check_rule(tree, attribute_types(store))
+    if errors(findings):
+        lines = "\n".join(f"  {f.severity}: {f}" for f in findings)
+        raise CliInputError(f"the rule does not fit the attribute schema ({outcome}):\n{lines}")
+    for f in findings:
+        print(f"smsgate: warning: {f}", file=sys.stderr)
+    return tree
+
+
+def _draft(args: argparse.Namespace, store: Store, m: Membership) -> tuple[Rule, str] | None:
+    """``count``'s TARGET as a draft rule (tree, text), or None when it names a segment."""
+    from segmentation.rules.dsl import is_json
+
+    target: str = args.target
+    if target == "-":
+        text = _rule_text(target)
+        return _load_rule(store, text, "nothing was counted"), text
+    if target in {s.name for s in m.segments()}:
+        return None
+    if not is_json(target) and _BARE_NAME.match(target) and "." not in target:
+        raise CliInputError(f"no segment named {target!r} (and it is not a rule)")
+    return _load_rule(store, _rule_text(target), "nothing was counted"), target
+
+
+def _utc(ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC: ``2026-01-15T12:00:00Z`` (``.250Z`` when there are ms)."""
+    d = dt.datetime.fromtimestamp(ms // 1000, tz=dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
+
+
+Transition = tuple[int, str, str, str | None]
+
+
+def _transition_json(t: Transition) -> dict[str, Any]:
+    ts, direction, cause, ref = t
+    return {"ts_ms": ts, "time": _utc(ts), "direction": direction, "cause": cause,
+            "cause_ref": ref}
+
+
+def _transition_text(t: Transition) -> str:
+    ts, direction, cause, ref = t
+    verb = "entered" if direction == "enter" else "left"
+    return f"{verb} {_utc(ts)} (cause {cause}{f', ref {ref}' if ref else ''})"
 
 
 def _check_name(name: str) -> str:
@@ -262,13 +349,13 @@ def _preview_command(args: argparse.Namespace, store: Store, m: Membership) -> i
     quiet, zone, at = _preview_settings(args)
     target: str = args.target
     started = time.perf_counter()
-    if target in {s.name for s in m.segments()}:
+    draft = _draft(args, store, m)
+    if draft is None:
         p, source, key = preview_segment(m, target, now=at, quiet=quiet, default_tz=zone), \
             "stored", "name"
     else:
-        if _BARE_NAME.match(target) and "." not in target:
-            raise CliInputError(f"no segment named {target!r} (and it is not a rule)")
-        p = preview_rule(m, _rule_text(target), now=at, quiet=quiet, default_tz=zone)
+        tree, target = draft
+        p = preview_rule(m, tree, now=at, quiet=quiet, default_tz=zone)
         source, key = "query", "rule"
     ms = (time.perf_counter() - started) * 1000
     if args.json:
@@ -291,13 +378,12 @@ def count_command(args: argparse.Namespace) -> int:
             return _preview_command(args, store, m)
         target: str = args.target
         started = time.perf_counter()
-        stored = {s.name for s in m.segments()}
-        if target in stored:
+        draft = _draft(args, store, m)
+        if draft is None:
             n, source, key = m.count(target), "stored", "name"
         else:
-            if _BARE_NAME.match(target) and "." not in target:
-                raise CliInputError(f"no segment named {target!r} (and it is not a rule)")
-            n, source, key = m.count_rule(_rule_text(target)), "query", "rule"
+            tree, target = draft
+            n, source, key = m.count_rule(tree), "query", "rule"
         ms = (time.perf_counter() - started) * 1000
         if args.json:
             _print_json({key: target, "count": n, "source": source, "ms": round(ms, 1)})
@@ -328,7 +414,13 @@ def define_command(args: argparse.Namespace) -> int:
             return _define_manual(args, m)
         if args.rule is None:
             raise CliInputError("give a RULE (or --manual for a list set by hand)")
-        diff = m.define(_check_name(args.name), _rule_text(args.rule))
+        from segmentation.rules.dsl import is_json
+
+        name = _check_name(args.name)
+        text = _rule_text(args.rule)
+        tree = _load_rule(store, text, "nothing was defined")
+        # rule text is stored as written (what `list` and `show` print); JSON as its tree
+        diff = m.define(name, tree if is_json(text) else text)
         seg = m.get(args.name)
         if args.json:
             _print_json({**_info(seg), "entered": diff.entered, "exited": diff.exited,
@@ -407,15 +499,54 @@ def explain_command(args: argparse.Namespace) -> int:
         if sid is None:
             print(f"smsgate: no subscriber with number {args.number}", file=sys.stderr)
             return 1
-        r = _membership(store).explain(sid, args.name)
+        m = _membership(store)
+        r = m.explain(sid, args.name)
+        history = m.history(sid, args.name)
+        last = history[-1] if history else None
         if args.json:
             _print_json({"number": args.number, "segment": r.segment, "result": r.result,
-                         "stored_member": r.stored_member, "tree": _tree_json(r.tree)})
+                         "stored_member": r.stored_member, "tree": _tree_json(r.tree),
+                         "last_transition": None if last is None else _transition_json(last),
+                         "transitions": len(history)})
             return 0
         verdict = "IS" if r.result else "is NOT"
         print(f"{args.number} {verdict} in {r.segment!r} now"
               f"{'' if r.result == r.stored_member else ' (stored membership differs: pending)'}")
+        state = "member" if r.stored_member else "not a member"
+        print(f"stored:    {state}; "
+              + ("no entry or exit recorded" if last is None else
+                 f"last {_transition_text(last)}"
+                 + (f"; {len(history)} changes in all (smsgate segment history)"
+                    if len(history) > 1 else "")))
         print("\n".join(_tree_lines(r.tree)))
+        return 0
+
+    return _run(args, body)
+
+
+def history_command(args: argparse.Namespace) -> int:
+    def body(store: Store) -> int:
+        from segmentation.subscribers import find_subscriber
+
+        sid = find_subscriber(store, args.number)
+        if sid is None:
+            print(f"smsgate: no subscriber with number {args.number}", file=sys.stderr)
+            return 1
+        m = _membership(store)
+        seg = m.get(args.name)
+        history = m.history(sid, seg.name)
+        e164 = str(store.scalar("SELECT phone_e164 FROM subscriber WHERE id = ?", (sid,)))
+        member = store.scalar("SELECT 1 FROM segment_member WHERE segment_id = ? AND "
+                              "subscriber_id = ?", (seg.id, sid)) is not None
+        if args.json:
+            _print_json({"number": e164, "segment": seg.name, "member": member,
+                         "transitions": [_transition_json(t) for t in history]})
+            return 0
+        n = len(history)
+        print(f"{e164} in {seg.name!r}: {'member' if member else 'not a member'} now; "
+              f"{n or 'no'} transition{'' if n == 1 else 's'} recorded")
+        for ts, direction, cause, ref in history:
+            print(f"  {_utc(ts):<24} {direction:<5}  {cause:<10}  {ref or ''}".rstrip())
         return 0
 
     return _run(args, body)
@@ -429,27 +560,59 @@ def export_command(args: argparse.Namespace) -> int:
         if args.output is None:
             n = export_segment_csv(store, args.name, sys.stdout)
         else:
-            with args.output.open("w", encoding="utf-8", newline="") as out:
-                n = export_segment_csv(store, args.name, out)
+            try:
+                with args.output.open("w", encoding="utf-8", newline="") as out:
+                    n = export_segment_csv(store, args.name, out)
+            except OSError as exc:
+                raise CliInputError(f"{args.output}: cannot write "
+                                    f"({exc.strerror or exc})") from None
         print(f"{n} members exported", file=sys.stderr)
         return 0
 
     return _run(args, body)
 
 
+RECONCILE_SAMPLE = 20
+"""Subscribers named per segment and direction in reconcile's report."""
+
+
+def _numbers(store: Store, ids: tuple[int, ...]) -> list[str]:
+    """E.164 of subscriber ids, in order (``id N`` for one no longer stored)."""
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    found = dict(store.conn.execute(
+        f"SELECT id, phone_e164 FROM subscriber WHERE id IN ({marks})", ids).fetchall())
+    return [str(found.get(i, f"id {i}")) for i in ids]
+
+
+def _drift_part(ids: tuple[int, ...], numbers: list[str], what: str) -> str:
+    # one more than shown is asked for: up to RECONCILE_SAMPLE, the count is exact
+    if len(ids) > RECONCILE_SAMPLE:
+        return (f"more than {RECONCILE_SAMPLE} {what} (first {RECONCILE_SAMPLE}: "
+                f"{', '.join(numbers[:RECONCILE_SAMPLE])})")
+    return f"{len(ids)} {what}" + (f" ({', '.join(numbers)})" if ids else "")
+
+
 def reconcile_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
-        drifts = _membership(store).reconcile(fix=args.fix)
+        drifts = _membership(store).reconcile(fix=args.fix, sample=RECONCILE_SAMPLE + 1)
         dirty = [d for d in drifts if not d.clean]
+        k = RECONCILE_SAMPLE
         if args.json:
-            _print_json([{"segment": d.segment, "clean": d.clean, "missing": list(d.missing),
-                          "extra": list(d.extra), "stored_count": d.stored_count,
-                          "counted": d.counted} for d in drifts])
+            _print_json([{"segment": d.segment, "clean": d.clean, "missing": list(d.missing[:k]),
+                          "extra": list(d.extra[:k]), "stored_count": d.stored_count,
+                          "counted": d.counted,
+                          "missing_numbers": _numbers(store, d.missing[:k]),
+                          "extra_numbers": _numbers(store, d.extra[:k]),
+                          "complete": len(d.missing) <= k and len(d.extra) <= k}
+                         for d in drifts])
         else:
             for d in drifts:
-                state = "ok" if d.clean else (f"DRIFT: {len(d.missing)}+ missing, "
-                                              f"{len(d.extra)}+ extra, stored count "
-                                              f"{d.stored_count} vs {d.counted}")
+                state = "ok" if d.clean else (
+                    f"DRIFT: {_drift_part(d.missing, _numbers(store, d.missing), 'missing')}, "
+                    f"{_drift_part(d.extra, _numbers(store, d.extra), 'extra')}; stored count "
+                    f"{d.stored_count} vs {d.counted} counted")
                 print(f"{d.segment}: {state}")
             if dirty and args.fix:
                 print(f"fixed {len(dirty)} segment(s)")
@@ -458,7 +621,20 @@ def reconcile_command(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def _checked(option: str, item: str, b: Any) -> Any:
+    """A template's rule parsed now, so a bad value is reported against the option given."""
+    from segmentation.rules.dsl import ParseError, parse
+
+    try:
+        parse(b.rule)
+    except ParseError as exc:
+        raise CliInputError(f"{option} {item!r}: {exc.message}") from None
+    return b
+
+
 def _templates(args: argparse.Namespace) -> list[Any]:
+    import phonenumbers
+
     from segmentation import builtins
 
     out: list[Any] = []
@@ -466,24 +642,30 @@ def _templates(args: argparse.Namespace) -> list[Any]:
         sku, _, days = item.rpartition(":")
         if not sku or not days.isdigit() or int(days) < 1:
             raise CliInputError(f"--product {item!r}: expected SKU:DAYS (e.g. SKU-30:30)")
-        out.append(builtins.replenishment(sku, int(days)))
+        out.append(_checked("--product", item, builtins.replenishment(sku, int(days))))
     for item in args.stores:
         m = re.fullmatch(r"([A-Za-z0-9_-]+):(-?[\d.]+),(-?[\d.]+)(?::([\d.]+))?", item)
         if m is None:
             raise CliInputError(f"--store {item!r}: expected NAME:LAT,LON[:KM]")
-        out.append(builtins.near_store(m[1], float(m[2]), float(m[3]),
-                                       float(m[4]) if m[4] else 25.0))
+        out.append(_checked("--store", item, builtins.near_store(
+            m[1], float(m[2]), float(m[3]), float(m[4]) if m[4] else 25.0)))
     for item in args.region:
         parts = item.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
             raise CliInputError(f"--region {item!r}: expected NAME:R1,R2[:CC]")
-        out.append(builtins.in_region(parts[0], parts[1].split(","),
-                                      country=parts[2] if len(parts) == 3 else None))
+        country = parts[2].upper() if len(parts) == 3 else None
+        # subscriber.country is phonenumbers' region code (ISO 3166-1 alpha-2): another
+        # spelling ("GBR", "UK") would define a segment that is always empty
+        if country is not None and country not in phonenumbers.SUPPORTED_REGIONS:
+            raise CliInputError(f"--region {item!r}: country {parts[2]!r} is not an ISO 3166-1 "
+                                "alpha-2 code with phone numbers (e.g. GB, US, DE)")
+        out.append(_checked("--region", item, builtins.in_region(
+            parts[0], parts[1].split(","), country=country)))
     for item in args.age_band:
         m = re.fullmatch(r"(\d+)-(\d+)", item)
         if m is None or int(m[1]) > int(m[2]):
             raise CliInputError(f"--age-band {item!r}: expected LO-HI (e.g. 25-44)")
-        out.append(builtins.age_band(int(m[1]), int(m[2])))
+        out.append(_checked("--age-band", item, builtins.age_band(int(m[1]), int(m[2]))))
     return out
 
 

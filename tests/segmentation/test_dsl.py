@@ -237,6 +237,11 @@ def test_load_rule_takes_text_or_canonical_json() -> None:
         load_rule('{"version": 1, "rule": {"kind": "consent", "program": "marketing", '
                   '"state": "yes"}}')
     assert info.value.path == "rule.state"
+    assert info.value.message.startswith("unknown consent state 'yes' (expected one of granted")
+    with pytest.raises(RuleError, match="unknown location field 'planet'"):
+        load_rule('{"kind": "geo", "field": "planet", "values": ["Mars"]}')
+    with pytest.raises(RuleError, match="unknown operator 'gte'"):  # an operator indeed
+        load_rule('{"kind": "trait", "name": "orders", "op": "gte", "value": 1}')
     with pytest.raises(RuleError) as info:
         load_rule('{"version": 7, "rule": {}}')
     assert info.value.path == "$.version" and "version 7" in info.value.message
