@@ -3,10 +3,16 @@
 - ``smsgate import subscribers|events FILE [--map COL=FIELD]...`` — CSV import; one line per bad
   row on standard error (``row N, column X: why``), a summary on standard output; exit 2 when
   any row was bad (the good rows are kept).
-- ``smsgate event add NUMBER TYPE [--at TIME] [--value V] [--prop K=V]... [--id ID]``.
+- ``smsgate event add NUMBER TYPE [--at TIME] [--value V] [--prop K=V]... [--id ID]``. An
+  ``opt_in`` / ``opt_out`` event records behaviour only and changes no consent (a warning says
+  so): consent is recorded by ``smsgate import subscribers`` with ``consent_*`` columns, inbound
+  keywords, or ``segmentation.consent.record_consent``.
 - ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``:
   over the whole database file (segment store, outbox, inbox, waiting MO parts; see
-  ``gateway.erasure`` and ``docs/privacy.md``).
+  ``gateway.erasure`` and ``docs/privacy.md``). Erasing a number nothing was stored for says so
+  plainly (``nothing_stored`` in JSON) and exits 0: the suppression is still added, which is
+  what an erasure request for a number we never held needs; a mistyped number must not read as
+  a completed erasure of the real one.
 - ``smsgate subscriber rehash [--all]``: fill ``subscriber_hash`` in batches
   (``segmentation.subscribers.fill_phone_hashes``).
 
@@ -31,6 +37,10 @@ if TYPE_CHECKING:
     from segmentation.store import Store
 
 HASH_KEY_ENV = "SMSGATE_HASH_KEY"
+
+# event types that read like consent but are behaviour records (segmentation.ingest), with
+# the consent_action that records the real thing
+CONSENT_LOOKALIKES = {"opt_out": "revoke", "opt_in": "grant"}
 
 
 class CliInputError(Exception):
@@ -74,11 +84,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add = event_sub.add_parser(
         "add", help="record one event for a number",
         description="Record one event (the subscriber is created if new). With --id the same "
-        "event recorded twice counts once.")
+        "event recorded twice counts once. opt_in and opt_out events record behaviour only: "
+        "they do NOT change consent. Consent is recorded by 'smsgate import subscribers FILE' "
+        "with consent_program and consent_action (grant or revoke) columns, or by a STOP/START "
+        "text received by the daemon.")
     add.add_argument("number", metavar="NUMBER")
     add.add_argument("type", metavar="TYPE",
-                     help="link_click, product_view, cart_add, purchase, reply, opt_in, opt_out, "
-                          "sent, delivered, failed, or your own (lower case)")
+                     help="link_click, product_view, cart_add, purchase, reply, opt_in, opt_out "
+                          "(behaviour only: consent is not changed), sent, delivered, failed, or "
+                          "your own (lower case)")
     add.add_argument("--at", metavar="TIME", help="ISO 8601 time or epoch ms (default: now)")
     add.add_argument("--value", metavar="V", help="money or quantity")
     add.add_argument("--prop", metavar="K=V", action="append", default=[],
@@ -112,7 +126,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "history, every text from it and any parts of one still being reassembled; keep its "
         "consent records with the number replaced by a keyed hash, and message counts per "
         "day; add a marketing suppression for the hash. Prints the rows removed per table. "
-        "Irreversible: needs --yes. See docs/privacy.md.")
+        "Irreversible: needs --yes. A number nothing was stored for is said to be so "
+        "(JSON: nothing_stored true); the suppression is still added and the exit status is 0. "
+        "Exit status 1 when nothing was stored and the number was already suppressed. "
+        "See docs/privacy.md.")
     erase.add_argument("number", metavar="NUMBER")
     erase.add_argument("--yes", action="store_true", help="confirm the erasure")
     erase.add_argument("--vacuum", action="store_true",
@@ -294,6 +311,12 @@ def event_add_command(args: argparse.Namespace) -> int:
         result = ingest_event(store, Event(
             args.type, ts, number=args.number, value=value, props=props or None,
             source=args.source, dedupe_key=f"cli:{args.id}" if args.id else None))
+        if args.type in CONSENT_LOOKALIKES:
+            print(f"smsgate: warning: an {args.type} event records behaviour only; it does NOT "
+                  f"change consent. To record the {CONSENT_LOOKALIKES[args.type]} itself: "
+                  "smsgate import subscribers FILE with columns phone, consent_program, "
+                  f"consent_action={CONSENT_LOOKALIKES[args.type]} (and consent_time)",
+                  file=sys.stderr)
         if args.json:
             _print_json({"inserted": result.inserted, "duplicates": result.duplicates,
                          "subscriber_ids": sorted(result.subscriber_ids)})
@@ -331,10 +354,18 @@ def subscriber_erase_command(args: argparse.Namespace) -> int:
 
     def body(store: Store) -> int:
         report = erase_number(store, args.number, vacuum=args.vacuum)
-        if args.json:
-            _print_json(report_json(report))
-            return 0
         seg = report.segment
+        nothing = (not report.removed and seg.subscriber_id is None
+                   and seg.consent_rows_pseudonymised == 0)
+        if args.json:
+            _print_json({**report_json(report), "nothing_stored": nothing})
+            return 0
+        if nothing:
+            print(f"nothing was stored for {args.number}: no subscriber, events, consent "
+                  "records or messages, so no rows were removed.")
+            print("a marketing suppression was added for it, so it will not be sent marketing "
+                  "messages. If you meant another number, check it and erase that one.")
+            return 0
         print("erased; rows removed per table:")
         for table, n in report.removed:
             print(f"  {table}: {n}")
