@@ -93,12 +93,43 @@ def test_cart_abandoners_leave_after_the_window(store: Store, clock: ManualClock
     assert s["abandoner"] in m.members("active_subscribers")
 
 
+def _symbolic(b: builtins.Builtin, **names: str) -> tuple[str, str]:
+    """A template's segment name and rule with the values it was built from replaced by the
+    docs' placeholders (``{"14d": "<2×cycle>d"}``), in the order given."""
+    name, rule = b.name, b.rule
+    for value, placeholder in names.items():
+        name, rule = name.replace(value, placeholder), rule.replace(value, placeholder)
+    return name, rule
+
+
 def test_every_builtin_rule_parses_and_is_documented() -> None:
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "segments.md").read_text("utf-8")
-    for b in (*builtins.BUILTINS, builtins.top_buyers(100.0)):
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    # the fixed ones: each table row is | `name` | `rule` | meaning |
+    for b in builtins.BUILTINS:
         parse(b.rule)
-        assert f"`{b.name}`" in doc, b.name
-    for name in ("replenishment", "near_store", "in_region", "age_band", "demographic"):
-        assert f"`{name}(" in doc, name
+        assert any(r.startswith(f"| `{b.name}` | `{b.rule}` |") for r in rows), b.name
+    top = builtins.top_buyers(123.5)
+    parse(top.rule)
+    assert any(r.startswith(f"| `top_buyers` | `{top.rule.replace('123.5', 'P90')}` |")
+               for r in rows), top.rule
+    # the templates: | `call(...)` | `segment name` | `rule` |, built with stand-in values
+    templates = {
+        "replenishment": _symbolic(builtins.replenishment("<sku>", 7),
+                                   **{"14d": "<2×cycle>d", "7d": "<cycle>d"}),
+        "near_store": _symbolic(builtins.near_store("<name>", 1.5, 2.5, 3.5),
+                                **{"3.5": "<km>", "1.5": "<lat>", "2.5": "<lon>"}),
+        "in_region": _symbolic(builtins.in_region("<name>", ["R1", "R2"], country="<country>"),
+                               **{'["R1", "R2"]': "[...]",
+                                  'geo.country in ["<country>"] and ':
+                                  '[geo.country in ["<country>"] and] '}),
+        "age_band": _symbolic(builtins.age_band(11, 99), **{"11": "<lo>", "99": "<hi>"}),
+        "demographic": _symbolic(builtins.demographic("KEY", "VALUE"),
+                                 KEY="<key>", VALUE="<value>"),
+    }
+    for call, (name, rule) in templates.items():
+        row = next((r for r in rows if r.startswith(f"| `{call}(")), None)
+        assert row is not None, call
+        assert f"| `{name}` | `{rule}` |" in row, (call, name, rule)
