@@ -41,6 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segmentation import builtins  # noqa: E402
+from segmentation.checkpoint import (  # noqa: E402
+    SAFETY_NET_PAGES,
+    CheckpointStatistics,
+    checkpointing,
+    run_checkpointer,
+)
 from segmentation.ingest import Event, ingest_events  # noqa: E402
 from segmentation.membership import Membership  # noqa: E402
 from segmentation.membership_live import LiveMembership  # noqa: E402
@@ -282,6 +288,12 @@ def _ingest_rate(store: Store, m: Membership, events: list[Event],
     return n / (ingest_s + drain_s), drains, line
 
 
+def _checkpoint_line(stats: list[CheckpointStatistics]) -> str:
+    st = stats[0]
+    return (f"\n    checkpointer: {st.steps} steps, {st.restarts} WAL restarts, WAL at most "
+            f"{st.largest_log:,} pages")
+
+
 def run(db: Path, n_subs: int, n_events: int) -> None:
     clock = BenchClock()
     store = Store(db, clock=clock)
@@ -334,21 +346,27 @@ def run(db: Path, n_subs: int, n_events: int) -> None:
           "the incrementally kept membership)")
 
     print("\n== event ingest with live membership on (goal >= 20,000 events/s)")
+    print("  (WAL checkpoints on a thread of their own, as the daemon runs them)")
     rng = random.Random(7)
     m.attach()
     total = 100_000
     batch = 5000  # events per ingest transaction, as the CSV/MQTT paths batch them
+    store.conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
     print("  uniformly random subscribers (worst case: half are dormant, and one event moves "
           "a dormant one in 5 segments)")
-    rate, drains, line = _ingest_rate(store, m, _events(rng, n_subs, total, clock()), batch)
-    print(line)
+    uniform = _events(rng, n_subs, total, clock())
+    with checkpointing(str(db)) as cp:
+        rate, drains, line = _ingest_rate(store, m, uniform, batch)
+    print(line + _checkpoint_line(cp))
     rows.append(("event ingest, uniform (worst case)", f"{rate:,.0f} ev/s", ">= 20,000 ev/s"))
     print("  activity-weighted sessions (1-6 events each; 90 % by recent activity, 10 % any)")
     pool = _activity_pool(store, clock())
     sessions = _session_events(rng, pool, n_subs, total, clock())
     del pool
-    rate2, _, line = _ingest_rate(store, m, sessions, batch)
-    print(line)
+    with checkpointing(str(db)) as cp:
+        rate2, _, line = _ingest_rate(store, m, sessions, batch)
+    print(line + _checkpoint_line(cp))
+    store.conn.execute("PRAGMA wal_autocheckpoint=10000")
     rows.append(("event ingest, activity-weighted", f"{rate2:,.0f} ev/s", ">= 20,000 ev/s"))
     per_batch = statistics.median(drains)
     rows.append(("peer: full recompute of all segments", f"{naive_ms:,.0f} ms", "-"))
@@ -382,7 +400,7 @@ def run(db: Path, n_subs: int, n_events: int) -> None:
 async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
     """Feed ~2,000 events/s in chunks every 25 ms for 10 s; a chunk's latency is from its
     ingest commit to the commit of the first membership batch after it."""
-    store = await AsyncStore.open(db, clock=clock)
+    store = await AsyncStore.open(db, clock=clock, autocheckpoint_pages=SAFETY_NET_PAGES)
     waiting: list[float] = []
     lat: list[float] = []
 
@@ -398,6 +416,7 @@ async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
     rng = random.Random(11)
     try:
         async with asyncio.TaskGroup() as tg:
+            checkpoints = tg.create_task(run_checkpointer(str(db)))  # as the daemon does
             runner = tg.create_task(live.run())
             await live.wait_started()
             for _ in range(400):
@@ -408,6 +427,7 @@ async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
             target = live.statistics().batches + 1
             await asyncio.wait_for(live.wait_batches(target), 10)
             runner.cancel()
+            checkpoints.cancel()
     finally:
         await store.aclose()
     return lat

@@ -43,6 +43,7 @@ from gateway.routes import ModemRoute, Route, SmppRoute
 from gateway.routing import RouteKind, Router
 from gateway.sdnotify import Notifier, keep_alive
 from gateway.status import ensure_schema, write_snapshot
+from segmentation.checkpoint import SAFETY_NET_PAGES, run_checkpointer
 from segmentation.membership_live import LiveMembership
 from segmentation.store import AsyncStore, Store
 
@@ -108,7 +109,12 @@ class Daemon:
             store = await AsyncStore.open(
                 db, clock=self._clock_ms, default_region=cfg.segments.default_region,
                 hash_key=key.encode("utf-8") if key else None,
+                autocheckpoint_pages=SAFETY_NET_PAGES,
             )
+            # the WAL checkpointer task copies pages back (segmentation.checkpoint); the
+            # outbox's commits only checkpoint past the same safety net
+            await box.run(lambda ob: ob.conn.execute(
+                f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}"))
             try:
                 return await self._run(box, store)
             finally:
@@ -149,6 +155,8 @@ class Daemon:
                 writer = tg.create_task(dispatcher.run_writer(), name="writer")
                 segments = tg.create_task(live.run(), name="membership")
                 loops = [
+                    tg.create_task(run_checkpointer(str(self.config.database.path)),
+                                   name="wal-checkpoint"),
                     tg.create_task(self._timers(box, events), name="timers"),
                     tg.create_task(self._status_loop(box), name="status"),
                     tg.create_task(keep_alive(self.notifier), name="watchdog"),
