@@ -3,7 +3,12 @@
 Files are read as UTF-8 (a BOM is fine) with the csv module, a batch of rows at a time, so a file
 of any length imports in bounded memory. Each batch is one transaction; inside it each row is a
 savepoint, so a row that fails is reported (``row N, column X: why``, rows numbered as in a
-spreadsheet: the header is row 1) and skipped while every good row is kept.
+spreadsheet: the header is row 1) and skipped while every good row, before and after it and in
+its batch, is kept. That holds for whatever one row can hold: a byte that is not UTF-8 (the row
+is refused, the rest of the file read on), a cell over the csv module's limit or a line over
+:data:`MAX_LINE_CHARS` (``row N: not readable as CSV ...``), a line break inside a cell (an
+unterminated quote that swallowed the rows after it; only a ``props`` cell may span lines), a
+time out of range, props JSON that cannot be stored, a row the database refuses.
 
 **Column mapping.** A header that names a field maps to it; ``mapping`` (``--map col=field``)
 maps any other header. Subscriber fields: ``phone`` (required), ``region``, ``postal_code``,
@@ -16,15 +21,21 @@ consent evidence columns ``consent_program``, ``consent_action`` (default grant)
 listed in the report. Empty cells mean "not given" and never overwrite stored values.
 
 **Values.** Times: ISO 8601 (``2026-01-15``, ``2026-01-15T09:30:00+01:00``; no offset = UTC) or
-integer epoch milliseconds. Numbers: plain decimal (``12.50``, ``-3``, ``1e3``; no thousands
-separators). Booleans: true/false, yes/no, 1/0. Lists: a JSON array or ``a|b|c``. Geo: ``lat,lon``.
+integer epoch milliseconds, from 1970-01-01 to 9999-12-31 (date attributes from year 1).
+Numbers: plain decimal (``12.50``, ``-3``, ``1e3``; no thousands separators). Booleans:
+true/false, yes/no, 1/0. Lists: a JSON array or ``a|b|c``. Geo: ``lat,lon``.
 
 **Idempotence.** Re-importing a file (or another file with the same rows) adds nothing:
 subscribers are upserts; consent rows carry a dedupe key from the row's content; events carry
-``import:<id>`` from an ``id`` column, else a sha256 of (number, type, time, value, props) — so two
-genuinely identical events in one file without an id count once (give an ``id`` column if that
-matters). The file's sha256 is the consent evidence (``file_sha256``) and the events' source
-(``csv:<sha256>``).
+``import:<type>/<number>/<id>`` from an ``id`` column (an id names an event of one type for one
+subscriber: order 1 and click 1 are different events; an event stored by the older importer
+under ``import:<id>`` with the same subscriber and type still counts as present), else a
+sha256 of (number, type, time, value, props) — so two genuinely identical events in one file
+without an id count once (give an ``id`` column if that matters). The file's sha256 is the
+consent evidence (``file_sha256``) and the events' source (``csv:<sha256>``).
+
+**Consent.** An import never outranks a STOP it cannot prove came later: see the rule above
+:func:`_record_import_consent` (also in docs/segments.md, "CSV import").
 """
 
 from __future__ import annotations
@@ -35,18 +46,22 @@ import hashlib
 import json
 import math
 import re
+import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from gateway.errors import SmsgateError
-from segmentation.consent import ACTIONS, METHODS, PROGRAMS, record_consent
-from segmentation.ingest import Event, EventError, check_event, ingest_events
+from segmentation.consent import ACTIONS, METHODS, PROGRAMS, current_consent, record_consent
+from segmentation.ingest import Event, EventError, check_event, ingest_events, props_json
 from segmentation.phones import PhoneError, normalise
+from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Store
 from segmentation.subscribers import (
     ATTRIBUTE_TYPES,
+    MIN_DATE_MS,
     STATUSES,
     AttributeValueError,
     GeoPoint,
@@ -54,6 +69,7 @@ from segmentation.subscribers import (
     attribute_types,
     define_attribute,
     encode_value,
+    iso_from_epoch_ms,
     set_attributes,
     to_epoch_ms,
     upsert_subscriber,
@@ -79,6 +95,8 @@ class RowError:
     why: str
 
     def __str__(self) -> str:
+        if not self.column:  # the record as a whole (not readable as CSV)
+            return f"row {self.row}: {self.why}"
         return f"row {self.row}, column {self.column}: {self.why}"
 
 
@@ -93,6 +111,15 @@ class ImportReport:
     ignored_columns: tuple[str, ...]
 
 
+# What one row's data can raise below the parsers: our errors, a value Python or SQLite cannot
+# hold (OverflowError, a JSON nesting RecursionError), a constraint (IntegrityError). Each is
+# reported against its row; anything else (a locked or full database) stops the import.
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    SmsgateError, ValueError, TypeError, OverflowError, RecursionError,
+    sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+)
+
+
 class _RowProblem(Exception):
     def __init__(self, column: str, why: str) -> None:
         super().__init__(why)
@@ -103,7 +130,7 @@ class _RowProblem(Exception):
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 16), b""):
             h.update(block)
     return h.hexdigest()
 
@@ -136,19 +163,50 @@ def parse_number(text: str) -> float:
     return value
 
 
-def parse_time_ms(text: str) -> int:
-    """ISO 8601 date/datetime (no offset = UTC) or integer epoch milliseconds."""
+_MAX_MS_DIGITS = len(str(MAX_TIMESTAMP_MS))
+
+
+def _instant_ms(text: str) -> int:
+    """ISO 8601 date/datetime (no offset = UTC) or integer epoch milliseconds, unbounded but
+    never a huge integer (a run of digits longer than any valid time is refused here)."""
     s = text.strip()
-    if s.isdigit():
+    if s.isascii() and s.isdigit():
         if len(s) < 11:  # 10 digits is epoch *seconds* (or 1970 in ms): refuse, don't guess
             raise ValueError(f"integer times are epoch milliseconds; {text!r} is too small")
+        if len(s.lstrip("0")) > _MAX_MS_DIGITS:
+            raise ValueError(f"out of range: {_short(text)} ms is after year 9999")
         return int(s)
     try:
         if len(s) == 10:
             return to_epoch_ms(dt.date.fromisoformat(s))
         return to_epoch_ms(dt.datetime.fromisoformat(s.replace("Z", "+00:00")))
     except ValueError:
-        raise ValueError(f"not a date/time (ISO 8601 or epoch ms): {text!r}") from None
+        raise ValueError(f"not a date/time (ISO 8601 or epoch ms): {_short(text)}") from None
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a report line, cut to ``limit`` characters (a cell may be huge)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def parse_time_ms(text: str) -> int:
+    """An event or consent time: :func:`_instant_ms` from 1970-01-01 to 9999-12-31 (0 to
+    ``MAX_TIMESTAMP_MS``, what ``check_event`` and the rule language accept); anything else is a
+    ValueError naming the range, so one bad row is reported instead of failing its batch."""
+    ms = _instant_ms(text)
+    if not 0 <= ms <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"out of range: {_short(text.strip())}; times run from 1970-01-01 "
+                         "to 9999-12-31")
+    return ms
+
+
+def parse_date_ms(text: str) -> int:
+    """A date attribute: like :func:`parse_time_ms` but from year 1 (a birth date before 1970
+    is real data; :mod:`segmentation.subscribers` stores years 1 to 9999)."""
+    ms = _instant_ms(text)
+    if not MIN_DATE_MS <= ms <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"out of range: {_short(text.strip())}; dates run from year 1 to 9999")
+    return ms
 
 
 def parse_attribute(type_: str, text: str) -> object:
@@ -167,10 +225,13 @@ def parse_attribute(type_: str, text: str) -> object:
             return False
         raise ValueError(f"not true/false: {text!r}")
     if type_ == "date":
-        return parse_time_ms(s)
+        return parse_date_ms(s)
     if type_ == "list":
         if s.startswith("["):
-            items = json.loads(s)
+            try:
+                items = json.loads(s)
+            except RecursionError:
+                raise ValueError("a JSON array nested too deeply") from None
             if not isinstance(items, list):
                 raise ValueError("not a list")
             return [str(i) for i in items]
@@ -186,25 +247,99 @@ def parse_attribute(type_: str, text: str) -> object:
 # -- reading -------------------------------------------------------------------------------------
 
 
+# A physical line longer than this is cut and its record reported, so one huge line cannot take
+# the memory that the csv module's per-field limit (csv.field_size_limit(), 131,072) protects.
+MAX_LINE_CHARS = 1 << 20
+# Bytes that are not UTF-8 are decoded with "surrogateescape" (byte 0xNN -> U+DCNN), so a bad
+# byte spoils its row, not the rest of the file; a row holding one is reported and skipped.
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+class _Lines:
+    """The physical lines of a text file, for csv.reader, each at most MAX_LINE_CHARS long;
+    ``overlong`` holds the numbers of lines that were cut (the rest of each was skipped)."""
+
+    def __init__(self, f: TextIO) -> None:
+        self.f = f
+        self.count = 0
+        self.overlong: deque[int] = deque()
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.count += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            tail = line
+            while tail and not tail.endswith(("\n", "\r")):
+                tail = self.f.readline(MAX_LINE_CHARS)
+            self.overlong.append(self.count)
+            line = line[:MAX_LINE_CHARS] + "\n"
+        return line
+
+
+def _open(path: Path) -> TextIO:
+    return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
+
+
+_Record = tuple[int, "list[str] | _RowProblem"]
+
+
+def _records(f: TextIO) -> Iterator[_Record]:
+    """(spreadsheet row number, cells or the reason the record cannot be read) for every
+    record, the header being row 1. A record the csv module refuses (a field over its limit)
+    or that spans a cut line is reported by number and reading goes on with the next one."""
+    lines = _Lines(f)
+    reader = csv.reader(lines)
+    row = 0
+    while True:
+        problem: _RowProblem | None = None
+        try:
+            cells: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            cells, problem = [], _RowProblem("", f"not readable as CSV ({exc})")
+        row += 1
+        if lines.overlong and lines.overlong[0] <= reader.line_num:
+            while lines.overlong and lines.overlong[0] <= reader.line_num:
+                lines.overlong.popleft()
+            problem = _RowProblem("", f"a line longer than {MAX_LINE_CHARS:,} characters")
+        yield row, cells if problem is None else problem
+
+
+def _data_records(path: Path) -> Iterator[_Record]:
+    """Each record after the header; blank lines are not rows."""
+    with _open(path) as f:
+        for row, cells in _records(f):
+            if row == 1 or (isinstance(cells, list) and not any(c.strip() for c in cells)):
+                continue
+            yield row, cells
+
+
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(spreadsheet row number, cells) for each record after the header."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for index, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue  # blank lines are not rows
-            yield index, cells
+    """:func:`_data_records` as cells only (segmentation.manual reads numbers with it): a record
+    that cannot be read comes as no cells, which the caller reports as a bad row."""
+    for row, cells in _data_records(path):
+        yield row, cells if isinstance(cells, list) else []
 
 
 def _header(path: Path) -> list[str]:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError) as exc:
+        with _open(path) as f:
+            first = next(_records(f), None)
+    except OSError as exc:
         raise CsvImportError(f"{path}: cannot read ({exc})") from None
-    if not header:
+    if first is None or first[1] == []:
         raise CsvImportError(f"{path}: empty file (a header row is required)")
+    header = first[1]
+    if isinstance(header, _RowProblem):
+        raise CsvImportError(f"{path}: header row: {header.why}")
+    if any(_SURROGATE.search(h) for h in header):
+        raise CsvImportError(f"{path}: header row: not UTF-8 (save the file as UTF-8)")
     return [h.strip() for h in header]
 
 
@@ -244,13 +379,28 @@ def _resolve_columns(
     return _Columns(by_field, header, tuple(ignored))
 
 
-def _cells(cols: _Columns, cells: list[str]) -> dict[str, str]:
+def _cells(cols: _Columns, cells: list[str] | _RowProblem) -> dict[str, str]:
+    """The row's non-empty mapped cells by field, or raise _RowProblem: a record that could not
+    be read, a wrong cell count, a byte that is not UTF-8, or a line break in a cell."""
+    if isinstance(cells, _RowProblem):
+        raise cells
     if len(cells) < len(cols.header):
         missing = cols.header[len(cells)]
         raise _RowProblem(missing, f"missing (row has {len(cells)} of {len(cols.header)} cells)")
     if len(cells) > len(cols.header):
         raise _RowProblem(f"#{len(cols.header) + 1}",
                           f"extra cell (row has {len(cells)}, header {len(cols.header)})")
+    props = cols.by_field.get("props")
+    for i, cell in enumerate(cells):
+        bad = _SURROGATE.search(cell)
+        if bad:
+            raise _RowProblem(cols.header[i], f"not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02X}"
+                                              "; save the file as UTF-8)")
+        # A line break in a cell almost always means an unterminated quote that swallowed the
+        # rows after it; refusing it reports them instead of storing them as text. A props
+        # cell may span lines: JSON decides it, and swallowed rows are not JSON.
+        if i != props and ("\n" in cell or "\r" in cell):
+            raise _RowProblem(cols.header[i], "line break inside a field: unterminated quote?")
     return {f: cells[i].strip() for f, i in cols.by_field.items() if cells[i].strip()}
 
 
@@ -313,7 +463,7 @@ def import_subscribers(
     sha = file_sha256(path)
     report = _Reporter(on_error)
     rows = imported = unchanged = 0
-    batch: list[tuple[int, list[str]]] = []
+    batch: list[_Record] = []
 
     def flush() -> None:
         nonlocal imported, unchanged
@@ -327,8 +477,8 @@ def import_subscribers(
                 except _RowProblem as p:
                     report(RowError(row_no, p.column, p.why))
                     continue
-                except SmsgateError as exc:  # anything else a row can get wrong
-                    report(RowError(row_no, "?", str(exc)))
+                except _ROW_ERRORS as exc:  # anything else a row can get wrong
+                    report(RowError(row_no, "", str(exc) or type(exc).__name__))
                     continue
                 if store.conn.total_changes != before:
                     imported += 1
@@ -336,7 +486,7 @@ def import_subscribers(
                     unchanged += 1
         batch.clear()
 
-    for row_no, cells in _rows(path):
+    for row_no, cells in _data_records(path):
         rows += 1
         batch.append((row_no, cells))
         if len(batch) >= batch_size:
@@ -348,8 +498,8 @@ def import_subscribers(
 
 
 def _import_subscriber_row(
-    store: Store, cols: _Columns, types: dict[str, str], cells: list[str], row_no: int,
-    sha: str, filename: str, actor: str,
+    store: Store, cols: _Columns, types: dict[str, str], cells: list[str] | _RowProblem,
+    row_no: int, sha: str, filename: str, actor: str,
 ) -> None:
     v = _cells(cols, cells)
     name = cols.name
@@ -377,7 +527,11 @@ def _import_subscriber_row(
                 attrs[key] = parse_attribute(types[key], text)
             except (ValueError, json.JSONDecodeError) as exc:
                 raise _RowProblem(name(field), f"{types[key]} expected; {exc}") from None
-    consent = _consent_fields(v, name)
+    consent = _consent_fields(v, name, store.now_ms())
+    if consent is not None:  # first: the status check below reads the ledger with it
+        _record_import_consent(store, e164, consent, name, row_no, sha, filename, actor)
+    if v.get("status") == "active":
+        _check_activation(store, e164, consent, name)
     try:
         sid = upsert_subscriber(
             store, e164, region=v.get("region"), postal_code=v.get("postal_code"),
@@ -388,24 +542,74 @@ def _import_subscriber_row(
     except SubscriberError as exc:
         raise _RowProblem(name(exc.field.split("/")[0]), exc.why) from None
     if attrs:
-        _set_if_changed(store, sid, attrs, name)
-    if consent is not None:
-        program, action, method, ts_raw, disclosure, keyword = consent
-        ts_ms = parse_time_ms(ts_raw) if ts_raw else None
-        record_consent(
-            store, e164, program, action, method, actor=actor, ts_ms=ts_ms,
-            keyword_text=keyword, disclosure=disclosure,
-            evidence={"file_sha256": sha, "file": filename, "row": row_no},
-            dedupe_key="import:" + _content_key(e164, program, action, method, ts_raw,
-                                                disclosure, keyword),
-        )
+        _set_if_changed(store, sid, attrs, types, name)
+
+
+# Consent from an import (segmentation-compliance.md §6.4: consent must be demonstrable, a STOP
+# must hold). The rule, also in docs/segments.md ("CSV import"):
+# - a row's consent_time is its evidence of when; without one the row is stamped with the
+#   import time and its evidence says so ("undated": true);
+# - an UNDATED GRANT is refused (row reported) when the number's latest row for that program
+#   is a revoke: the file does not show that consent was given after the STOP, and stamping
+#   it "now" would make it outrank the STOP. A DATED grant is recorded as given; it becomes
+#   current only if it is newer than the revoke (latest wins), i.e. the file proves a re-opt-in;
+# - a consent_time after the import is refused: a future grant would outrank every STOP until
+#   then;
+# - ``status=active`` does not reactivate on its own: it is refused when, after the row's
+#   consent, the latest marketing row is a revoke, and a subscriber already ``stopped`` is made
+#   active only by a row that carries a marketing grant that is now current.
+# A re-import of a row already recorded (same dedupe key) is unchanged, never refused.
+_Consent = tuple[str, str, str, str | None, int | None, str | None, str | None]
+
+
+def _record_import_consent(
+    store: Store, e164: str, consent: _Consent, name: Callable[[str], str], row_no: int,
+    sha: str, filename: str, actor: str,
+) -> None:
+    program, action, method, ts_raw, ts_ms, disclosure, keyword = consent
+    key = "import:" + _content_key(e164, program, action, method, ts_raw, disclosure, keyword)
+    if store.scalar("SELECT 1 FROM consent WHERE dedupe_key = ?", (key,)) is not None:
+        return  # recorded by an earlier import of this row
+    if action == "grant" and ts_ms is None:
+        latest = current_consent(store, e164, program)
+        if latest is not None and latest.action == "revoke":
+            raise _RowProblem(
+                name("consent_time"),
+                f"a grant without a time cannot override the {program} revoke of "
+                f"{iso_from_epoch_ms(latest.ts_ms)} ({latest.method}); give the time consent "
+                "was given (consent_time), after that revoke")
+    evidence: dict[str, object] = {"file_sha256": sha, "file": filename, "row": row_no}
+    if ts_ms is None:
+        evidence["undated"] = True  # the recorded time is the import's, not the consent's
+    record_consent(store, e164, program, action, method, actor=actor, ts_ms=ts_ms,
+                   keyword_text=keyword, disclosure=disclosure, evidence=evidence,
+                   dedupe_key=key)
+
+
+def _check_activation(
+    store: Store, e164: str, consent: _Consent | None, name: Callable[[str], str]
+) -> None:
+    """Refuse ``status=active`` that the ledger does not back (rule above)."""
+    latest = current_consent(store, e164, "marketing")
+    if latest is not None and latest.action == "revoke":
+        raise _RowProblem(
+            name("status"),
+            f"active refused: the latest marketing consent is a revoke of "
+            f"{iso_from_epoch_ms(latest.ts_ms)} ({latest.method}); import a dated grant "
+            "after it in the same row")
+    stored = store.scalar("SELECT status FROM subscriber WHERE phone_e164 = ?", (e164,))
+    granted_here = (consent is not None and consent[:2] == ("marketing", "grant")
+                    and latest is not None and latest.action == "grant")
+    if stored == "stopped" and not granted_here:
+        raise _RowProblem(name("status"), "a stopped subscriber is made active only with a "
+                                          "marketing grant (consent columns) in the same row")
 
 
 def _set_if_changed(
-    store: Store, sid: int, attrs: dict[str, object], name: Callable[[str], str]
+    store: Store, sid: int, attrs: dict[str, object], types: dict[str, str],
+    name: Callable[[str], str],
 ) -> None:
     """Set attributes, skipping the write when the stored values are the same (idempotence)."""
-    types = attribute_types(store)
     stored = {
         r[0]: (r[1], r[2], r[3]) for r in store.conn.execute(
             "SELECT key, value_text, value_num, value_num2 FROM subscriber_attr "
@@ -424,8 +628,8 @@ def _set_if_changed(
 
 
 def _consent_fields(
-    v: dict[str, str], name: Callable[[str], str]
-) -> tuple[str, str, str, str | None, str | None, str | None] | None:
+    v: dict[str, str], name: Callable[[str], str], now_ms: int
+) -> _Consent | None:
     program = v.get("consent_program")
     if program is None:
         if any(k.startswith("consent_") for k in v):
@@ -443,12 +647,17 @@ def _consent_fields(
     if method == "keyword" and not v.get("consent_keyword"):
         raise _RowProblem(name("consent_keyword"), "a keyword consent needs the exact text")
     ts_raw = v.get("consent_time")
+    ts_ms = None
     if ts_raw is not None:
         try:
-            parse_time_ms(ts_raw)
+            ts_ms = parse_time_ms(ts_raw)
         except ValueError as exc:
             raise _RowProblem(name("consent_time"), str(exc)) from None
-    return program, action, method, ts_raw, v.get("consent_disclosure"), v.get("consent_keyword")
+        if ts_ms > now_ms:
+            raise _RowProblem(name("consent_time"), f"{_short(ts_raw)} is in the future: it "
+                              "would outrank every STOP until then")
+    return (program, action, method, ts_raw, ts_ms, v.get("consent_disclosure"),
+            v.get("consent_keyword"))
 
 
 # -- events --------------------------------------------------------------------------------------
@@ -474,24 +683,39 @@ def import_events(
     source = f"csv:{sha}"
     report = _Reporter(on_error)
     rows = imported = unchanged = 0
-    batch: list[Event] = []
+    batch: list[_EventRow] = []
     phones: dict[str, str] = {}
 
     def flush() -> None:
         nonlocal imported, unchanged
-        result = ingest_events(store, batch)
-        imported += result.inserted
-        unchanged += result.duplicates
+        old = _legacy_duplicates(store, batch)
+        unchanged += len(old)
+        events = [r for r in batch if r.row not in old]
+        try:
+            result = ingest_events(store, [r.event for r in events])
+            imported += result.inserted
+            unchanged += result.duplicates
+        except _ROW_ERRORS:
+            # A row the per-row checks let through spoiled the batch (nothing of it was
+            # written): ingest one row at a time, so only that row is lost, and reported.
+            for r in events:
+                try:
+                    one = ingest_events(store, [r.event])
+                except _ROW_ERRORS as exc:
+                    report(_event_error(r.row, exc, cols))
+                    continue
+                imported += one.inserted
+                unchanged += one.duplicates
         batch.clear()
 
-    for row_no, cells in _rows(path):
+    for row_no, cells in _data_records(path):
         rows += 1
         try:
-            batch.append(_event_row(store, cols, cells, source, phones))
+            batch.append(_event_row(store, cols, cells, source, phones, row_no))
         except _RowProblem as p:
             report(RowError(row_no, p.column, p.why))
             continue
-        if len(phones) > 100_000:
+        if len(phones) > 4096:
             phones.clear()  # bounded memory: the cache only saves re-parsing
         if len(batch) >= batch_size:
             flush()
@@ -501,12 +725,61 @@ def import_events(
                         cols.ignored)
 
 
-_EVENT_ERROR_COLUMN = {"type": "type", "ts_ms": "ts", "value": "value", "number": "phone"}
+_EVENT_ERROR_COLUMN = {"type": "type", "ts_ms": "ts", "value": "value", "number": "phone",
+                      "props": "props"}
+
+
+@dataclass(frozen=True)
+class _EventRow:
+    row: int
+    event: Event
+    legacy_key: str | None  # the key the importer gave an ``id`` before it was scoped
+
+
+def _event_error(row_no: int, exc: BaseException, cols: _Columns) -> RowError:
+    if isinstance(exc, EventError):
+        field = _EVENT_ERROR_COLUMN.get(exc.field, "type")
+        return RowError(row_no, cols.name(field), exc.why)
+    return RowError(row_no, "", str(exc) or type(exc).__name__)
+
+
+def id_dedupe_key(type_: str, e164: str, id_: str) -> str:
+    """The dedupe key of an event row with an ``id``: scoped by event type and subscriber, so an
+    order id 1 and a click id 1 (or two shops' order 1) are different events. Neither a type
+    (``[a-z0-9_.:-]``) nor an E.164 number holds a ``/``, so the key is unambiguous."""
+    return f"import:{type_}/{e164}/{id_}"
+
+
+def _legacy_duplicates(store: Store, batch: list[_EventRow]) -> set[int]:
+    """Rows of ``batch`` already stored by an importer that keyed ids as ``import:{id}`` (one
+    namespace for every file): a legacy key taken by an event of the same subscriber and type
+    is this event, so a file imported by the older code still adds nothing when re-imported.
+    Returns the row numbers."""
+    wanted: dict[str, list[_EventRow]] = {}
+    for r in batch:
+        if r.legacy_key is not None:
+            wanted.setdefault(r.legacy_key, []).append(r)
+    if not wanted:
+        return set()
+    keys = list(wanted)
+    found: set[int] = set()
+    for i in range(0, len(keys), 500):  # under SQLITE_MAX_VARIABLE_NUMBER on every build
+        chunk = keys[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for key, type_, e164 in store.conn.execute(
+            "SELECT e.dedupe_key, e.type, s.phone_e164 FROM event e "
+            f"JOIN subscriber s ON s.id = e.subscriber_id WHERE e.dedupe_key IN ({marks})",
+            chunk,
+        ):
+            found.update(r.row for r in wanted[key]
+                         if (r.event.type, r.event.number) == (type_, e164))
+    return found
 
 
 def _event_row(
-    store: Store, cols: _Columns, cells: list[str], source: str, phones: dict[str, str]
-) -> Event:
+    store: Store, cols: _Columns, cells: list[str] | _RowProblem, source: str,
+    phones: dict[str, str], row_no: int,
+) -> _EventRow:
     v = _cells(cols, cells)
     name = cols.name
     for required in ("phone", "type", "ts"):
@@ -535,6 +808,8 @@ def _event_row(
             loaded = json.loads(v["props"])
         except json.JSONDecodeError as exc:
             raise _RowProblem(name("props"), f"not JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # an integer too long, nesting too deep
+            raise _RowProblem(name("props"), f"not storable JSON ({exc})") from None
         if not isinstance(loaded, dict):
             raise _RowProblem(name("props"), "expected a JSON object")
         props.update(loaded)
@@ -543,14 +818,17 @@ def _event_row(
             props[field[5:]] = text
     type_ = v["type"]
     dedupe = (
-        f"import:{v['id']}" if "id" in v
+        id_dedupe_key(type_, e164, v["id"]) if "id" in v
         else "import:" + _content_key(e164, type_, ts_ms, value, props)
     )
     event = Event(type_, ts_ms, number=e164, value=value, props=props or None,
                   source=v.get("source", source), dedupe_key=dedupe)
     try:
         check_event(event)
+        props_json(event.props)  # NaN, 1e999 (inf): this row, not its batch
     except EventError as exc:
         field = _EVENT_ERROR_COLUMN.get(exc.field, "type")
-        raise _RowProblem(name(field), f"{exc.value!r}: {exc.why}") from None
-    return event
+        shown = repr(exc.value)
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."  # a value may be huge
+        raise _RowProblem(name(field), f"{shown}: {exc.why}") from None
+    return _EventRow(row_no, event, f"import:{v['id']}" if "id" in v else None)

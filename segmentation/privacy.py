@@ -38,7 +38,7 @@ from gateway.errors import SmsgateError
 from segmentation.consent import HASH_PREFIX, consent_history, number_hash
 from segmentation.phones import normalise
 from segmentation.store import Store
-from segmentation.subscribers import from_epoch_ms, get_attributes
+from segmentation.subscribers import get_attributes, iso_from_epoch_ms
 
 ERASED = "[erased]"
 
@@ -70,7 +70,8 @@ class ErasureReport:
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else from_epoch_ms(ms).isoformat()
+    # never raises: a time outside years 1..9999 (an older store's) is given as its number
+    return None if ms is None else iso_from_epoch_ms(ms)
 
 
 def _dicts(store: Store, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:

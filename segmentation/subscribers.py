@@ -13,6 +13,11 @@ list    list/tuple of ``str``                        value_text (JSON array)
 geo     :class:`GeoPoint` (lat, lon in degrees)      value_num = lat, value_num2 = lon
 ======  ==========================================  =======================================
 
+A date lies in years 1 to 9999 (:data:`MIN_DATE_MS` .. ``MAX_TIMESTAMP_MS``): what ISO 8601 and
+Python's calendar can write, so every stored date can be exported. Birth dates before 1970 are
+real data, so dates (unlike event and consent times, which start in 1970) may be negative.
+:func:`iso_from_epoch_ms` still formats any value, for stores written before the bound.
+
 Setting a value checks it against the key's type. An unknown key is an error unless the caller
 passes ``define_missing=True``; then the type is inferred from the Python value (``str`` ->
 text, ``bool`` -> bool, number -> number, date/datetime -> date, list -> list, GeoPoint -> geo).
@@ -39,6 +44,7 @@ from typing import Any
 from gateway.errors import SmsgateError
 from segmentation.consent import number_hash
 from segmentation.phones import locate, normalise
+from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Store
 
 ATTRIBUTE_TYPES: tuple[str, ...] = ("text", "number", "bool", "date", "list", "geo")
@@ -92,6 +98,20 @@ def from_epoch_ms(ms: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
+MIN_DATE_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z, the first instant datetime can hold
+
+
+def iso_from_epoch_ms(ms: float) -> str:
+    """ISO 8601 (UTC) of epoch milliseconds, for exports. A value no calendar date has (outside
+    years 1 to 9999, or not finite) is given as its number, as text: only a store written
+    before times and dates were bounded holds one, and a right-of-access export must not fail
+    on it."""
+    try:
+        return from_epoch_ms(int(ms)).isoformat()
+    except (OverflowError, ValueError):
+        return str(ms)
+
+
 def infer_type(value: object) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -130,7 +150,10 @@ def encode_value(key: str, type_: str, value: object) -> Columns:
     if type_ == "date":
         if isinstance(value, bool) or not isinstance(value, int | dt.date):
             raise AttributeValueError(key, value, "expected a date")
-        return None, float(to_epoch_ms(value)), None
+        ms = to_epoch_ms(value)
+        if not MIN_DATE_MS <= ms <= MAX_TIMESTAMP_MS:
+            raise AttributeValueError(key, value, "out of range: dates run from year 1 to 9999")
+        return None, float(ms), None
     if type_ == "list":
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise AttributeValueError(key, value, "expected a list of text")
@@ -153,7 +176,7 @@ def decode_value(type_: str, text: str | None, num: float | None, num2: float | 
     if type_ == "bool":
         return bool(num)
     if type_ == "date":
-        return None if num is None else from_epoch_ms(int(num)).isoformat()
+        return None if num is None else iso_from_epoch_ms(num)
     if type_ == "list":
         return json.loads(text) if text is not None else None
     if type_ == "geo":

@@ -1,11 +1,14 @@
-"""Hypothesis: CSV event import reports exactly the bad rows, keeps the good, and is idempotent."""
+"""Hypothesis: CSV event import reports exactly the bad rows (bad values, out-of-range times,
+non-finite JSON props, bytes that are not UTF-8), keeps the good, and is idempotent."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,54 +21,86 @@ from tests.segmentation.conftest import ManualClock
 GOOD = {
     "phone": st.sampled_from(["+12125550101", "(312) 555-0103", "+1 415 555 0199"]),
     "ts": st.sampled_from(["2026-01-15", "2026-01-15T09:30:00Z", "1768478400000",
-                           "2026-01-15T09:30:00+02:00"]),
+                           "2026-01-15T09:30:00+02:00", "253402300799999"]),
     "value": st.sampled_from(["", "12.50", "-3", "1e3", ".5"]),
     "type": st.sampled_from(["purchase", "link_click", "custom.thing"]),
+    "props": st.sampled_from(["", '{"a":1}', '{"s":"x","n":[1,2.5]}', '{"big":1e300}']),
 }
 BAD = {
     "phone": st.sampled_from(["nope", "+1555", "12"]),
-    "ts": st.sampled_from(["2026-13-01", "yesterday", "1768478400", "15/01/2026"]),
-    "value": st.sampled_from(["12,50", "1.2.3", "abc", "nan"]),
+    # out of range: past year 9999 (one ms past, and past SQLite's INTEGER), before 1970
+    "ts": st.sampled_from(["2026-13-01", "yesterday", "1768478400", "15/01/2026",
+                           "99999999999999999999", "253402300800000", "0001-01-01",
+                           "9999-12-31T23:59:59-01:00"]),
+    "value": st.sampled_from(["12,50", "1.2.3", "abc", "nan", "1e999"]),
     "type": st.sampled_from(["Purchase", "two words", "ü"]),
+    # JSON that parses but cannot be stored (non-finite), checked after the type
+    "props": st.sampled_from(['{"a":1e999}', '{"a":NaN}', '{"a":[-Infinity]}']),
 }
-ORDER = ("phone", "ts", "value", "type")  # the order a row's fields are checked in
+BAD_BEFORE_TYPE = {  # props that do not parse as a JSON object: checked before the type
+    "props": st.sampled_from(["[1]", "{", '"x"', "[" * 3000]),
+}
+COLUMNS = ("phone", "ts", "value", "type", "props")  # file order
+# the order a row's fields are checked in; "props<" = a props value that does not parse
+CHECK_ORDER = ("phone", "ts", "value", "props<", "type", "props")
+E164 = {"+12125550101": "+12125550101", "(312) 555-0103": "+13125550103",
+        "+1 415 555 0199": "+14155550199"}
+POISON = "\u00a7\u00a7"  # replaced in the file by a byte that is not UTF-8
 
-row_st = st.fixed_dictionaries({
-    k: st.one_of(GOOD[k].map(lambda v: (v, True)), BAD[k].map(lambda v: (v, False)))
-    for k in ORDER
-} | {"id": st.integers(0, 8)})
+
+def _value(k: str) -> st.SearchStrategy[tuple[str, str | None]]:
+    """(cell text, None when good or the check that refuses it)."""
+    options = [GOOD[k].map(lambda v: (v, None)), BAD[k].map(lambda v, k=k: (v, k))]
+    if k in BAD_BEFORE_TYPE:
+        options.append(BAD_BEFORE_TYPE[k].map(lambda v, k=k: (v, k + "<")))
+    return st.one_of(*options)
 
 
-@settings(max_examples=40, deadline=None)
+row_st = st.fixed_dictionaries({k: _value(k) for k in COLUMNS} | {
+    "id": st.integers(0, 8),
+    "poison": st.one_of(st.none(), st.sampled_from(COLUMNS)),  # a bad byte in this cell
+})
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow([*COLUMNS, "id"])
+    for r in rows:
+        w.writerow([r[k][0] + (POISON if r["poison"] == k else "") for k in COLUMNS]
+                   + [f"e{r['id']}"])
+    path.write_bytes(text.getvalue().encode("utf-8").replace(POISON.encode("utf-8"), b"\xff"))
+
+
+@settings(max_examples=60, deadline=None)
 @given(rows=st.lists(row_st, max_size=20), batch=st.integers(1, 7))
 def test_bad_rows_reported_once_good_rows_kept_reimport_idempotent(
-    rows: list[dict[str, object]], batch: int
+    rows: list[dict[str, Any]], batch: int
 ) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "e.csv"
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["phone", "ts", "value", "type", "id"])
-            for r in rows:
-                w.writerow([r[k][0] for k in ORDER] + [f"e{r['id']}"])  # type: ignore[index]
+        _write_rows(path, rows)
         expected_errors = []
-        good_ids = set()
+        good_keys = set()  # ids are scoped by event type and subscriber
         for n, r in enumerate(rows, start=2):
-            bad = [k for k in ORDER if not r[k][1]]  # type: ignore[index]
+            if r["poison"] is not None:  # undecodable bytes are found before any value check
+                expected_errors.append((n, r["poison"]))
+                continue
+            bad = sorted((CHECK_ORDER.index(r[k][1]), k) for k in COLUMNS if r[k][1])
             if bad:
-                expected_errors.append((n, bad[0]))
+                expected_errors.append((n, bad[0][1]))
             else:
-                good_ids.add(r["id"])
+                good_keys.add((r["type"][0], E164[r["phone"][0]], r["id"]))
         with Store(Path(d) / "s.db", clock=ManualClock(), default_region="US") as s:
             errors: list[RowError] = []
             rep = import_events(s, path, batch_size=batch, on_error=errors.append)
             assert [(e.row, e.column) for e in errors] == expected_errors
             assert rep.skipped == len(expected_errors)
-            assert rep.imported == len(good_ids)  # the same id twice counts once
-            assert s.scalar("SELECT count(*) FROM event") == len(good_ids)
+            assert rep.imported == len(good_keys)  # the same (type, number, id) twice: once
+            assert s.scalar("SELECT count(*) FROM event") == len(good_keys)
             again = import_events(s, path, batch_size=batch)
             assert (again.imported, again.skipped) == (0, len(expected_errors))
-            assert s.scalar("SELECT count(*) FROM event") == len(good_ids)
+            assert s.scalar("SELECT count(*) FROM event") == len(good_keys)
 
 
 @given(st.datetimes(min_value=dt.datetime(1973, 1, 1), max_value=dt.datetime(2200, 1, 1),

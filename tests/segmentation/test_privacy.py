@@ -23,8 +23,17 @@ from segmentation.privacy import (
     export_segment_csv,
     export_subscriber,
 )
+from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Change, Store, StoreError
-from segmentation.subscribers import GeoPoint, set_attributes, upsert_subscriber
+from segmentation.subscribers import (
+    MIN_DATE_MS,
+    AttributeValueError,
+    GeoPoint,
+    define_attribute,
+    get_attributes,
+    set_attributes,
+    upsert_subscriber,
+)
 from tests.segmentation.conftest import HASH_KEY, START_MS
 
 NUMBER = "+13125550103"
@@ -167,3 +176,36 @@ def test_export_keeps_last_seen_under_profile(store: Store) -> None:
     _seed(store)
     out = export_subscriber(store, NUMBER)
     assert out["profile"]["last_seen_ms"] == out["traits"]["last_seen_ms"] is not None
+
+
+def test_export_never_fails_on_times_an_older_store_holds(store: Store) -> None:
+    """Before times and dates were bounded (audit 6, finding 5) a store could take an event at
+    9e18 ms or a date attribute of 1e20 ms: no calendar date, and the right-of-access export
+    raised OverflowError. They are exported as their numbers now; valid ones as ISO."""
+    sid, _, _ = _seed(store)
+    define_attribute(store, "born", "date")
+    with store.atomic():  # what older code wrote; today's importer and API refuse these
+        store.conn.execute("INSERT INTO event(subscriber_id, type, ts_ms) VALUES (?, 'x', ?)",
+                           (sid, 9_000_000_000_000_000_000))
+        store.conn.execute("INSERT INTO subscriber_attr(subscriber_id, key, value_num, "
+                           "updated_ms) VALUES (?, 'born', 1e20, 0)", (sid,))
+        store.conn.execute("UPDATE segment_member SET entered_ms = ? WHERE subscriber_id = ?",
+                           (-(2**62), sid))
+    out = export_subscriber(store, NUMBER)
+    json.dumps(out)
+    assert out["events"][-1]["at"] == "9000000000000000000"
+    assert out["events"][0]["at"] == "2026-01-15T12:00:00+00:00"
+    assert out["attributes"]["born"] == "1e+20"
+    rows = io.StringIO()
+    export_segment_csv(store, "buyers", rows)
+    assert rows.getvalue().splitlines()[2].endswith(f",{-(2**62)}")
+
+
+def test_date_attributes_outside_years_1_to_9999_are_refused(store: Store) -> None:
+    sid = upsert_subscriber(store, NUMBER)
+    define_attribute(store, "born", "date")
+    for bad in (10**20, MIN_DATE_MS - 1, MAX_TIMESTAMP_MS + 1):
+        with pytest.raises(AttributeValueError, match="out of range"):
+            set_attributes(store, sid, {"born": bad})
+    set_attributes(store, sid, {"born": MIN_DATE_MS})
+    assert get_attributes(store, sid) == {"born": "0001-01-01T00:00:00+00:00"}
