@@ -621,18 +621,25 @@ def reconcile_command(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
-def _checked(option: str, item: str, b: Any) -> Any:
-    """A template's rule parsed now, so a bad value is reported against the option given."""
+def _checked(option: str, item: str, b: Any, types: dict[str, str]) -> Any:
+    """A template's rule parsed and checked against the attribute schema now, so a bad value
+    (or an attribute of another type: ``--age-band`` on a text ``age``) is reported against
+    the option given."""
     from segmentation.rules.dsl import ParseError, parse
+    from segmentation.rules.schema_check import check_rule, errors
 
     try:
-        parse(b.rule)
+        findings = check_rule(parse(b.rule), types)
     except ParseError as exc:
         raise CliInputError(f"{option} {item!r}: {exc.message}") from None
+    for f in errors(findings):
+        raise CliInputError(f"{option} {item!r}: {f.message}")
+    for f in findings:
+        print(f"smsgate: warning: {option} {item!r}: {f.message}", file=sys.stderr)
     return b
 
 
-def _templates(args: argparse.Namespace) -> list[Any]:
+def _templates(args: argparse.Namespace, types: dict[str, str]) -> list[Any]:
     import phonenumbers
 
     from segmentation import builtins
@@ -642,13 +649,13 @@ def _templates(args: argparse.Namespace) -> list[Any]:
         sku, _, days = item.rpartition(":")
         if not sku or not days.isdigit() or int(days) < 1:
             raise CliInputError(f"--product {item!r}: expected SKU:DAYS (e.g. SKU-30:30)")
-        out.append(_checked("--product", item, builtins.replenishment(sku, int(days))))
+        out.append(_checked("--product", item, builtins.replenishment(sku, int(days)), types))
     for item in args.stores:
         m = re.fullmatch(r"([A-Za-z0-9_-]+):(-?[\d.]+),(-?[\d.]+)(?::([\d.]+))?", item)
         if m is None:
             raise CliInputError(f"--store {item!r}: expected NAME:LAT,LON[:KM]")
         out.append(_checked("--store", item, builtins.near_store(
-            m[1], float(m[2]), float(m[3]), float(m[4]) if m[4] else 25.0)))
+            m[1], float(m[2]), float(m[3]), float(m[4]) if m[4] else 25.0), types))
     for item in args.region:
         parts = item.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
@@ -660,20 +667,22 @@ def _templates(args: argparse.Namespace) -> list[Any]:
             raise CliInputError(f"--region {item!r}: country {parts[2]!r} is not an ISO 3166-1 "
                                 "alpha-2 code with phone numbers (e.g. GB, US, DE)")
         out.append(_checked("--region", item, builtins.in_region(
-            parts[0], parts[1].split(","), country=country)))
+            parts[0], parts[1].split(","), country=country), types))
     for item in args.age_band:
         m = re.fullmatch(r"(\d+)-(\d+)", item)
         if m is None or int(m[1]) > int(m[2]):
             raise CliInputError(f"--age-band {item!r}: expected LO-HI (e.g. 25-44)")
-        out.append(_checked("--age-band", item, builtins.age_band(int(m[1]), int(m[2]))))
+        out.append(_checked("--age-band", item, builtins.age_band(int(m[1]), int(m[2])),
+                            types))
     return out
 
 
 def builtins_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
         from segmentation import builtins
+        from segmentation.subscribers import attribute_types
 
-        extra = _templates(args)
+        extra = _templates(args, attribute_types(store))
         diffs = builtins.install(_membership(store), extra)
         if args.json:
             _print_json([{"segment": d.segment, "entered": d.entered, "exited": d.exited,

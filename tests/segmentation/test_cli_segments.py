@@ -17,7 +17,7 @@ import pytest
 from gateway.cli import build_parser, main
 from segmentation.ingest import Event, ingest_events
 from segmentation.store import Store
-from segmentation.subscribers import upsert_subscriber
+from segmentation.subscribers import define_attribute, upsert_subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "+12125550101", "+12125550102"
@@ -186,6 +186,18 @@ def test_builtins_options_are_named_in_errors(cli: Cli) -> None:
         r = cli("builtins", *args, proc=i == 0)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
         assert "line 1" not in r.stderr
+    # a template is checked against the attribute schema too, and named by its option
+    r = cli("builtins", "--age-band", "25-44")
+    assert r.returncode == 0 and r.stderr == (
+        "smsgate: warning: --age-band '25-44': no attribute 'age' is defined, so every "
+        "subscriber lacks it\n")
+    with Store(cli.db) as store:
+        define_attribute(store, "age", "text")
+    r = cli("builtins", "--age-band", "18-24")
+    assert (r.returncode, r.stderr) == (2, "smsgate: --age-band '18-24': 'age' is a text "
+                                           "attribute: between does not apply to it (it takes "
+                                           "=, !=, in, contains, starts, ends, exists or "
+                                           "missing)\n")
     r = cli("builtins", "--region", "north:ENG:gb", "--json")
     assert r.returncode == 0, r.stderr
     shown = json.loads(cli("show", "region_north", "--json").stdout)
