@@ -123,7 +123,7 @@ def test_the_thread_and_the_task_run_until_stopped(tmp_path: Path) -> None:
             task.cancel()
         return _log(db)
 
-    assert asyncio.run(asyncio.wait_for(run(), 30)) < 1000
+    assert asyncio.run(asyncio.wait_for(run(), 30)) < 2500  # of ~5,000 written
     assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 300 * 20
     writer.close()
 
