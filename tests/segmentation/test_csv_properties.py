@@ -13,7 +13,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmentation.csvio import RowError, import_events, parse_number, parse_time_ms
+from segmentation.csvio import (
+    RowError,
+    import_events,
+    import_subscribers,
+    parse_number,
+    parse_time_ms,
+)
 from segmentation.store import Store
 from segmentation.subscribers import to_epoch_ms
 from tests.segmentation.conftest import ManualClock
@@ -115,3 +121,73 @@ def test_iso_times_parse_to_the_same_instant(when: dt.datetime) -> None:
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_numbers_round_trip_through_text(x: float) -> None:
     assert parse_number(repr(x)) == x
+
+
+SUB_GOOD = {
+    "phone": st.sampled_from(["+12125550101", "(312) 555-0103", "+1 415 555 0199"]),
+    "region": st.sampled_from(["", "NY", "IL"]),
+    "born": st.sampled_from(["", "1965-03-02", "2026-01-15T09:30:00Z", "253402300799999"]),
+    "consent_time": st.sampled_from(["", "2026-01-02", "1768478400000"]),  # <= the clock
+}
+SUB_BAD = {
+    "phone": st.sampled_from(["nope", "+1555"]),
+    "region": st.sampled_from(["two\nlines", "cr\rhere"]),  # a swallowed line break
+    "born": st.sampled_from(["99999999999999999999", "10000-01-01", "yesterday"]),
+    "consent_time": st.sampled_from(["99999999999999999999", "2027-01-01", "1969-12-31",
+                                     "nope"]),
+}
+SUB_COLUMNS = ("phone", "region", "born", "consent_time")  # file order
+
+
+def _sub_value(k: str) -> st.SearchStrategy[tuple[str, bool]]:
+    return st.one_of(SUB_GOOD[k].map(lambda v: (v, True)), SUB_BAD[k].map(lambda v: (v, False)))
+
+
+sub_row_st = st.fixed_dictionaries({k: _sub_value(k) for k in SUB_COLUMNS} | {
+    "poison": st.one_of(st.none(), st.sampled_from(SUB_COLUMNS)),
+})
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(sub_row_st, max_size=12), batch=st.integers(1, 5))
+def test_subscriber_rows_bad_values_and_bytes_reported_good_kept(
+    rows: list[dict[str, Any]], batch: int
+) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "s.csv"
+        text = io.StringIO()
+        w = csv.writer(text)  # "\r\n": a cell with a bare "\r" is quoted too
+        w.writerow(["phone", "region", "born", "consent_program", "consent_time"])
+        for r in rows:
+            cells = [r[k][0] + (POISON if r["poison"] == k else "") for k in SUB_COLUMNS]
+            w.writerow([*cells[:3], "marketing", cells[3]])
+        path.write_bytes(text.getvalue().encode("utf-8").replace(POISON.encode("utf-8"),
+                                                                  b"\xff"))
+        expected, numbers, consents = [], set(), set()
+        for n, r in enumerate(rows, start=2):
+            # cell checks (a bad byte, a line break) in file order, then the values
+            cell_bad = [k for k in SUB_COLUMNS
+                        if r["poison"] == k or (k == "region" and not r[k][1])]
+            bad = cell_bad or [k for k in ("phone", "born", "consent_time") if not r[k][1]]
+            if bad:
+                expected.append((n, bad[0]))
+                continue
+            e164 = E164[r["phone"][0]]
+            numbers.add(e164)
+            consents.add((e164, r["consent_time"][0]))
+        with Store(Path(d) / "s.db", clock=ManualClock(), default_region="US",
+                   hash_key=b"k") as s:
+            s.conn.execute("INSERT INTO attribute_def(key, type, created_ms) "
+                           "VALUES ('born', 'date', 0)")
+            errors: list[RowError] = []
+            rep = import_subscribers(s, path, batch_size=batch, on_error=errors.append)
+            assert [(e.row, e.column) for e in errors] == expected
+            assert (rep.rows, rep.skipped) == (len(rows), len(expected))
+            assert s.scalar("SELECT count(*) FROM subscriber") == len(numbers)
+            assert s.scalar("SELECT count(*) FROM consent") == len(consents)
+            dump = {t: [tuple(x) for x in s.query(f"SELECT * FROM {t}")]
+                    for t in ("subscriber", "subscriber_attr", "consent")}
+            again = import_subscribers(s, path, batch_size=batch)
+            assert again.skipped == len(expected)
+            assert dump == {t: [tuple(x) for x in s.query(f"SELECT * FROM {t}")]
+                            for t in ("subscriber", "subscriber_attr", "consent")}
