@@ -153,6 +153,9 @@ class Drift:
     extra: tuple[int, ...]
     stored_count: int
     counted: int
+    missing_total: int = 0
+    """How many should be members and are not (``missing`` is a sample of them)."""
+    extra_total: int = 0
 
     @property
     def clean(self) -> bool:
@@ -780,7 +783,8 @@ class Membership:
                 stored = int(c.execute("SELECT member_count FROM segment WHERE id = ?",
                                        (seg.id,)).fetchone()[0])
                 counted = int(c.execute(f"SELECT COUNT(*) FROM {FRESH}").fetchone()[0])
-                drift = Drift(seg.name, missing[:sample], extra[:sample], stored, counted)
+                drift = Drift(seg.name, missing[:sample], extra[:sample], stored, counted,
+                              len(missing), len(extra))
                 out.append(drift)
                 if fix and not drift.clean:
                     if seg.manual:

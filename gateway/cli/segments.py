@@ -586,17 +586,15 @@ def _numbers(store: Store, ids: tuple[int, ...]) -> list[str]:
     return [str(found.get(i, f"id {i}")) for i in ids]
 
 
-def _drift_part(ids: tuple[int, ...], numbers: list[str], what: str) -> str:
-    # one more than shown is asked for: up to RECONCILE_SAMPLE, the count is exact
-    if len(ids) > RECONCILE_SAMPLE:
-        return (f"more than {RECONCILE_SAMPLE} {what} (first {RECONCILE_SAMPLE}: "
-                f"{', '.join(numbers[:RECONCILE_SAMPLE])})")
-    return f"{len(ids)} {what}" + (f" ({', '.join(numbers)})" if ids else "")
+def _drift_part(total: int, numbers: list[str], what: str) -> str:
+    if total > len(numbers):
+        return f"{total} {what} (first {len(numbers)}: {', '.join(numbers)})"
+    return f"{total} {what}" + (f" ({', '.join(numbers)})" if numbers else "")
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
-        drifts = _membership(store).reconcile(fix=args.fix, sample=RECONCILE_SAMPLE + 1)
+        drifts = _membership(store).reconcile(fix=args.fix, sample=RECONCILE_SAMPLE)
         dirty = [d for d in drifts if not d.clean]
         k = RECONCILE_SAMPLE
         if args.json:
@@ -605,13 +603,15 @@ def reconcile_command(args: argparse.Namespace) -> int:
                           "counted": d.counted,
                           "missing_numbers": _numbers(store, d.missing[:k]),
                           "extra_numbers": _numbers(store, d.extra[:k]),
-                          "complete": len(d.missing) <= k and len(d.extra) <= k}
+                          "missing_total": d.missing_total, "extra_total": d.extra_total,
+                          "complete": d.missing_total <= k and d.extra_total <= k}
                          for d in drifts])
         else:
             for d in drifts:
+                missing = _drift_part(d.missing_total, _numbers(store, d.missing), "missing")
+                extra = _drift_part(d.extra_total, _numbers(store, d.extra), "extra")
                 state = "ok" if d.clean else (
-                    f"DRIFT: {_drift_part(d.missing, _numbers(store, d.missing), 'missing')}, "
-                    f"{_drift_part(d.extra, _numbers(store, d.extra), 'extra')}; stored count "
+                    f"DRIFT: {missing}, {extra}; stored count "
                     f"{d.stored_count} vs {d.counted} counted")
                 print(f"{d.segment}: {state}")
             if dirty and args.fix:

@@ -165,11 +165,13 @@ def test_reconcile_names_the_exact_count_and_the_numbers(cli: Cli, db: Path) -> 
     assert lines[0] == (f"buyers: DRIFT: 2 missing ({A}, {B}), 0 extra; stored count 2 vs 2 "
                         "counted")
     first20 = ", ".join(f"+1212555{n:04d}" for n in range(200, 220))
-    assert lines[1] == (f"repliers: DRIFT: more than 20 missing (first 20: {first20}), 0 extra; "
+    assert lines[1] == (f"repliers: DRIFT: 25 missing (first 20: {first20}), 0 extra; "
                         "stored count 25 vs 25 counted")
     out = json.loads(cli("reconcile", "--json").stdout)
     assert out[0]["missing_numbers"] == [A, B] and out[0]["complete"]
+    assert out[0]["missing_total"] == 2
     assert len(out[1]["missing"]) == 20 and not out[1]["complete"]
+    assert (out[1]["missing_total"], out[1]["extra_total"]) == (25, 0)
     assert out[1]["missing_numbers"][0] == "+12125550200"
 
 
