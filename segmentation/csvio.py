@@ -715,7 +715,7 @@ def import_events(
         except _RowProblem as p:
             report(RowError(row_no, p.column, p.why))
             continue
-        if len(phones) > 4096:
+        if len(phones) > 100_000:
             phones.clear()  # bounded memory: the cache only saves re-parsing
         if len(batch) >= batch_size:
             flush()
