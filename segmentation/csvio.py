@@ -384,23 +384,25 @@ def _cells(cols: _Columns, cells: list[str] | _RowProblem) -> dict[str, str]:
     be read, a wrong cell count, a byte that is not UTF-8, or a line break in a cell."""
     if isinstance(cells, _RowProblem):
         raise cells
-    if len(cells) < len(cols.header):
-        missing = cols.header[len(cells)]
-        raise _RowProblem(missing, f"missing (row has {len(cells)} of {len(cols.header)} cells)")
-    if len(cells) > len(cols.header):
-        raise _RowProblem(f"#{len(cols.header) + 1}",
-                          f"extra cell (row has {len(cells)}, header {len(cols.header)})")
+    width = len(cols.header)
     props = cols.by_field.get("props")
+    # Before the cell count: a swallowed line also gives a wrong count, and this says why.
     for i, cell in enumerate(cells):
+        column = cols.header[i] if i < width else f"#{i + 1}"
         bad = _SURROGATE.search(cell)
         if bad:
-            raise _RowProblem(cols.header[i], f"not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02X}"
-                                              "; save the file as UTF-8)")
+            raise _RowProblem(column, f"not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02X}; "
+                                      "save the file as UTF-8)")
         # A line break in a cell almost always means an unterminated quote that swallowed the
         # rows after it; refusing it reports them instead of storing them as text. A props
         # cell may span lines: JSON decides it, and swallowed rows are not JSON.
         if i != props and ("\n" in cell or "\r" in cell):
-            raise _RowProblem(cols.header[i], "line break inside a field: unterminated quote?")
+            raise _RowProblem(column, "line break inside a field: unterminated quote?")
+    if len(cells) < width:
+        raise _RowProblem(cols.header[len(cells)],
+                          f"missing (row has {len(cells)} of {width} cells)")
+    if len(cells) > width:
+        raise _RowProblem(f"#{width + 1}", f"extra cell (row has {len(cells)}, header {width})")
     return {f: cells[i].strip() for f, i in cols.by_field.items() if cells[i].strip()}
 
 

@@ -209,6 +209,13 @@ def test_an_unterminated_quote_is_reported_not_stored(store: Store, tmp_path: Pa
                   f"{N3},purchase,{TS},c\n", encoding="utf-8")
     errors, _ = _events(store, ev)
     assert errors == ["row 3, column note: line break inside a field: unterminated quote?"]
+    # the audit's file: the quote runs to the end, so the row is short of cells as well; the
+    # report names the line break, which says why
+    short = tmp_path / "short.csv"
+    short.write_text(f'phone,region,status\n{N2},"unterminated\n{N3},x\n', encoding="utf-8")
+    errors, _ = _subscribers(store, short)
+    assert errors == ["row 2, column region: line break inside a field: unterminated quote?"]
+    assert find_subscriber(store, N2) is None and find_subscriber(store, N3) is None
 
 
 def test_a_props_cell_may_span_lines(store: Store, tmp_path: Path) -> None:
