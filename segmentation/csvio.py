@@ -320,11 +320,24 @@ def _data_records(path: Path) -> Iterator[_Record]:
             yield row, cells
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """:func:`_data_records` as cells only (segmentation.manual reads numbers with it): a record
-    that cannot be read comes as no cells, which the caller reports as a bad row."""
+def data_rows(path: Path, column: str) -> Iterator[tuple[int, list[str] | RowError]]:
+    """Each data row's cells, for other importers (segmentation.manual reads numbers with it),
+    or the :class:`RowError` that says why its record cannot be read (not CSV, a line too
+    long): the same reasons these importers report. Check the cells it uses with
+    :func:`bad_bytes`."""
     for row, cells in _data_records(path):
-        yield row, cells if isinstance(cells, list) else []
+        if isinstance(cells, list):
+            yield row, cells
+        else:
+            yield row, RowError(row, cells.column or "", cells.why)
+
+
+def bad_bytes(cell: str) -> str | None:
+    """Why a cell read with "surrogateescape" cannot be used (None: it can)."""
+    found = _SURROGATE.search(cell)
+    if found is None:
+        return None
+    return f"not UTF-8 (byte 0x{ord(found.group()) - 0xDC00:02X}; save the file as UTF-8)"
 
 
 def _header(path: Path) -> list[str]:
@@ -389,10 +402,9 @@ def _cells(cols: _Columns, cells: list[str] | _RowProblem) -> dict[str, str]:
     # Before the cell count: a swallowed line also gives a wrong count, and this says why.
     for i, cell in enumerate(cells):
         column = cols.header[i] if i < width else f"#{i + 1}"
-        bad = _SURROGATE.search(cell)
-        if bad:
-            raise _RowProblem(column, f"not UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02X}; "
-                                      "save the file as UTF-8)")
+        bad = bad_bytes(cell)
+        if bad is not None:
+            raise _RowProblem(column, bad)
         # A line break in a cell almost always means an unterminated quote that swallowed the
         # rows after it; refusing it reports them instead of storing them as text. A props
         # cell may span lines: JSON decides it, and swallowed rows are not JSON.

@@ -36,7 +36,8 @@ from segmentation.csvio import (
     CsvImportError,
     RowError,
     _header,
-    _rows,
+    bad_bytes,
+    data_rows,
 )
 from segmentation.membership import Diff, Membership
 from segmentation.phones import PhoneError, normalise
@@ -78,13 +79,20 @@ def _column(header: list[str], column: str) -> int:
 
 def _cells(path: Path, index: int, column: str,
            problem: Callable[[RowError], None]) -> Iterator[_Cell]:
-    for row, cells in _rows(path):
+    for row, cells in data_rows(path, column):
+        if isinstance(cells, RowError):  # not readable as CSV, a line too long
+            problem(cells)
+            continue
         if index >= len(cells):
             problem(RowError(row, column, f"missing (row has {len(cells)} cells)"))
             continue
         raw = cells[index].strip()
         if not raw:
             problem(RowError(row, column, "empty"))
+            continue
+        why = bad_bytes(raw)
+        if why is not None:
+            problem(RowError(row, column, why))
             continue
         yield _Cell(row, raw)
 

@@ -71,6 +71,22 @@ def test_bad_rows_are_reported_and_good_rows_kept(m: Membership, tmp_path: Path)
     assert find_subscriber(m.store, "+12125550199") is None  # reported, not created
 
 
+def test_bad_bytes_and_unreadable_records_are_reported_with_their_reason(
+    m: Membership, tmp_path: Path
+) -> None:
+    f = tmp_path / "list.csv"
+    f.write_bytes(b"name,mobile\n"
+                  b"ann,+12125550101\n"                      # row 2: good
+                  b"bob,+1212555\xff0102\n"                  # row 3: not UTF-8
+                  b"cy," + b"9" * 1_100_000 + b"\n"          # row 4: a line too long
+                  b"dee,+12125550103\n")                     # row 5: good
+    r = set_members_from_csv(m, "vip", f, "replace", column="mobile")
+    assert _members(m, "vip") == {"+12125550101", "+12125550103"}
+    assert [(e.row, e.column) for e in r.errors] == [(3, "mobile"), (4, "")]
+    assert "not UTF-8 (byte 0xFF" in r.errors[0].why
+    assert "longer than" in r.errors[1].why
+
+
 def test_create_adds_unknown_numbers(m: Membership, tmp_path: Path) -> None:
     f = _csv(tmp_path / "l.csv", "phone\n+12125550199\n+12125550199\n+12125550101\n")
     r = set_members_from_csv(m, "vip", f, "append", create=True)
