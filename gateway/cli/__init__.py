@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.demo",
     "gateway.cli.subscribers",
     "gateway.cli.segments",
+    "gateway.cli.consent",
 )
 
 DEFAULT_CONFIG = Path("/etc/smsgate/smsgate.toml")
