@@ -85,9 +85,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "add", help="record one event for a number",
         description="Record one event (the subscriber is created if new). With --id the same "
         "event recorded twice counts once. opt_in and opt_out events record behaviour only: "
-        "they do NOT change consent. Consent is recorded by 'smsgate import subscribers FILE' "
-        "with consent_program and consent_action (grant or revoke) columns, or by a STOP/START "
-        "text received by the daemon.")
+        "they do NOT change consent. Consent is recorded by 'smsgate consent grant|revoke "
+        "NUMBER --note TEXT', by 'smsgate import subscribers FILE' with consent_program and "
+        "consent_action (grant or revoke) columns, or by a STOP/START text received by the "
+        "daemon.")
     add.add_argument("number", metavar="NUMBER")
     add.add_argument("type", metavar="TYPE",
                      help="link_click, product_view, cart_add, purchase, reply, opt_in, opt_out "
@@ -314,8 +315,7 @@ def event_add_command(args: argparse.Namespace) -> int:
         if args.type in CONSENT_LOOKALIKES:
             print(f"smsgate: warning: an {args.type} event records behaviour only; it does NOT "
                   f"change consent. To record the {CONSENT_LOOKALIKES[args.type]} itself: "
-                  "smsgate import subscribers FILE with columns phone, consent_program, "
-                  f"consent_action={CONSENT_LOOKALIKES[args.type]} (and consent_time)",
+                  f"smsgate consent {CONSENT_LOOKALIKES[args.type]} NUMBER --note TEXT",
                   file=sys.stderr)
         if args.json:
             _print_json({"inserted": result.inserted, "duplicates": result.duplicates,

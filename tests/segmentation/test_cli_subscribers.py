@@ -83,8 +83,7 @@ def test_opt_out_event_warns_that_consent_is_unchanged(
     assert (r.returncode, r.stdout) == (0, "recorded\n")
     assert r.stderr == (
         "smsgate: warning: an opt_out event records behaviour only; it does NOT change "
-        "consent. To record the revoke itself: smsgate import subscribers FILE with columns "
-        "phone, consent_program, consent_action=revoke (and consent_time)\n")
+        "consent. To record the revoke itself: smsgate consent revoke NUMBER --note TEXT\n")
     with Store(db) as store:  # and indeed the consent is unchanged
         entry = current_consent(store, STORED, "marketing")
         assert entry is not None and entry.action == "grant"
@@ -92,7 +91,7 @@ def test_opt_out_event_warns_that_consent_is_unchanged(
     assert main(["event", "add", STORED, "opt_in", "--json", "--db", str(db)]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["inserted"] == 1  # stdout stays one JSON object
-    assert "an opt_in event records behaviour only" in err and "consent_action=grant" in err
+    assert "an opt_in event records behaviour only" in err and "consent grant NUMBER" in err
     assert main(["event", "add", STORED, "purchase", "--db", str(db)]) == 0
     assert capsys.readouterr().err == ""
     help_text = subprocess.run([sys.executable, "-m", "gateway.cli", "event", "add", "--help"],
