@@ -302,6 +302,7 @@ class Daemon:
             "parts_per_s": rate,
             "opted_out": len(self.dispatcher.opted_out) if self.dispatcher else 0,
             "inbound": asdict(self.inbound.statistics()) if self.inbound else {},
+            "membership": asdict(self.membership.statistics()) if self.membership else {},
         }
 
     async def _write_status(self, box: AsyncOutbox, state: str) -> None:

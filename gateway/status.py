@@ -87,8 +87,9 @@ def queue_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     return out
 
 
-def render(snapshot: Snapshot | None, queues: dict[str, dict[str, int]], now_ms: int) -> str:
-    """The human form of ``smsgate status``."""
+def render(snapshot: Snapshot | None, queues: dict[str, dict[str, int]], now_ms: int,
+           store: dict[str, int] | None = None) -> str:
+    """The human form of ``smsgate status``; ``store``: :func:`store_counts`."""
     lines: list[str] = []
     if snapshot is None:
         lines.append("daemon not running (it never wrote a status to this database)")
@@ -125,6 +126,21 @@ def render(snapshot: Snapshot | None, queues: dict[str, dict[str, int]], now_ms:
                 f"flagged={i.get('flagged', 0)} duplicates={i.get('duplicates', 0)} "
                 f"incomplete={i.get('incomplete', 0)}"
             )
+        m = snapshot.data.get("membership", {})
+        if m:
+            lines.append(
+                f"  membership: batches={m.get('batches', 0)} "
+                f"due_rounds={m.get('due_rounds', 0)} entered={m.get('entered', 0)} "
+                f"exited={m.get('exited', 0)} "
+                f"last_latency={m.get('last_batch_latency_ms', 0.0):.0f}ms "
+                f"failures={m.get('failures', 0)}"
+            )
+    if store:
+        # queued rows with no daemon running, or growing: membership is behind
+        lines.append(
+            f"segment store: {store.get('membership_queued', 0)} changes queued for "
+            f"membership; WAL {store.get('wal_bytes', 0) / 1e6:.0f} MB"
+        )
     lines.append("queues (lane: state=count):")
     if not queues:
         lines.append("  (empty)")
@@ -132,3 +148,20 @@ def render(snapshot: Snapshot | None, queues: dict[str, dict[str, int]], now_ms:
         body = " ".join(f"{s}={n}" for s, n in sorted(states.items()))
         lines.append(f"  {lane}: {body}")
     return "\n".join(lines)
+
+
+def store_counts(conn: sqlite3.Connection, db_path: str) -> dict[str, int]:
+    """What the segment store has not caught up with, read from the file itself (so it shows
+    with the daemon down too): changes queued for membership (``membership_queue``, schema
+    12) and the size of the WAL file the checkpointer has not emptied yet."""
+    import os
+
+    try:
+        queued = int(conn.execute("SELECT count(*) FROM membership_queue").fetchone()[0])
+    except sqlite3.OperationalError:  # a store older than schema 12, or none yet
+        queued = 0
+    try:
+        wal = os.stat(f"{db_path}-wal").st_size
+    except OSError:
+        wal = 0
+    return {"membership_queued": queued, "wal_bytes": wal}

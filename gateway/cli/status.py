@@ -35,7 +35,7 @@ def status_command(args: argparse.Namespace) -> int:
     import time
 
     from gateway.config import ConfigError, load_config
-    from gateway.status import queue_counts, read_snapshot, render
+    from gateway.status import queue_counts, read_snapshot, render, store_counts
 
     try:
         config = load_config(config_path(args))
@@ -44,6 +44,7 @@ def status_command(args: argparse.Namespace) -> int:
         return 2
     db = config.database.path
     now = time.time_ns() // 1_000_000
+    store: dict[str, int] = {}
     if not db.exists():
         snapshot, queues = None, {}
     else:
@@ -51,15 +52,16 @@ def status_command(args: argparse.Namespace) -> int:
         try:
             conn.execute("PRAGMA busy_timeout=5000")
             snapshot, queues = read_snapshot(conn), queue_counts(conn)
+            store = store_counts(conn, str(db))
         finally:
             conn.close()
     running = snapshot is not None and snapshot.running(now)
     if args.json:
-        out: dict[str, Any] = {"running": running, "queues": queues}
+        out: dict[str, Any] = {"running": running, "queues": queues, "segment_store": store}
         if snapshot is not None:
             out.update(pid=snapshot.pid, state=snapshot.state, updated_ms=snapshot.updated_ms,
                        started_ms=snapshot.started_ms, **snapshot.data)
         print(json.dumps(out, sort_keys=True))
     else:
-        print(render(snapshot, queues, now))
+        print(render(snapshot, queues, now, store))
     return 0 if running else NOT_RUNNING

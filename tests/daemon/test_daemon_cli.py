@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -76,9 +77,14 @@ def test_run_status_and_sigterm_drain(tmp_path: Path) -> None:
             assert report["queues"]["transactional"]["delivered"] == 100
             (route,) = report["routes"]
             assert route["name"] == "sim-smsc" and route["up"] is True
+            assert report["membership"]["failures"] == 0 and "batches" in report["membership"]
+            assert report["segment_store"]["membership_queued"] == 0
+            assert report["segment_store"]["wal_bytes"] >= 0
             human = smsgate("status", "--config", str(config)).stdout
             assert "route sim-smsc (smpp) up" in human
             assert "inbound: received=0 " in human and "duplicates=0" in human
+            assert "  membership: batches=" in human and " failures=0" in human
+            assert "segment store: 0 changes queued for membership; WAL " in human
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0
         finally:
@@ -108,3 +114,24 @@ def test_a_stale_status_row_reads_as_not_running(tmp_path: Path) -> None:
     assert not snapshot.running(now_ms=16_000)  # a kill -9 stops the refresh
     text = render(snapshot, {}, now_ms=70_000)
     assert text.startswith("daemon not running (no status for 60 s; last pid 4242)")
+
+
+def test_changes_queued_for_membership_show_with_the_daemon_down(tmp_path: Path) -> None:
+    from gateway.status import render, store_counts
+    from segmentation.ingest import Event, ingest_events
+    from segmentation.membership import Membership
+    from segmentation.store import Store
+
+    db = tmp_path / "smsgate.db"
+    with Store(db) as store:
+        Membership(store).define("buyers", "count(purchase) >= 1")
+        ingest_events(store, [Event("purchase", store.now_ms(), number=f"+1212555{i:04d}")
+                              for i in range(101, 104)])
+        counts = store_counts(store.conn, str(db))
+    # each new number: its creation and its event
+    assert counts["membership_queued"] == 6 and counts["wal_bytes"] > 0
+    text = render(None, {}, 0, counts)
+    assert text.splitlines()[1].startswith(
+        "segment store: 6 changes queued for membership; WAL ")
+    assert store_counts(sqlite3.connect(tmp_path / "empty.db"), str(tmp_path / "empty.db")) \
+        == {"membership_queued": 0, "wal_bytes": 0}
