@@ -331,9 +331,9 @@ def _check_str_list(v: object, path: str) -> tuple[str, ...]:
     return tuple(_check_str(x, f"{path}[{i}]") for i, x in enumerate(v))
 
 
-def _check_op(op: object, allowed: tuple[str, ...], path: str) -> str:
+def _check_op(op: object, allowed: tuple[str, ...], path: str, what: str = "operator") -> str:
     if op not in allowed:
-        raise _fail(path, f"unknown operator {op!r} (expected one of {', '.join(allowed)})")
+        raise _fail(path, f"unknown {what} {op!r} (expected one of {', '.join(allowed)})")
     assert isinstance(op, str)
     return op
 
@@ -592,11 +592,13 @@ def from_json(v: object, path: str = "rule") -> Rule:
             return InSegment(_check_name(o["segment"], f"{path}.segment", "segment name"))
         case "consent":
             _keys(o, path, ("program", "state"))
-            program = _check_op(o["program"], CONSENT_PROGRAMS, f"{path}.program")
-            return Consent(program, _check_op(o["state"], CONSENT_STATES, f"{path}.state"))
+            program = _check_op(o["program"], CONSENT_PROGRAMS, f"{path}.program",
+                                "consent program")
+            return Consent(program, _check_op(o["state"], CONSENT_STATES, f"{path}.state",
+                                              "consent state"))
         case "geo":
             _keys(o, path, ("field", "values"))
-            field = _check_op(o["field"], GEO_FIELDS, f"{path}.field")
+            field = _check_op(o["field"], GEO_FIELDS, f"{path}.field", "location field")
             return Geo(field, _check_str_list(o["values"], f"{path}.values"))
         case "near":
             _keys(o, path, ("lat", "lon", "km"))
