@@ -39,11 +39,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
-from gateway.errors import SmsgateError
 from segmentation.daily import daily_mark, roll_up
 from segmentation.membership_data import load_subscriber
+from segmentation.membership_types import (
+    ANY_INBOUND,
+    BatchResult,
+    Cause,
+    Diff,
+    Drift,
+    ExplainResult,
+    MembershipStatistics,
+    SegmentCycleError,
+    SegmentError,
+    SegmentInfo,
+    UnknownSegmentError,
+    trigger_events,
+    with_inbound,
+)
 from segmentation.rules.ast import InSegment, Rule, dumps, loads, validate
 from segmentation.rules.compile import (
     Deps,
@@ -52,10 +65,15 @@ from segmentation.rules.compile import (
     compile_select,
     dependencies,
 )
-from segmentation.rules.dsl import format_rule, parse
-from segmentation.rules.evaluate import Explanation, explain
+from segmentation.rules.dsl import parse
+from segmentation.rules.evaluate import explain
 from segmentation.store import Change, Store
-from segmentation.traits import INTERACTION_TYPES, LAST_TS_TRAIT, OUTBOUND_TYPES
+
+__all__ = [  # the names callers import from here (their home: segmentation.membership_types)
+    "ANY_INBOUND", "MANUAL_DEFINITION", "QUEUE_CHUNK", "SWEEP_STEP_MS", "BatchResult", "Cause",
+    "Diff", "Drift", "ExplainResult", "Membership", "MembershipStatistics", "SegmentCycleError",
+    "SegmentError", "SegmentInfo", "UnknownSegmentError", "apply_queued", "trigger_events",
+]
 
 DIRTY = "temp.membership_dirty"
 FRESH = "temp.membership_fresh"
@@ -69,143 +87,6 @@ QUEUE_CHUNK = 20_000
 SWEEP_STEP_MS = 6 * 3_600_000
 """Longest time slice one ``process_due`` transaction sweeps: catching up after downtime
 goes in slices, so no transaction holds the crossings of days at once."""
-
-Cause = tuple[str, str | None]
-
-
-class SegmentError(SmsgateError, ValueError):
-    """A segment operation that cannot be done (``name``, ``why``)."""
-
-    def __init__(self, name: str, why: str) -> None:
-        super().__init__(f"segment {name!r}: {why}")
-        self.name = name
-        self.why = why
-
-
-class UnknownSegmentError(SegmentError, LookupError):
-    pass
-
-
-class SegmentCycleError(SegmentError):
-    """A definition whose ``in_segment`` references lead back to itself; ``path`` shows how."""
-
-    def __init__(self, name: str, path: tuple[str, ...]) -> None:
-        super().__init__(name, "membership references form a cycle: " + " -> ".join(path))
-        self.path = path
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    id: int
-    name: str
-    kind: str
-    status: str
-    version: int
-    member_count: int
-    rule: Rule
-    dsl_text: str | None
-    deps: Deps
-    created_ms: int
-    last_full_ms: int | None
-    swept_ms: int | None = None
-    """Time conditions are accounted for up to here (``process_due``); None: never swept."""
-
-    @property
-    def manual(self) -> bool:
-        """A list set by hand (``set_manual_members``), not a rule. Its ``rule`` is
-        ``in_segment(<itself>)`` — what its membership means when read — and its ``deps`` are
-        empty: nothing but the list changes it."""
-        return self.kind == "manual"
-
-    @property
-    def text(self) -> str:
-        """The rule as text: what it was defined with, else the printed tree."""
-        if self.manual:
-            return "(manual list)"
-        return self.dsl_text or format_rule(self.rule)
-
-
-@dataclass(frozen=True)
-class Diff:
-    """The outcome of evaluating one segment: who entered, who left, how long it took."""
-
-    segment: str
-    entered: int
-    exited: int
-    member_count: int
-    elapsed_ms: float
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    segments: int
-    pairs: int
-    entered: int
-    exited: int
-
-
-@dataclass(frozen=True)
-class Drift:
-    """Reconcile's finding for one segment: ids that should be members and are not, and back."""
-
-    segment: str
-    missing: tuple[int, ...]
-    extra: tuple[int, ...]
-    stored_count: int
-    counted: int
-    missing_total: int = 0
-    """How many should be members and are not (``missing`` is a sample of them)."""
-    extra_total: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not self.missing and not self.extra and self.stored_count == self.counted
-
-
-@dataclass(frozen=True)
-class ExplainResult:
-    subscriber_id: int
-    segment: str
-    stored_member: bool
-    result: bool
-    tree: Explanation
-
-
-@dataclass(frozen=True)
-class MembershipStatistics:
-    batches: int
-    pairs_evaluated: int
-    entered: int
-    exited: int
-    due_processed: int
-    pending_subscribers: int
-    last_batch_ms: float
-
-
-def trigger_events(deps: Deps) -> frozenset[str]:
-    """Event types whose ingest can change a segment with ``deps``: the ones it reads, plus
-    the types that move the traits it reads (``segmentation.ingest`` keeps them) and, for
-    ``last_seen_ms``, every type that comes from the subscriber."""
-    out = set(deps.events)
-    for trait in deps.traits:
-        if trait in ("orders", "spend", "first_purchase_ms"):
-            out.add("purchase")
-        elif trait == "last_interaction_ms":
-            out |= INTERACTION_TYPES
-        else:
-            out |= {t for t, col in LAST_TS_TRAIT.items() if col == trait}
-    if "profile.last_seen_ms" in deps.keys:
-        out.add(ANY_INBOUND)
-    return frozenset(out)
-
-
-ANY_INBOUND = "*inbound"
-"""Stands for every event type that is not outbound (sent, delivered, failed)."""
-
-
-def _with_inbound(types: set[str]) -> set[str]:
-    return types | {ANY_INBOUND} if types - OUTBOUND_TYPES else types
-
 
 def _subscriber_id(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
@@ -578,7 +459,7 @@ class Membership:
         # each set against each segment's triggers once, not once per subscriber
         groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
         for sid in sorted(types_of.keys() | keys_of.keys()):
-            key = (frozenset(_with_inbound(types_of.get(sid, set()))),
+            key = (frozenset(with_inbound(types_of.get(sid, set()))),
                    frozenset(keys_of.get(sid, set())))
             groups.setdefault(key, []).append(sid)
         for seg in self._refresh().values():
