@@ -40,21 +40,26 @@ consent evidence (``file_sha256``) and the events' source (``csv:<sha256>``).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
 import math
 import re
 import sqlite3
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from gateway.errors import SmsgateError
 from segmentation.consent import ACTIONS, METHODS, PROGRAMS, current_consent, record_consent
+
+# the reading layer (segmentation.csvread); "X as X": callers import these from here too
+from segmentation.csvread import CsvImportError as CsvImportError
+from segmentation.csvread import Record, RowProblem, data_records, read_header
+from segmentation.csvread import RowError as RowError
+from segmentation.csvread import bad_bytes as bad_bytes
+from segmentation.csvread import data_rows as data_rows
 from segmentation.ingest import Event, EventError, check_event, ingest_events, props_json
 from segmentation.phones import PhoneError, normalise
 from segmentation.rules.ast import MAX_TIMESTAMP_MS
@@ -84,22 +89,6 @@ EVENT_FIELDS: tuple[str, ...] = ("phone", "type", "ts", "value", "id", "source",
 MAX_REPORTED_ERRORS = 1000  # kept in the report; every error still goes to on_error
 
 
-class CsvImportError(SmsgateError, ValueError):
-    """The file as a whole cannot be imported (unreadable, bad mapping, missing column)."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int
-    column: str
-    why: str
-
-    def __str__(self) -> str:
-        if not self.column:  # the record as a whole (not readable as CSV)
-            return f"row {self.row}: {self.why}"
-        return f"row {self.row}, column {self.column}: {self.why}"
-
-
 @dataclass(frozen=True)
 class ImportReport:
     file_sha256: str
@@ -118,13 +107,6 @@ _ROW_ERRORS: tuple[type[BaseException], ...] = (
     SmsgateError, ValueError, TypeError, OverflowError, RecursionError,
     sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
 )
-
-
-class _RowProblem(Exception):
-    def __init__(self, column: str, why: str) -> None:
-        super().__init__(why)
-        self.column = column
-        self.why = why
 
 
 def file_sha256(path: Path) -> str:
@@ -247,115 +229,6 @@ def parse_attribute(type_: str, text: str) -> object:
 # -- reading -------------------------------------------------------------------------------------
 
 
-# A physical line longer than this is cut and its record reported, so one huge line cannot take
-# the memory that the csv module's per-field limit (csv.field_size_limit(), 131,072) protects.
-MAX_LINE_CHARS = 1 << 20
-# Bytes that are not UTF-8 are decoded with "surrogateescape" (byte 0xNN -> U+DCNN), so a bad
-# byte spoils its row, not the rest of the file; a row holding one is reported and skipped.
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-class _Lines:
-    """The physical lines of a text file, for csv.reader, each at most MAX_LINE_CHARS long;
-    ``overlong`` holds the numbers of lines that were cut (the rest of each was skipped)."""
-
-    def __init__(self, f: TextIO) -> None:
-        self.f = f
-        self.count = 0
-        self.overlong: deque[int] = deque()
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self.f.readline(MAX_LINE_CHARS + 1)
-        if not line:
-            raise StopIteration
-        self.count += 1
-        if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
-            tail = line
-            while tail and not tail.endswith(("\n", "\r")):
-                tail = self.f.readline(MAX_LINE_CHARS)
-            self.overlong.append(self.count)
-            line = line[:MAX_LINE_CHARS] + "\n"
-        return line
-
-
-def _open(path: Path) -> TextIO:
-    return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
-
-
-_Record = tuple[int, "list[str] | _RowProblem"]
-
-
-def _records(f: TextIO) -> Iterator[_Record]:
-    """(spreadsheet row number, cells or the reason the record cannot be read) for every
-    record, the header being row 1. A record the csv module refuses (a field over its limit)
-    or that spans a cut line is reported by number and reading goes on with the next one."""
-    lines = _Lines(f)
-    reader = csv.reader(lines)
-    row = 0
-    while True:
-        problem: _RowProblem | None = None
-        try:
-            cells: list[str] = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            cells, problem = [], _RowProblem("", f"not readable as CSV ({exc})")
-        row += 1
-        if lines.overlong and lines.overlong[0] <= reader.line_num:
-            while lines.overlong and lines.overlong[0] <= reader.line_num:
-                lines.overlong.popleft()
-            problem = _RowProblem("", f"a line longer than {MAX_LINE_CHARS:,} characters")
-        yield row, cells if problem is None else problem
-
-
-def _data_records(path: Path) -> Iterator[_Record]:
-    """Each record after the header; blank lines are not rows."""
-    with _open(path) as f:
-        for row, cells in _records(f):
-            if row == 1 or (isinstance(cells, list) and not any(c.strip() for c in cells)):
-                continue
-            yield row, cells
-
-
-def data_rows(path: Path, column: str) -> Iterator[tuple[int, list[str] | RowError]]:
-    """Each data row's cells, for other importers (segmentation.manual reads numbers with it),
-    or the :class:`RowError` that says why its record cannot be read (not CSV, a line too
-    long): the same reasons these importers report. Check the cells it uses with
-    :func:`bad_bytes`."""
-    for row, cells in _data_records(path):
-        if isinstance(cells, list):
-            yield row, cells
-        else:
-            yield row, RowError(row, cells.column or "", cells.why)
-
-
-def bad_bytes(cell: str) -> str | None:
-    """Why a cell read with "surrogateescape" cannot be used (None: it can)."""
-    found = _SURROGATE.search(cell)
-    if found is None:
-        return None
-    return f"not UTF-8 (byte 0x{ord(found.group()) - 0xDC00:02X}; save the file as UTF-8)"
-
-
-def _header(path: Path) -> list[str]:
-    try:
-        with _open(path) as f:
-            first = next(_records(f), None)
-    except OSError as exc:
-        raise CsvImportError(f"{path}: cannot read ({exc})") from None
-    if first is None or first[1] == []:
-        raise CsvImportError(f"{path}: empty file (a header row is required)")
-    header = first[1]
-    if isinstance(header, _RowProblem):
-        raise CsvImportError(f"{path}: header row: {header.why}")
-    if any(_SURROGATE.search(h) for h in header):
-        raise CsvImportError(f"{path}: header row: not UTF-8 (save the file as UTF-8)")
-    return [h.strip() for h in header]
-
-
 @dataclass(frozen=True)
 class _Columns:
     by_field: dict[str, int]        # field -> cell index
@@ -392,10 +265,10 @@ def _resolve_columns(
     return _Columns(by_field, header, tuple(ignored))
 
 
-def _cells(cols: _Columns, cells: list[str] | _RowProblem) -> dict[str, str]:
-    """The row's non-empty mapped cells by field, or raise _RowProblem: a record that could not
+def _cells(cols: _Columns, cells: list[str] | RowProblem) -> dict[str, str]:
+    """The row's non-empty mapped cells by field, or raise RowProblem: a record that could not
     be read, a wrong cell count, a byte that is not UTF-8, or a line break in a cell."""
-    if isinstance(cells, _RowProblem):
+    if isinstance(cells, RowProblem):
         raise cells
     width = len(cols.header)
     props = cols.by_field.get("props")
@@ -404,17 +277,17 @@ def _cells(cols: _Columns, cells: list[str] | _RowProblem) -> dict[str, str]:
         column = cols.header[i] if i < width else f"#{i + 1}"
         bad = bad_bytes(cell)
         if bad is not None:
-            raise _RowProblem(column, bad)
+            raise RowProblem(column, bad)
         # A line break in a cell almost always means an unterminated quote that swallowed the
         # rows after it; refusing it reports them instead of storing them as text. A props
         # cell may span lines: JSON decides it, and swallowed rows are not JSON.
         if i != props and ("\n" in cell or "\r" in cell):
-            raise _RowProblem(column, "line break inside a field: unterminated quote?")
+            raise RowProblem(column, "line break inside a field: unterminated quote?")
     if len(cells) < width:
-        raise _RowProblem(cols.header[len(cells)],
+        raise RowProblem(cols.header[len(cells)],
                           f"missing (row has {len(cells)} of {width} cells)")
     if len(cells) > width:
-        raise _RowProblem(f"#{width + 1}", f"extra cell (row has {len(cells)}, header {width})")
+        raise RowProblem(f"#{width + 1}", f"extra cell (row has {len(cells)}, header {width})")
     return {f: cells[i].strip() for f, i in cols.by_field.items() if cells[i].strip()}
 
 
@@ -450,7 +323,7 @@ def import_subscribers(
     actor: str = "import",
 ) -> ImportReport:
     """Import subscribers (profile, attributes, consent evidence); see the module docstring."""
-    header = _header(path)
+    header = read_header(path)
     mapping = dict(mapping or {})
     # attr.KEY:TYPE in a mapping defines KEY (the caller asked for it explicitly).
     for col, target in list(mapping.items()):
@@ -477,7 +350,7 @@ def import_subscribers(
     sha = file_sha256(path)
     report = _Reporter(on_error)
     rows = imported = unchanged = 0
-    batch: list[_Record] = []
+    batch: list[Record] = []
 
     def flush() -> None:
         nonlocal imported, unchanged
@@ -488,7 +361,7 @@ def import_subscribers(
                     with store.atomic():
                         _import_subscriber_row(store, cols, types, cells, row_no, sha,
                                                path.name, actor)
-                except _RowProblem as p:
+                except RowProblem as p:
                     report(RowError(row_no, p.column, p.why))
                     continue
                 except _ROW_ERRORS as exc:  # anything else a row can get wrong
@@ -500,7 +373,7 @@ def import_subscribers(
                     unchanged += 1
         batch.clear()
 
-    for row_no, cells in _data_records(path):
+    for row_no, cells in data_records(path):
         rows += 1
         batch.append((row_no, cells))
         if len(batch) >= batch_size:
@@ -512,27 +385,27 @@ def import_subscribers(
 
 
 def _import_subscriber_row(
-    store: Store, cols: _Columns, types: dict[str, str], cells: list[str] | _RowProblem,
+    store: Store, cols: _Columns, types: dict[str, str], cells: list[str] | RowProblem,
     row_no: int, sha: str, filename: str, actor: str,
 ) -> None:
     v = _cells(cols, cells)
     name = cols.name
     if "phone" not in v:
-        raise _RowProblem(name("phone"), "empty phone number")
+        raise RowProblem(name("phone"), "empty phone number")
     try:
         e164 = normalise(v["phone"], store.default_region)
     except PhoneError as exc:
-        raise _RowProblem(name("phone"), exc.why) from None
+        raise RowProblem(name("phone"), exc.why) from None
     lat = lon = None
     for field in ("lat", "lon"):
         if field in v:
             try:
                 value = parse_number(v[field])
             except ValueError as exc:
-                raise _RowProblem(name(field), str(exc)) from None
+                raise RowProblem(name(field), str(exc)) from None
             lat, lon = (value, lon) if field == "lat" else (lat, value)
     if v.get("status") and v["status"] not in STATUSES:
-        raise _RowProblem(name("status"), f"must be one of {', '.join(STATUSES)}")
+        raise RowProblem(name("status"), f"must be one of {', '.join(STATUSES)}")
     attrs: dict[str, object] = {}
     for field, text in v.items():
         if field.startswith("attr."):
@@ -540,7 +413,7 @@ def _import_subscriber_row(
             try:
                 attrs[key] = parse_attribute(types[key], text)
             except (ValueError, json.JSONDecodeError) as exc:
-                raise _RowProblem(name(field), f"{types[key]} expected; {exc}") from None
+                raise RowProblem(name(field), f"{types[key]} expected; {exc}") from None
     consent = _consent_fields(v, name, store.now_ms())
     if consent is not None:  # first: the status check below reads the ledger with it
         _record_import_consent(store, e164, consent, name, row_no, sha, filename, actor)
@@ -552,9 +425,9 @@ def _import_subscriber_row(
             tz=v.get("tz"), locale=v.get("locale"), lat=lat, lon=lon, status=v.get("status"),
         )
     except PhoneError as exc:  # a bad time zone hint
-        raise _RowProblem(name("tz"), f"{exc.value!r}: {exc.why}") from None
+        raise RowProblem(name("tz"), f"{exc.value!r}: {exc.why}") from None
     except SubscriberError as exc:
-        raise _RowProblem(name(exc.field.split("/")[0]), exc.why) from None
+        raise RowProblem(name(exc.field.split("/")[0]), exc.why) from None
     if attrs:
         _set_if_changed(store, sid, attrs, types, name)
 
@@ -587,7 +460,7 @@ def _record_import_consent(
     if action == "grant" and ts_ms is None:
         latest = current_consent(store, e164, program)
         if latest is not None and latest.action == "revoke":
-            raise _RowProblem(
+            raise RowProblem(
                 name("consent_time"),
                 f"a grant without a time cannot override the {program} revoke of "
                 f"{iso_from_epoch_ms(latest.ts_ms)} ({latest.method}); give the time consent "
@@ -606,7 +479,7 @@ def _check_activation(
     """Refuse ``status=active`` that the ledger does not back (rule above)."""
     latest = current_consent(store, e164, "marketing")
     if latest is not None and latest.action == "revoke":
-        raise _RowProblem(
+        raise RowProblem(
             name("status"),
             f"active refused: the latest marketing consent is a revoke of "
             f"{iso_from_epoch_ms(latest.ts_ms)} ({latest.method}); import a dated grant "
@@ -615,7 +488,7 @@ def _check_activation(
     granted_here = (consent is not None and consent[:2] == ("marketing", "grant")
                     and latest is not None and latest.action == "grant")
     if stored == "stopped" and not granted_here:
-        raise _RowProblem(name("status"), "a stopped subscriber is made active only with a "
+        raise RowProblem(name("status"), "a stopped subscriber is made active only with a "
                                           "marketing grant (consent columns) in the same row")
 
 
@@ -634,7 +507,7 @@ def _set_if_changed(
         try:
             encoded = encode_value(key, types[key], value)
         except AttributeValueError as exc:
-            raise _RowProblem(name(f"attr.{key}"), exc.why) from None
+            raise RowProblem(name(f"attr.{key}"), exc.why) from None
         if stored.get(key) != encoded:
             changed[key] = value
     if changed:
@@ -647,28 +520,28 @@ def _consent_fields(
     program = v.get("consent_program")
     if program is None:
         if any(k.startswith("consent_") for k in v):
-            raise _RowProblem(name("consent_program"), "consent columns need a program")
+            raise RowProblem(name("consent_program"), "consent columns need a program")
         return None
     program = program.lower()
     if program not in PROGRAMS:
-        raise _RowProblem(name("consent_program"), f"must be one of {', '.join(PROGRAMS)}")
+        raise RowProblem(name("consent_program"), f"must be one of {', '.join(PROGRAMS)}")
     action = v.get("consent_action", "grant").lower()
     if action not in ACTIONS:
-        raise _RowProblem(name("consent_action"), "must be grant or revoke")
+        raise RowProblem(name("consent_action"), "must be grant or revoke")
     method = v.get("consent_method", "import").lower()
     if method not in METHODS:
-        raise _RowProblem(name("consent_method"), f"must be one of {', '.join(METHODS)}")
+        raise RowProblem(name("consent_method"), f"must be one of {', '.join(METHODS)}")
     if method == "keyword" and not v.get("consent_keyword"):
-        raise _RowProblem(name("consent_keyword"), "a keyword consent needs the exact text")
+        raise RowProblem(name("consent_keyword"), "a keyword consent needs the exact text")
     ts_raw = v.get("consent_time")
     ts_ms = None
     if ts_raw is not None:
         try:
             ts_ms = parse_time_ms(ts_raw)
         except ValueError as exc:
-            raise _RowProblem(name("consent_time"), str(exc)) from None
+            raise RowProblem(name("consent_time"), str(exc)) from None
         if ts_ms > now_ms:
-            raise _RowProblem(name("consent_time"), f"{_short(ts_raw)} is in the future: it "
+            raise RowProblem(name("consent_time"), f"{_short(ts_raw)} is in the future: it "
                               "would outrank every STOP until then")
     return (program, action, method, ts_raw, ts_ms, v.get("consent_disclosure"),
             v.get("consent_keyword"))
@@ -686,7 +559,7 @@ def import_events(
     on_error: Callable[[RowError], None] | None = None,
 ) -> ImportReport:
     """Import events (subscribers are created for new numbers); see the module docstring."""
-    header = _header(path)
+    header = read_header(path)
     cols = _resolve_columns(header, dict(mapping or {}), EVENT_FIELDS, ("prop.",),
                             lambda c: None)
     for required in ("phone", "type", "ts"):
@@ -722,11 +595,11 @@ def import_events(
                 unchanged += one.duplicates
         batch.clear()
 
-    for row_no, cells in _data_records(path):
+    for row_no, cells in data_records(path):
         rows += 1
         try:
             batch.append(_event_row(store, cols, cells, source, phones, row_no))
-        except _RowProblem as p:
+        except RowProblem as p:
             report(RowError(row_no, p.column, p.why))
             continue
         if len(phones) > 100_000:
@@ -791,41 +664,41 @@ def _legacy_duplicates(store: Store, batch: list[_EventRow]) -> set[int]:
 
 
 def _event_row(
-    store: Store, cols: _Columns, cells: list[str] | _RowProblem, source: str,
+    store: Store, cols: _Columns, cells: list[str] | RowProblem, source: str,
     phones: dict[str, str], row_no: int,
 ) -> _EventRow:
     v = _cells(cols, cells)
     name = cols.name
     for required in ("phone", "type", "ts"):
         if required not in v:
-            raise _RowProblem(name(required), "empty")
+            raise RowProblem(name(required), "empty")
     raw = v["phone"]
     e164 = phones.get(raw)
     if e164 is None:
         try:
             e164 = phones[raw] = normalise(raw, store.default_region)
         except PhoneError as exc:
-            raise _RowProblem(name("phone"), exc.why) from None
+            raise RowProblem(name("phone"), exc.why) from None
     try:
         ts_ms = parse_time_ms(v["ts"])
     except ValueError as exc:
-        raise _RowProblem(name("ts"), str(exc)) from None
+        raise RowProblem(name("ts"), str(exc)) from None
     value = None
     if "value" in v:
         try:
             value = parse_number(v["value"])
         except ValueError as exc:
-            raise _RowProblem(name("value"), str(exc)) from None
+            raise RowProblem(name("value"), str(exc)) from None
     props: dict[str, Any] = {}
     if "props" in v:
         try:
             loaded = json.loads(v["props"])
         except json.JSONDecodeError as exc:
-            raise _RowProblem(name("props"), f"not JSON ({exc.msg})") from None
+            raise RowProblem(name("props"), f"not JSON ({exc.msg})") from None
         except (ValueError, RecursionError) as exc:  # an integer too long, nesting too deep
-            raise _RowProblem(name("props"), f"not storable JSON ({exc})") from None
+            raise RowProblem(name("props"), f"not storable JSON ({exc})") from None
         if not isinstance(loaded, dict):
-            raise _RowProblem(name("props"), "expected a JSON object")
+            raise RowProblem(name("props"), "expected a JSON object")
         props.update(loaded)
     for field, text in v.items():
         if field.startswith("prop."):
@@ -844,5 +717,5 @@ def _event_row(
         field = _EVENT_ERROR_COLUMN.get(exc.field, "type")
         shown = repr(exc.value)
         shown = shown if len(shown) <= 60 else shown[:60] + "..."  # a value may be huge
-        raise _RowProblem(name(field), f"{shown}: {exc.why}") from None
+        raise RowProblem(name(field), f"{shown}: {exc.why}") from None
     return _EventRow(row_no, event, f"import:{v['id']}" if "id" in v else None)

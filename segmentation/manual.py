@@ -31,14 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from segmentation.csvio import (
-    MAX_REPORTED_ERRORS,
-    CsvImportError,
-    RowError,
-    _header,
-    bad_bytes,
-    data_rows,
-)
+from segmentation.csvio import MAX_REPORTED_ERRORS
+from segmentation.csvread import CsvImportError, RowError, bad_bytes, data_rows, read_header
 from segmentation.membership import Diff, Membership
 from segmentation.phones import PhoneError, normalise
 from segmentation.subscribers import upsert_subscriber
@@ -171,7 +165,7 @@ def set_members_from_csv(
 ) -> ListReport:
     """Apply the numbers in ``path`` to manual segment ``name`` (module docstring)."""
     m.get(name)  # an unknown segment fails before the file is read
-    header = _header(path)
+    header = read_header(path)
     index = _column(header, column)
     kept: list[RowError] = []
     bad = 0

@@ -42,21 +42,19 @@ from collections.abc import Callable, Iterable
 
 from segmentation.daily import daily_mark, roll_up
 from segmentation.membership_data import load_subscriber
-from segmentation.membership_types import (
-    ANY_INBOUND,
-    BatchResult,
-    Cause,
-    Diff,
-    Drift,
-    ExplainResult,
-    MembershipStatistics,
-    SegmentCycleError,
-    SegmentError,
-    SegmentInfo,
-    UnknownSegmentError,
-    trigger_events,
-    with_inbound,
-)
+
+# errors and results live in segmentation.membership_types; "X as X": callers import them
+# from here too
+from segmentation.membership_types import ANY_INBOUND, Cause, trigger_events, with_inbound
+from segmentation.membership_types import BatchResult as BatchResult
+from segmentation.membership_types import Diff as Diff
+from segmentation.membership_types import Drift as Drift
+from segmentation.membership_types import ExplainResult as ExplainResult
+from segmentation.membership_types import MembershipStatistics as MembershipStatistics
+from segmentation.membership_types import SegmentCycleError as SegmentCycleError
+from segmentation.membership_types import SegmentError as SegmentError
+from segmentation.membership_types import SegmentInfo as SegmentInfo
+from segmentation.membership_types import UnknownSegmentError as UnknownSegmentError
 from segmentation.rules.ast import InSegment, Rule, dumps, loads, validate
 from segmentation.rules.compile import (
     Deps,
@@ -68,12 +66,6 @@ from segmentation.rules.compile import (
 from segmentation.rules.dsl import parse
 from segmentation.rules.evaluate import explain
 from segmentation.store import Change, Store
-
-__all__ = [  # the names callers import from here (their home: segmentation.membership_types)
-    "ANY_INBOUND", "MANUAL_DEFINITION", "QUEUE_CHUNK", "SWEEP_STEP_MS", "BatchResult", "Cause",
-    "Diff", "Drift", "ExplainResult", "Membership", "MembershipStatistics", "SegmentCycleError",
-    "SegmentError", "SegmentInfo", "UnknownSegmentError", "apply_queued", "trigger_events",
-]
 
 DIRTY = "temp.membership_dirty"
 FRESH = "temp.membership_fresh"

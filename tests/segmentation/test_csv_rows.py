@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from segmentation.csvio import (
-    MAX_LINE_CHARS,
     ImportReport,
     RowError,
     id_dedupe_key,
@@ -21,6 +20,7 @@ from segmentation.csvio import (
     import_subscribers,
     parse_time_ms,
 )
+from segmentation.csvread import MAX_LINE_CHARS
 from segmentation.ingest import Event, ingest_events
 from segmentation.rules.ast import MAX_TIMESTAMP_MS
 from segmentation.store import Store
