@@ -491,13 +491,20 @@ def _tree_lines(e: Explanation, depth: int = 0) -> list[str]:
     return lines
 
 
+def _subscriber_id(store: Store, number: str) -> int | None:
+    """The subscriber's id, or None after saying on stderr that there is none."""
+    from segmentation.subscribers import find_subscriber
+
+    sid = find_subscriber(store, number)
+    if sid is None:
+        print(f"smsgate: no subscriber with number {number}", file=sys.stderr)
+    return sid
+
+
 def explain_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
-        from segmentation.subscribers import find_subscriber
-
-        sid = find_subscriber(store, args.number)
+        sid = _subscriber_id(store, args.number)
         if sid is None:
-            print(f"smsgate: no subscriber with number {args.number}", file=sys.stderr)
             return 1
         m = _membership(store)
         r = m.explain(sid, args.name)
@@ -510,8 +517,10 @@ def explain_command(args: argparse.Namespace) -> int:
                          "transitions": len(history)})
             return 0
         verdict = "IS" if r.result else "is NOT"
-        print(f"{args.number} {verdict} in {r.segment!r} now"
-              f"{'' if r.result == r.stored_member else ' (stored membership differs: pending)'}")
+        differs = ("" if r.result == r.stored_member else
+                   " (stored membership differs: a queued change or a time re-check not applied"
+                   " yet; if it stays, run smsgate segment reconcile)")
+        print(f"{args.number} {verdict} in {r.segment!r} now{differs}")
         state = "member" if r.stored_member else "not a member"
         print(f"stored:    {state}; "
               + ("no entry or exit recorded" if last is None else
@@ -526,11 +535,8 @@ def explain_command(args: argparse.Namespace) -> int:
 
 def history_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
-        from segmentation.subscribers import find_subscriber
-
-        sid = find_subscriber(store, args.number)
+        sid = _subscriber_id(store, args.number)
         if sid is None:
-            print(f"smsgate: no subscriber with number {args.number}", file=sys.stderr)
             return 1
         m = _membership(store)
         seg = m.get(args.name)

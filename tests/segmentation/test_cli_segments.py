@@ -102,6 +102,18 @@ def test_history_lists_every_transition_and_explain_shows_the_last(cli: Cli) -> 
     assert r.returncode == 1 and "no subscriber with number +12125550199" in r.stderr
     r = cli("history", A, "nope")
     assert r.returncode == 2 and "segment 'nope': no such segment" in r.stderr
+    r = cli("explain", "+12125550199", "never")
+    assert r.returncode == 1 and "no subscriber with number +12125550199" in r.stderr
+
+
+def test_explain_says_what_a_differing_stored_membership_means(cli: Cli, db: Path) -> None:
+    assert cli("define", "buyers", "count(purchase) >= 1").returncode == 0
+    with Store(db) as store:
+        store.conn.execute("DELETE FROM segment_member")  # as if not applied yet
+    first = cli("explain", A, "buyers").stdout.splitlines()[0]
+    assert first == (f"{A} IS in 'buyers' now (stored membership differs: a queued change or "
+                     "a time re-check not applied yet; if it stays, run smsgate segment "
+                     "reconcile)")
 
 
 def test_rules_from_standard_input_and_as_canonical_json(cli: Cli) -> None:
