@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,19 @@ from segmentation.store import Store
 # 2026-01-15 12:00:00 UTC: a fixed, DST-free instant so day arithmetic in tests is readable.
 START_MS = 1_768_478_400_000
 HASH_KEY = b"test-site-secret"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(db: Path, *args: str, hash_key: str | None = None, stdin: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``smsgate ARGS --db DB`` as its own process, as an operator runs it (no config from the
+    environment; ``hash_key`` as $SMSGATE_HASH_KEY)."""
+    env = {k: v for k, v in os.environ.items() if k != "SMSGATE_CONFIG"}
+    if hash_key is not None:
+        env["SMSGATE_HASH_KEY"] = hash_key
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--db", str(db)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env,
+                          input=stdin)
 
 
 class ManualClock:

@@ -4,9 +4,7 @@ variant in-process, through the same parser and handlers)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,8 @@ from gateway.cli import main
 from segmentation.consent import is_sendable, record_consent
 from segmentation.store import Store
 from segmentation.subscribers import upsert_subscriber
+from tests.segmentation.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "cli-consent-key"
 NUMBER = "+12125550101"
 
@@ -34,10 +32,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _smsgate(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SMSGATE_CONFIG"}
-    env["SMSGATE_HASH_KEY"] = KEY
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--db", str(db)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    return run_cli(db, *args, hash_key=KEY)
 
 
 def _sendable_and_status(db: Path) -> tuple[bool, str]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -16,8 +14,8 @@ from segmentation.rules.dsl import parse
 from segmentation.rules.schema_check import Finding, check_rule, errors, warnings
 from segmentation.store import Store
 from segmentation.subscribers import define_attribute, set_attributes, upsert_subscriber
+from tests.segmentation.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 TYPES = {"bday": "date", "age": "number", "city": "text", "vip": "bool", "tags": "list",
          "home": "geo"}
 
@@ -102,10 +100,7 @@ def test_declared_as_read_means_no_findings(rule: Rule) -> None:
 
 
 def _smsgate(db: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SMSGATE_CONFIG"}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--db", str(db)], cwd=ROOT,
-        capture_output=True, text=True, timeout=60, env=env, input=stdin)
+    return run_cli(db, *args, stdin=stdin)
 
 
 def test_define_and_count_refuse_wrong_types_and_warn_on_unknown_keys(tmp_path: Path) -> None:

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.segmentation.conftest import run_cli
+
 AT = "1768478400000"  # epoch ms, in the past
 
 
 def _smsgate(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SMSGATE_CONFIG"}
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--db", str(db)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    done = run_cli(db, *args, timeout=120)
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done
 
