@@ -17,7 +17,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.subscribers import CliInputError, _run, _store_arguments
+from gateway.cli.subscribers import CliInputError, _run, _store_arguments, utc_text
 
 if TYPE_CHECKING:
     from segmentation.consent import ConsentEntry
@@ -57,20 +57,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _entry_json(e: ConsentEntry) -> dict[str, Any]:
     return {"id": e.id, "program": e.program, "action": e.action, "ts_ms": e.ts_ms,
-            "time": _iso(e.ts_ms), "method": e.method, "keyword_text": e.keyword_text,
+            "time": utc_text(e.ts_ms), "method": e.method, "keyword_text": e.keyword_text,
             "disclosure": e.disclosure, "evidence": e.evidence, "actor": e.actor}
-
-
-def _iso(ms: int) -> str:
-    from segmentation.subscribers import iso_from_epoch_ms
-
-    return iso_from_epoch_ms(ms)
 
 
 def _state(e: ConsentEntry | None) -> str:
     if e is None:
         return "none"
-    return f"{'granted' if e.action == 'grant' else 'revoked'} {_iso(e.ts_ms)} ({e.method})"
+    return f"{'granted' if e.action == 'grant' else 'revoked'} {utc_text(e.ts_ms)} ({e.method})"
 
 
 def _e164(store: Store, number: str) -> str:
@@ -110,7 +104,7 @@ def show_command(args: argparse.Namespace) -> int:
             print(f"  suppressed: {', '.join(listed) if listed else 'no'}")
         for e in history:
             detail = e.keyword_text or (e.evidence or {}).get("note") or ""
-            print(f"  {_iso(e.ts_ms)}  {e.program:<13} {e.action:<6} {e.method:<13} "
+            print(f"  {utc_text(e.ts_ms)}  {e.program:<13} {e.action:<6} {e.method:<13} "
                   f"{e.actor}{'  ' + str(detail) if detail else ''}")
         if not history:
             print("  no ledger rows")

@@ -22,7 +22,6 @@ error. The store is opened as by ``smsgate import`` (``--config``, or ``--db FIL
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import re
 import sys
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.subscribers import CliInputError, _run, _store_arguments
+from gateway.cli.subscribers import CliInputError, _run, _store_arguments, utc_text
 
 if TYPE_CHECKING:
     from segmentation.membership import Membership, SegmentInfo
@@ -244,25 +243,19 @@ def _draft(args: argparse.Namespace, store: Store, m: Membership) -> tuple[Rule,
     return _load_rule(store, _rule_text(target), "nothing was counted"), target
 
 
-def _utc(ms: int) -> str:
-    """Epoch ms as ISO 8601 UTC: ``2026-01-15T12:00:00Z`` (``.250Z`` when there are ms)."""
-    d = dt.datetime.fromtimestamp(ms // 1000, tz=dt.UTC)
-    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
-
-
 Transition = tuple[int, str, str, str | None]
 
 
 def _transition_json(t: Transition) -> dict[str, Any]:
     ts, direction, cause, ref = t
-    return {"ts_ms": ts, "time": _utc(ts), "direction": direction, "cause": cause,
+    return {"ts_ms": ts, "time": utc_text(ts), "direction": direction, "cause": cause,
             "cause_ref": ref}
 
 
 def _transition_text(t: Transition) -> str:
     ts, direction, cause, ref = t
     verb = "entered" if direction == "enter" else "left"
-    return f"{verb} {_utc(ts)} (cause {cause}{f', ref {ref}' if ref else ''})"
+    return f"{verb} {utc_text(ts)} (cause {cause}{f', ref {ref}' if ref else ''})"
 
 
 def _check_name(name: str) -> str:
@@ -552,7 +545,7 @@ def history_command(args: argparse.Namespace) -> int:
         print(f"{e164} in {seg.name!r}: {'member' if member else 'not a member'} now; "
               f"{n or 'no'} transition{'' if n == 1 else 's'} recorded")
         for ts, direction, cause, ref in history:
-            print(f"  {_utc(ts):<24} {direction:<5}  {cause:<10}  {ref or ''}".rstrip())
+            print(f"  {utc_text(ts):<24} {direction:<5}  {cause:<10}  {ref or ''}".rstrip())
         return 0
 
     return _run(args, body)

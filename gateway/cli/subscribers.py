@@ -5,8 +5,8 @@
   any row was bad (the good rows are kept).
 - ``smsgate event add NUMBER TYPE [--at TIME] [--value V] [--prop K=V]... [--id ID]``. An
   ``opt_in`` / ``opt_out`` event records behaviour only and changes no consent (a warning says
-  so): consent is recorded by ``smsgate import subscribers`` with ``consent_*`` columns, inbound
-  keywords, or ``segmentation.consent.record_consent``.
+  so): consent is recorded by ``smsgate consent grant|revoke``, ``smsgate import subscribers``
+  with ``consent_*`` columns, or inbound keywords.
 - ``smsgate subscriber export NUMBER`` (JSON) and ``smsgate subscriber erase NUMBER --yes``:
   over the whole database file (segment store, outbox, inbox, waiting MO parts; see
   ``gateway.erasure`` and ``docs/privacy.md``). Erasing a number nothing was stored for says so
@@ -24,6 +24,7 @@ database file directly instead (then the hash key comes from ``$SMSGATE_HASH_KEY
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -180,6 +181,12 @@ def open_store(args: argparse.Namespace) -> Store:
     if region is not None and not (len(region) == 2 and region.isalpha()):
         raise CliInputError(f"--default-region {region!r}: expected a 2-letter country code")
     return Store(db, hash_key=key.encode("utf-8") if key else None, default_region=region)
+
+
+def utc_text(ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC for people: ``2026-01-15T12:00:00Z`` (``.250Z`` with ms)."""
+    d = dt.datetime.fromtimestamp(ms // 1000, tz=dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
 
 
 def _run(args: argparse.Namespace, body: Callable[[Store], int]) -> int:
