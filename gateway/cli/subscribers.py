@@ -209,11 +209,14 @@ def _run(args: argparse.Namespace, body: Callable[[Store], int]) -> int:
         print(f"smsgate: cannot open the database: {exc}", file=sys.stderr)
         return 1
     try:
+        committed = store.statistics().transactions_committed
         code = body(store)
-        # what this command wrote, reflected in segments before it returns (daemon or not)
-        from segmentation.membership import apply_queued
+        if store.statistics().transactions_committed > committed:
+            # what this command wrote, reflected in segments before it returns (daemon or
+            # not); a command that only read leaves the queue to the daemon
+            from segmentation.membership import apply_queued
 
-        apply_queued(store)
+            apply_queued(store)
         return code
     except CliInputError as exc:
         print(f"smsgate: {exc}", file=sys.stderr)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from segmentation.ingest import Event, ingest_events
+from segmentation.store import Store
 from tests.segmentation.conftest import run_cli
 
 AT = "1768478400000"  # epoch ms, in the past
@@ -58,3 +60,19 @@ def test_event_add_and_imports_from_the_cli_reach_stored_membership(tmp_path: Pa
          ".execute('SELECT count(*) FROM membership_queue').fetchone()[0])", str(db)],
         capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "0"
+
+
+def test_a_command_that_only_reads_leaves_the_queue_to_the_daemon(tmp_path: Path) -> None:
+    db = tmp_path / "gate.db"
+    _smsgate(db, "segment", "define", "buyers", "count(purchase) >= 1")
+    with Store(db) as store:  # a writer that does not drain (an importer, a bridge)
+        ingest_events(store, [Event("purchase", int(AT), number="+12125550101")])
+    _smsgate(db, "subscriber", "export", "+12125550101")
+    assert _queued(db) > 0 and _stored(db, "buyers") == 0
+    _smsgate(db, "event", "add", "+12125550102", "link_click", "--at", AT)
+    assert _queued(db) == 0 and _stored(db, "buyers") == 1  # a write applies it all
+
+
+def _queued(db: Path) -> int:
+    with Store(db) as store:
+        return int(store.scalar("SELECT count(*) FROM membership_queue"))
