@@ -62,10 +62,9 @@ def load_subscriber(conn: sqlite3.Connection, subscriber_id: int) -> SubscriberD
     )
     segments = frozenset(
         name for (name,) in conn.execute(
-            # CROSS JOIN keeps segment outermost: one primary-key probe per segment (there
-            # is no index on segment_member.subscriber_id, see schema migration 3)
-            "SELECT g.name FROM segment g CROSS JOIN segment_member m "
-            "ON m.segment_id = g.id AND m.subscriber_id = ?", (subscriber_id,))
+            # one range of the key (segment_member is keyed subscriber first, schema 13)
+            "SELECT g.name FROM segment_member m JOIN segment g ON g.id = m.segment_id "
+            "WHERE m.subscriber_id = ?", (subscriber_id,))
     )
     sid, created, seen, country, region, area, postal, lat, lon = row
     return SubscriberData(

@@ -123,9 +123,8 @@ def export_segment_data(store: Store, e164: str) -> dict[str, Any]:
                             "FROM event WHERE subscriber_id = ? ORDER BY ts_ms, id", (sid,))
         ]
         out["memberships"] = _dicts(
-            store, "SELECT g.name AS segment, m.entered_ms, m.version FROM segment g "
-            "CROSS JOIN segment_member m ON m.segment_id = g.id AND m.subscriber_id = ? "
-            "ORDER BY g.name",
+            store, "SELECT g.name AS segment, m.entered_ms, m.version FROM segment_member m "
+            "JOIN segment g ON g.id = m.segment_id WHERE m.subscriber_id = ? ORDER BY g.name",
             (sid,))
         out["membership_history"] = _dicts(
             store, "SELECT g.name AS segment, t.ts_ms, t.direction, t.cause, t.cause_ref "
@@ -168,16 +167,15 @@ def _rekey(store: Store, dedupe_key: str | None) -> str | None:
     return "erased:" + number_hash(store.hash_key, dedupe_key)
 
 
-# Tables that hold rows per subscriber, all removed by ``ON DELETE CASCADE`` (segmentation.schema).
-# Tables keyed (segment_id, subscriber_id) are counted through the segment ids, one primary-key
-# probe per segment (segment_member has no subscriber index: schema migration 3).
+# Tables that hold rows per subscriber, all removed by ``ON DELETE CASCADE`` (segmentation.schema);
+# each is keyed or indexed subscriber first (segment_member since schema 13).
 _CASCADED: tuple[tuple[str, str], ...] = (
     ("subscriber_attr", "subscriber_id = ?"),
     ("event", "subscriber_id = ?"),
     ("event_daily", "subscriber_id = ?"),
     ("trait", "subscriber_id = ?"),
-    ("segment_member", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
-    ("segment_transition", "segment_id IN (SELECT id FROM segment) AND subscriber_id = ?"),
+    ("segment_member", "subscriber_id = ?"),
+    ("segment_transition", "subscriber_id = ?"),
     ("event_future", "subscriber_id = ?"),
     ("subscriber_hash", "subscriber_id = ?"),
 )
@@ -214,8 +212,7 @@ def erase_segment_data(store: Store, e164: str, *, reason: str = "erasure") -> E
                     f"SELECT count(*) FROM {table} WHERE {where}", (sid,)))
             conn.execute(
                 "UPDATE segment SET member_count = max(member_count - 1, 0) WHERE id IN "
-                "(SELECT segment_id FROM segment_member WHERE segment_id IN "
-                "(SELECT id FROM segment) AND subscriber_id = ?)", (sid,))
+                "(SELECT segment_id FROM segment_member WHERE subscriber_id = ?)", (sid,))
             conn.execute("DELETE FROM subscriber WHERE id = ?", (sid,))  # cascades
         rows = conn.execute(
             "SELECT id, keyword_text, disclosure, evidence, dedupe_key FROM consent "

@@ -354,3 +354,40 @@ def test_migration_11_moves_the_keyed_hash_into_a_side_table(tmp_path: Path) -> 
             conn.execute("INSERT INTO subscriber_hash VALUES ('h9', 9)")
         conn.execute("DELETE FROM subscriber WHERE id = 3")  # cascades
         assert conn.execute("SELECT subscriber_id FROM subscriber_hash").fetchall() == [(1,)]
+
+
+def test_migration_13_keys_memberships_subscriber_first(tmp_path: Path) -> None:
+    path = tmp_path / "v12.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    _apply(c, 12)
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 0), "
+              "(2, '+2', 0)")
+    c.execute("INSERT INTO segment(id, name, definition, created_ms) VALUES (1, 'a', '{}', 0), "
+              "(2, 'b', '{}', 0)")
+    c.execute("INSERT INTO segment_member VALUES (1, 2, 50, 1), (2, 1, 60, 3), (1, 1, 70, 1)")
+    c.close()
+    with Store(path) as s:
+        conn = s.conn
+        assert s.schema_version == len(MIGRATIONS) >= 13
+        # same columns in the same order (positional inserts keep working), every row kept
+        assert [r[1] for r in conn.execute("PRAGMA table_info(segment_member)")] == [
+            "segment_id", "subscriber_id", "entered_ms", "version"]
+        assert conn.execute("SELECT * FROM segment_member ORDER BY segment_id, "
+                            "subscriber_id").fetchall() == [(1, 1, 70, 1), (1, 2, 50, 1),
+                                                            (2, 1, 60, 3)]
+        pk = [r[2] for r in conn.execute("PRAGMA index_info(sqlite_autoindex_segment_member_1)")]
+        assert pk == ["subscriber_id", "segment_id"]
+        assert {r[1] for r in conn.execute("PRAGMA index_list(segment_member)")} == {
+            "sqlite_autoindex_segment_member_1"}  # no index by segment: see migration 13
+        for sql in ("SELECT segment_id FROM segment_member WHERE subscriber_id = 1",
+                    "SELECT 1 FROM segment_member WHERE subscriber_id = 1 AND segment_id = 2"):
+            plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "USING" in plan and "SCAN" not in plan, (sql, plan)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute("INSERT INTO segment_member VALUES (2, 1, 80, 1)")
+        # both cascades still hold
+        conn.execute("DELETE FROM subscriber WHERE id = 2")
+        conn.execute("DELETE FROM segment WHERE id = 2")
+        assert conn.execute("SELECT * FROM segment_member").fetchall() == [(1, 1, 70, 1)]
