@@ -70,6 +70,7 @@ from segmentation.store import Change, Store
 DIRTY = "temp.membership_dirty"
 FRESH = "temp.membership_fresh"
 BATCH = "temp.membership_batch"
+STORED = "temp.membership_stored"
 MANUAL_IDS = "temp.membership_manual"
 CAUSES = ("event", "time", "definition", "manual", "attribute", "reconcile")
 MANUAL_DEFINITION = '{"kind":"manual"}'
@@ -99,7 +100,7 @@ class Membership:
         self.store = store
         self.conn = store.conn
         self.on_dirty = on_dirty
-        for table in (DIRTY, FRESH, MANUAL_IDS, BATCH):
+        for table in (DIRTY, FRESH, MANUAL_IDS, BATCH, STORED):
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table}(id INTEGER PRIMARY KEY)")
         self._catalogue: dict[str, SegmentInfo] = {}
         self._signature: tuple[object, ...] | None = None
@@ -361,21 +362,22 @@ class Membership:
         c.execute(f"DELETE FROM {FRESH}")
         q = compile_select(seg.rule, now)
         c.execute(f"INSERT INTO {FRESH}(id) {q.sql}", q.params)
+        self._load_members(seg.id)
         entered = c.execute(
             "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, cause,"
-            f" cause_ref) SELECT ?, n.id, ?, 'enter', ?, ? FROM {FRESH} n WHERE NOT EXISTS "
-            "(SELECT 1 FROM segment_member m WHERE m.segment_id = ? AND m.subscriber_id = n.id)",
-            (seg.id, now, *cause, seg.id)).rowcount
+            f" cause_ref) SELECT ?, id, ?, 'enter', ?, ? FROM {FRESH} "
+            f"WHERE id NOT IN (SELECT id FROM {STORED})", (seg.id, now, *cause)).rowcount
         exited = c.execute(
             "INSERT INTO segment_transition(segment_id, subscriber_id, ts_ms, direction, cause,"
-            " cause_ref) SELECT ?, m.subscriber_id, ?, 'exit', ?, ? FROM segment_member m "
-            f"WHERE m.segment_id = ? AND m.subscriber_id NOT IN (SELECT id FROM {FRESH})",
-            (seg.id, now, *cause, seg.id)).rowcount
-        c.execute(f"DELETE FROM segment_member WHERE segment_id = ? AND subscriber_id NOT IN "
-                  f"(SELECT id FROM {FRESH})", (seg.id,))
+            f" cause_ref) SELECT ?, id, ?, 'exit', ?, ? FROM {STORED} "
+            f"WHERE id NOT IN (SELECT id FROM {FRESH})", (seg.id, now, *cause)).rowcount
+        # only the rows that change, each through the key
+        c.execute(f"DELETE FROM segment_member WHERE segment_id = ? AND subscriber_id IN "
+                  f"(SELECT id FROM {STORED} WHERE id NOT IN (SELECT id FROM {FRESH}))",
+                  (seg.id,))
         c.execute(f"INSERT INTO segment_member(segment_id, subscriber_id, entered_ms, version) "
-                  f"SELECT ?, id, ?, ? FROM {FRESH} WHERE true "
-                  f"ON CONFLICT(subscriber_id, segment_id) DO NOTHING", (seg.id, now, seg.version))
+                  f"SELECT ?, id, ?, ? FROM {FRESH} WHERE id NOT IN (SELECT id FROM {STORED})",
+                  (seg.id, now, seg.version))
         count = int(c.execute(f"SELECT COUNT(*) FROM {FRESH}").fetchone()[0])
         # every subscriber was evaluated at now: time crossings up to now are accounted for
         c.execute("UPDATE segment SET member_count = ?, status = 'ready', last_full_ms = ?, "
@@ -400,6 +402,14 @@ class Membership:
         stored |= entered
         stored -= exited
         return entered, exited
+
+    def _load_members(self, segment_id: int) -> None:
+        """A segment's stored members into STORED: one scan of segment_member (keyed
+        subscriber first, schema 13), which a full recompute or a reconcile then compares
+        with FRESH as often as it needs."""
+        self.conn.execute(f"DELETE FROM {STORED}")
+        self.conn.execute(f"INSERT INTO {STORED}(id) SELECT subscriber_id FROM segment_member "
+                          "WHERE segment_id = ?", (segment_id,))
 
     def _load_stored(self) -> None:
         """Every stored membership of the batch's dirty subscribers, in one read: a range of
@@ -664,18 +674,18 @@ class Membership:
             for seg in self._order():
                 c = self.conn
                 c.execute(f"DELETE FROM {FRESH}")
+                self._load_members(seg.id)
                 if seg.manual:  # the list is the truth: only its count can drift
-                    c.execute(f"INSERT INTO {FRESH}(id) SELECT subscriber_id FROM segment_member"
-                              " WHERE segment_id = ?", (seg.id,))
+                    c.execute(f"INSERT INTO {FRESH}(id) SELECT id FROM {STORED}")
                 else:
                     q = compile_select(seg.rule, now)
                     c.execute(f"INSERT INTO {FRESH}(id) {q.sql}", q.params)
                 missing = tuple(int(r[0]) for r in c.execute(
-                    f"SELECT id FROM {FRESH} WHERE id NOT IN (SELECT subscriber_id FROM "
-                    "segment_member WHERE segment_id = ?) ORDER BY id", (seg.id,)))
+                    f"SELECT id FROM {FRESH} WHERE id NOT IN (SELECT id FROM {STORED}) "
+                    "ORDER BY id"))
                 extra = tuple(int(r[0]) for r in c.execute(
-                    "SELECT subscriber_id FROM segment_member WHERE segment_id = ? AND "
-                    f"subscriber_id NOT IN (SELECT id FROM {FRESH}) ORDER BY 1", (seg.id,)))
+                    f"SELECT id FROM {STORED} WHERE id NOT IN (SELECT id FROM {FRESH}) "
+                    "ORDER BY id"))
                 stored = int(c.execute("SELECT member_count FROM segment WHERE id = ?",
                                        (seg.id,)).fetchone()[0])
                 counted = int(c.execute(f"SELECT COUNT(*) FROM {FRESH}").fetchone()[0])
