@@ -722,12 +722,14 @@ class Membership:
             (seg.id, subscriber_id))]
 
 
-def apply_queued(store: Store, *, now: int | None = None) -> BatchResult:
+def apply_queued(store: Store, *, now: int | None = None,
+                 after_batch: Callable[[BatchResult], None] | None = None) -> BatchResult:
     """Evaluate every change queued for membership (all of ``membership_queue``, batch by
     batch), for a process that wrote and has no live driver: the CLI after an import or
     ``event add``. A running daemon would do it within a second anyway; doing it here makes
     the command's effect on segments visible when it returns, daemon or not. Both may drain
-    at once: each batch takes its rows in its own transaction."""
+    at once: each batch takes its rows in its own transaction, so stopping between batches
+    (``after_batch`` raising, Ctrl-C) leaves the rest queued and loses nothing."""
     m = Membership(store)
     segments = pairs = entered = exited = 0
     for _ in range(1_000_000):  # bounded: every batch deletes the rows it took
@@ -736,4 +738,11 @@ def apply_queued(store: Store, *, now: int | None = None) -> BatchResult:
         r = m.drain(now)
         segments, pairs = segments + r.segments, pairs + r.pairs
         entered, exited = entered + r.entered, exited + r.exited
+        if after_batch is not None:
+            after_batch(r)
     return BatchResult(segments, pairs, entered, exited)
+
+
+def queued_changes(store: Store) -> int:
+    """Rows waiting in ``membership_queue`` (changes not yet evaluated, from any process)."""
+    return int(store.scalar("SELECT count(*) FROM membership_queue"))

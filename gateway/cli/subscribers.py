@@ -214,9 +214,9 @@ def _run(args: argparse.Namespace, body: Callable[[Store], int]) -> int:
         if store.statistics().transactions_committed > committed:
             # what this command wrote, reflected in segments before it returns (daemon or
             # not); a command that only read leaves the queue to the daemon
-            from segmentation.membership import apply_queued
-
-            apply_queued(store)
+            interrupted = _apply_queue(store)
+            if interrupted is not None:
+                return interrupted
         return code
     except CliInputError as exc:
         print(f"smsgate: {exc}", file=sys.stderr)
@@ -232,6 +232,40 @@ def _run(args: argparse.Namespace, body: Callable[[Store], int]) -> int:
         return 1
     finally:
         store.close()
+
+
+PROGRESS_EVERY_S = 2.0
+"""How often a long segment update after a write says how much is left (stderr)."""
+
+
+def _apply_queue(store: Store) -> int | None:
+    """Apply the membership queue before the command returns. After a large import that can
+    take minutes, so every ``PROGRESS_EVERY_S`` it says on stderr how many changes are left;
+    Ctrl-C stops between batches (each is its own transaction) and says what stays queued.
+    Returns the exit status when interrupted (130), else None."""
+    import time
+
+    from segmentation.membership import BatchResult, apply_queued, queued_changes
+
+    started = last = time.monotonic()
+
+    def after_batch(_result: BatchResult) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S:
+            last = now
+            print(f"smsgate: updating segments: {queued_changes(store):,} queued changes "
+                  f"left after {now - started:.0f} s (Ctrl-C stops; nothing is lost)",
+                  file=sys.stderr)
+
+    try:
+        apply_queued(store, after_batch=after_batch)
+    except KeyboardInterrupt:
+        print(f"smsgate: stopped updating segments; what the command wrote is saved, and "
+              f"{queued_changes(store):,} segment changes stay queued (a running daemon "
+              "applies them, or the next smsgate command that writes)", file=sys.stderr)
+        return 130
+    return None
 
 
 def _describe(exc: Exception) -> str:

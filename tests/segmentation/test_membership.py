@@ -500,3 +500,33 @@ def test_a_large_queue_is_drained_in_bounded_batches(
         assert len(batches) <= 3
     assert batches == [3, 3, 2]
     assert m.members("clickers") == sorted(ids)
+
+
+def test_apply_queued_stopped_between_batches_loses_nothing(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segmentation.membership as membership
+
+    monkeypatch.setattr(membership, "QUEUE_CHUNK", 3)
+    ids = _subs(store, 8)
+    m = Membership(store)
+    m.define("clickers", "count(link_click) >= 1")
+    for sid in ids:
+        ingest_events(store, [Event("link_click", START_MS, subscriber_id=sid)])
+    assert membership.queued_changes(store) == 8
+    seen: list[int] = []
+
+    def stop(result: membership.BatchResult) -> None:  # Ctrl-C after the first batch
+        seen.append(result.pairs)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        membership.apply_queued(store, after_batch=stop)
+    assert seen == [3]
+    assert m.members("clickers") == sorted(ids)[:3]  # the first batch committed
+    assert membership.queued_changes(store) == 5  # the rest stays queued
+    r = membership.apply_queued(store, after_batch=lambda r: seen.append(r.pairs))
+    assert seen == [3, 3, 2] and r.entered == 5
+    assert membership.queued_changes(store) == 0
+    assert m.members("clickers") == sorted(ids)
+    assert all(d.clean for d in m.reconcile())

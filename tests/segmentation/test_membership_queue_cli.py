@@ -8,10 +8,13 @@ and `segment export`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from segmentation.ingest import Event, ingest_events
 from segmentation.store import Store
@@ -76,3 +79,52 @@ def test_a_command_that_only_reads_leaves_the_queue_to_the_daemon(tmp_path: Path
 def _queued(db: Path) -> int:
     with Store(db) as store:
         return int(store.scalar("SELECT count(*) FROM membership_queue"))
+
+
+class _CtrlCOnFirstLine(io.StringIO):
+    """stderr where the operator presses Ctrl-C while the first progress line is printed."""
+
+    pressed = False
+
+    def write(self, s: str) -> int:
+        if not self.pressed:
+            self.pressed = True
+            raise KeyboardInterrupt
+        return super().write(s)
+
+
+def _queue_clicks(store: Store, n: int) -> None:
+    from segmentation.membership import Membership
+    from segmentation.subscribers import upsert_subscriber
+
+    Membership(store).define("clickers", "count(link_click) >= 1")
+    for i in range(n):  # one batch each: one queue row each
+        sid = upsert_subscriber(store, f"+1212555{i:04d}")
+        ingest_events(store, [Event("link_click", int(AT), subscriber_id=sid)])
+
+
+def test_a_long_segment_update_after_a_write_reports_progress_and_stops_on_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gateway.cli.subscribers as cli
+    import segmentation.membership as membership
+
+    monkeypatch.setattr(membership, "QUEUE_CHUNK", 3)
+    monkeypatch.setattr(cli, "PROGRESS_EVERY_S", 0.0)  # report after every batch
+    with Store(tmp_path / "a.db") as store:
+        _queue_clicks(store, 8)
+        assert cli._apply_queue(store) is None
+        lines = capsys.readouterr().err.splitlines()
+        # 16 rows: each new subscriber and each click queued one
+        assert [int(line.split()[3].replace(",", "")) for line in lines] == [13, 10, 7, 4, 1, 0]
+        assert all(line.startswith("smsgate: updating segments: ") for line in lines)
+        assert membership.queued_changes(store) == 0
+    with Store(tmp_path / "b.db") as store:
+        _queue_clicks(store, 8)
+        err = _CtrlCOnFirstLine()
+        monkeypatch.setattr(sys, "stderr", err)
+        assert cli._apply_queue(store) == 130
+        # the first batch committed, the rest stays queued and is named
+        assert membership.queued_changes(store) == 13
+        assert "13 segment changes stay queued" in err.getvalue()
+        assert membership.Membership(store).members("clickers") != []
