@@ -288,7 +288,6 @@ def list_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     def body(store: Store) -> int:
         from segmentation.rules.ast import to_json
-        from segmentation.subscribers import from_epoch_ms
 
         seg = _membership(store).get(args.name)
         info = {**_info(seg), "definition": to_json(seg.rule), "deps": seg.deps.to_json()}
@@ -306,8 +305,7 @@ def show_command(args: argparse.Namespace) -> int:
             # the membership due loop moves this every second: a growing lag means that
             # time-driven entries and exits ("inactive for 30 days") are late
             lag = max(0, store.now_ms() - seg.swept_ms) / 1000
-            when = from_epoch_ms(seg.swept_ms).isoformat(timespec="seconds")
-            print(f"time:      re-checked up to {when} ({lag:,.0f} s ago)")
+            print(f"time:      re-checked up to {utc_text(seg.swept_ms)} ({lag:,.0f} s ago)")
         print(f"json:      {json.dumps(info['definition'], ensure_ascii=False)}")
         return 0
 

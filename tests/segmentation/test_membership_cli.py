@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,9 @@ def test_show_says_how_far_time_conditions_are_re_checked(
     assert isinstance(swept, int) and json.loads(out)["time_sensitive"]
     code, out, _ = _run(capsys, db, "show", "recent")
     line = next(ln for ln in out.splitlines() if ln.startswith("time:"))
-    assert "re-checked up to 20" in line and "s ago)" in line
+    # the one format for times in the CLI (utc_text): ISO 8601 UTC with Z, as history prints
+    assert re.search(r"re-checked up to 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z \(", line), line
+    assert "s ago)" in line
     code, _, _ = _run(capsys, db, "define", "leeds", 'attr.city = "Leeds"')
     code, out, _ = _run(capsys, db, "show", "leeds")
     assert code == 0 and not any(ln.startswith("time:") for ln in out.splitlines())
