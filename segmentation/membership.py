@@ -542,13 +542,13 @@ class Membership:
             return BatchResult(0, 0, 0, 0)
         started = time.perf_counter()
         now = self.store.now_ms() if now is None else now
-        order = self._order()
         self._dirty_loaded = None
         # kept until COMMIT: a failed batch (database locked, ...) is retried whole later
         pending = {k: dict(v) for k, v in self._dirty.items()}
         try:
-            self._drain_in_transaction(order, now, pending, before_commit)
+            self._drain_in_transaction(now, pending, before_commit)
         except BaseException:
+            self._stored = {}  # partly updated; the next batch reloads it anyway
             for seg_id, subs in pending.items():
                 bucket = self._dirty.setdefault(seg_id, {})
                 for s, cause in subs.items():
@@ -564,11 +564,15 @@ class Membership:
         return BatchResult(segments, pairs, entered_n, exited_n)
 
     def _drain_in_transaction(
-        self, order: list[SegmentInfo], now: int, pending: dict[int, dict[int, Cause]],
+        self, now: int, pending: dict[int, dict[int, Cause]],
         before_commit: Callable[[], None] | None,
     ) -> None:
         segments = pairs = entered_n = exited_n = 0
         with self.store.atomic():
+            # the definitions are read under the write lock: read before it, a definition
+            # another process committed while this one waited for the lock was missed, and
+            # the batch evaluated (and stored) the old rule
+            order = self._order()
             self._queued_hint = 0
             taken = self._pull_queue()
             roll_up(self.store, now)  # after midnight: yesterday into event_daily, once

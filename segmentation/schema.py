@@ -344,8 +344,11 @@ MIGRATIONS: tuple[str, ...] = (
     # breakdown): segment_member leaf pages written per event 1.43 -> 0.56 uniform, 0.25 ->
     # 0.19 activity-weighted. A drain reads a batch's stored memberships in one range read
     # per subscriber; erasure's cascade finds the rows through the key. Readers by segment
-    # (export, preview of a stored segment, a full recompute or reconcile) scan the table
-    # (3.3M rows at 1M subscribers): a 1,272-member segment's export 3 -> 497 ms and its
+    # scan the table (3.3M rows at 1M subscribers): export, preview of a stored segment,
+    # Membership.members(), a full recompute and reconcile (one scan per segment), a manual
+    # list's replace, a full-mode in_segment (defining a dependent segment, counting a draft
+    # that uses in_segment) and dropping a segment (its cascade); none runs per event or in
+    # the time sweep. Measured: a 1,272-member segment's export 3 -> 497 ms and its
     # preview 2 -> 187 ms, the 523k-member active_subscribers' export 1.29 -> 1.55 s. No
     # index by segment: it would put a random leaf back on every entry and exit. Rebuilt
     # by plain DDL (~5 s at 1M subscribers, once).

@@ -12,6 +12,7 @@ from segmentation.membership import (
     SWEEP_STEP_MS,
     Membership,
     SegmentCycleError,
+    SegmentInfo,
     UnknownSegmentError,
 )
 from segmentation.store import Store
@@ -529,4 +530,58 @@ def test_apply_queued_stopped_between_batches_loses_nothing(
     assert seen == [3, 3, 2] and r.entered == 5
     assert membership.queued_changes(store) == 0
     assert m.members("clickers") == sorted(ids)
+    assert all(d.clean for d in m.reconcile())
+
+
+def test_a_drain_reads_definitions_under_its_write_lock(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process redefines a segment while this drain waits for the write lock. Read
+    # before the lock, the old rule was evaluated and stored after the new one committed.
+    ids = _subs(store, 2)
+    m = Membership(store)
+    m.define("clickers", "count(link_click) >= 1")
+    ingest_events(store, [Event("link_click", START_MS, subscriber_id=ids[0])])
+    other = Store(store.path, clock=clock)
+    read_in_transaction: list[bool] = []
+    real_order = m._order
+
+    def order() -> list[SegmentInfo]:
+        read_in_transaction.append(store.in_transaction)
+        if not store.in_transaction and len(read_in_transaction) == 1:
+            Membership(other).define("clickers", "count(link_click) >= 5")  # the race
+        return real_order()
+
+    monkeypatch.setattr(m, "_order", order)
+    try:
+        m.drain()
+        assert read_in_transaction and all(read_in_transaction)
+        Membership(other).define("clickers", "count(link_click) >= 5")
+    finally:
+        other.close()
+    m.drain()
+    assert m.members("clickers") == []
+    assert all(d.clean for d in m.reconcile())
+
+
+def test_ctrl_c_inside_a_drain_writes_nothing(store: Store, clock: ManualClock) -> None:
+    ids = _subs(store, 3)
+    m = Membership(store)
+    m.define("clickers", "count(link_click) >= 1")
+    ingest_events(store, [Event("link_click", START_MS, subscriber_id=s) for s in ids])
+    before = [store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+              for t in ("membership_queue", "segment_member", "segment_transition")]
+
+    def ctrl_c() -> None:  # after every row of the batch is written, before COMMIT
+        assert store.conn.execute("SELECT count(*) FROM segment_member").fetchone()[0] == 3
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m.drain(before_commit=ctrl_c)
+    after = [store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+             for t in ("membership_queue", "segment_member", "segment_transition")]
+    assert after == before and before[0] == 3 and not store.in_transaction
+    assert m.count("clickers") == 0
+    r = m.drain()  # the same batch again, whole
+    assert (r.entered, m.members("clickers")) == (3, sorted(ids))
     assert all(d.clean for d in m.reconcile())
