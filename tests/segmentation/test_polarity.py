@@ -10,6 +10,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_rules_support import (
@@ -74,7 +75,8 @@ def with_events(d: SubscriberData, new: list[EventRow]) -> SubscriberData:
 
 new_ts = st.one_of(
     timestamps,  # around now, including up to 12 h ahead
-    st.sampled_from((NOW, NOW + 1, NOW - 1, NOW - 30 * DAY, NOW - 30 * DAY + 1, NOW + DAY)),
+    st.sampled_from((NOW, NOW - 1, NOW - 30 * DAY, NOW - 30 * DAY + 1)),
+    st.sampled_from((NOW + 1, NOW + HOUR, NOW + DAY)),  # stamped in the future
     st.integers(NOW - 400 * DAY, NOW - 20 * DAY),  # far in the past
 )
 new_props = st.one_of(st.none(), st.dictionaries(st.sampled_from(("sku", "qty")), prop_values,
@@ -107,10 +109,13 @@ def extra_leaves() -> st.SearchStrategy[Rule]:
     )
 
 
+def all_leaves() -> st.SearchStrategy[Rule]:
+    return st.one_of(leaves(), extra_leaves())
+
+
 def mixed_rules() -> st.SearchStrategy[Rule]:
-    leaf = st.one_of(leaves(), extra_leaves())
     return st.recursive(
-        leaf,
+        all_leaves(),
         lambda inner: st.one_of(
             st.lists(inner, min_size=2, max_size=3).map(lambda c: And(tuple(c))),
             st.lists(inner, min_size=2, max_size=3).map(lambda c: Or(tuple(c))),
@@ -141,12 +146,15 @@ def mentioned_types(rules_: list[Rule]) -> set[str]:
 
 SUPPORT_RULES = rules()  # built once: a fresh recursive strategy per draw is slow
 MIXED_RULES = mixed_rules()
+LEAVES = all_leaves()
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[list[Rule], SubscriberData, list[EventRow]]:
     # several rules per data set: drawing subscriber data is the costly part
-    rules_ = [draw(SUPPORT_RULES), *(draw(MIXED_RULES) for _ in range(5))]
+    # leaves make the claims; trees check how they combine
+    rules_ = [draw(SUPPORT_RULES), *(draw(MIXED_RULES) for _ in range(2)),
+              *(draw(LEAVES) for _ in range(3))]
     d = draw(subscriber_data(7))
     # distinct ids (Sequence: "another row"); subscriber_data draws them all as 0
     d = dataclasses.replace(d, events=tuple(
@@ -256,3 +264,46 @@ def test_counterexamples_to_tempting_claims() -> None:
     f = Trait("first_purchase_ms", "lt", NOW - DAY)
     assert check(f, d, [EventRow(2, "purchase", NOW - 2 * DAY)]) == (Polarity.UP, True)
     assert check(Not(Or((f, s))), d, [EventRow(2, "purchase", NOW)])[0] is Polarity.ANY
+
+
+# -- exhaustive over trait leaves (the random trees draw each trait/op pair rarely) -----------
+
+EDGES = (NOW - 40 * DAY, NOW - 30 * DAY, NOW - 30 * DAY + 1, NOW - 2 * DAY, NOW - HOUR, NOW,
+         NOW + 1, NOW + HOUR)
+
+
+def trait_leaves() -> list[Rule]:
+    out: list[Rule] = []
+    for name, kind in TRAITS.items():
+        out += [Trait(name, "exists"), Trait(name, "missing")]
+        numbers = (NOW - 30 * DAY, NOW - HOUR, NOW, NOW + 1) if kind == "time" else (0, 0.5, 1)
+        out += [Trait(name, op, v) for op in ("eq", "ne", "lt", "le", "gt", "ge")
+                for v in numbers]
+        if kind == "time":
+            out += [Trait(name, op, ms) for op in ("within_last", "more_than_ago")
+                    for ms in (HOUR, 2 * DAY, 30 * DAY)]
+    return out
+
+
+def histories() -> list[SubscriberData]:
+    out = [SubscriberData(id=1, created_ms=NOW - 2 * DAY)]
+    for t in ("purchase", "link_click", "sent", "signup"):
+        for ts in (NOW - 40 * DAY, NOW - HOUR, NOW + HOUR):
+            out.append(with_events(out[0], [EventRow(1, t, ts, -3.0 if ts < NOW else 2.0)]))
+    return out
+
+
+@pytest.mark.slow  # ~15 s: 400 leaves x 13 histories x 72 batches
+def test_every_trait_leaf_against_single_events() -> None:
+    seen: Counter[Polarity] = Counter()
+    batches = [[EventRow(9, t, ts, -5.0 if ts % 2 else 10.0)]
+               for t in (*NEW_TYPES, "delivered") for ts in EDGES]
+    batches += [[EventRow(9, t, a, -5.0), EventRow(10, t, b, 10.0)]  # lo < hi
+                for t in ("purchase", "link_click")
+                for a, b in ((NOW - 40 * DAY, NOW), (NOW - 30 * DAY, NOW - HOUR),
+                             (NOW - HOUR, NOW + 1))]
+    for rule in trait_leaves():
+        for d in histories():
+            for new in batches:
+                seen[check(rule, d, new)[0]] += 1
+    assert min(seen[p] for p in Polarity) >= 1000, seen
