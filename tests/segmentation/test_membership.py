@@ -585,3 +585,114 @@ def test_ctrl_c_inside_a_drain_writes_nothing(store: Store, clock: ManualClock) 
     r = m.drain()  # the same batch again, whole
     assert (r.entered, m.members("clickers")) == (3, sorted(ids))
     assert all(d.clean for d in m.reconcile())
+
+
+# Skipping pairs the new events cannot change (segmentation.rules.polarity). Stored results
+# that went stale because time passed (no sweep yet) are the sweep's; after it, incremental
+# must equal a full recompute whatever was skipped.
+SKIP_RULES = {
+    "active": "trait.last_interaction_ms within_last 30d",
+    "inactive": "trait.last_interaction_ms more_than_ago 30d",
+    "low": "not trait.last_interaction_ms within_last 30d",
+    "high": "trait.last_interaction_ms within_last 7d and (count(link_click, last 30d) >= 3 "
+            "or count(purchase, last 30d) >= 1)",
+    "medium": 'trait.last_interaction_ms within_last 30d and not in_segment("high")',
+    "idle_clickers": "count(link_click) >= 2 and last(link_click) more_than_ago 3d",
+    "few_orders": "trait.orders < 2 and trait.last_seen_ms exists",
+}
+
+SKIP_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("event"), st.integers(0, 4),
+                  st.sampled_from(("purchase", "link_click", "cart_add", "reply", "sent")),
+                  st.sampled_from((0, 0, 0, -HOUR, -2 * DAY, -10 * DAY, -40 * DAY, 2 * HOUR))),
+        st.tuples(st.just("tick"), st.just(0), st.just(""),
+                  st.sampled_from((HOUR, DAY, 3 * DAY, 8 * DAY, 31 * DAY))),
+        st.tuples(st.just("sweep"), st.just(0), st.just(""), st.just(0)),
+        st.tuples(st.just("drain"), st.just(0), st.just(""), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=SKIP_OPS)
+def test_skipped_pairs_leave_membership_equal_to_a_full_recompute_after_the_sweep(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, str, int]]
+) -> None:
+    clock = ManualClock()
+    store = Store(tmp_path_factory.mktemp("k") / "s.db", clock=clock)
+    try:
+        subs = _subs(store, 5)
+        m = Membership(store)
+        for name, text in SKIP_RULES.items():
+            m.define(name, text)
+        for kind, who, what, amount in ops:
+            if kind == "event":
+                ingest_events(store, [Event(what, clock.now + amount, subscriber_id=subs[who],
+                                            value=5)])
+            elif kind == "tick":  # time passes; the sweep may come later
+                clock.advance(amount)
+            elif kind == "sweep":
+                m.process_due()
+            else:
+                m.drain()
+        m.drain()
+        m.process_due()
+        assert [d for d in m.reconcile() if not d.clean] == []
+    finally:
+        store.close()
+
+
+def test_a_click_skips_the_pairs_it_cannot_change(store: Store, clock: ManualClock) -> None:
+    active, dormant = _subs(store, 2)
+    ingest_events(store, [Event("link_click", clock.now - 2 * DAY, subscriber_id=active),
+                          Event("link_click", clock.now - 60 * DAY, subscriber_id=dormant)])
+    m = Membership(store)
+    for name in ("active", "inactive", "low"):
+        m.define(name, SKIP_RULES[name])
+    assert m.members("active") == [active] and m.members("inactive") == [dormant]
+    clock.advance(HOUR)
+    ingest_events(store, [Event("link_click", clock.now, subscriber_id=active)])
+    r = m.drain()
+    # active: UP and a member; inactive, low: DOWN and not members -> nothing evaluated
+    assert (r.pairs, r.entered, r.exited) == (0, 0, 0)
+    ingest_events(store, [Event("link_click", clock.now, subscriber_id=dormant)])
+    r = m.drain()
+    assert (r.pairs, r.entered, r.exited) == (3, 1, 2)  # it moves in all three
+    assert m.members("active") == sorted([active, dormant]) and m.members("inactive") == []
+    # a click stamped in the future can take it out of "active": evaluated
+    ingest_events(store, [Event("link_click", clock.now + DAY, subscriber_id=active)])
+    assert m.drain().pairs >= 1
+    # a backdated click can put a never-active subscriber into "inactive": evaluated
+    new = upsert_subscriber(store, NUMBERS[2])
+    m.drain()
+    ingest_events(store, [Event("link_click", clock.now - 60 * DAY, subscriber_id=new)])
+    r = m.drain()
+    assert r.pairs == 3 and new in m.members("inactive")
+    assert all(d.clean for d in m.reconcile())
+
+
+def test_a_pair_dirty_for_another_reason_is_evaluated_whatever_its_events(
+    store: Store, clock: ManualClock
+) -> None:
+    (sid,) = _subs(store, 1)
+    ingest_events(store, [Event("link_click", clock.now - 2 * DAY, subscriber_id=sid)])
+    m = Membership(store)
+    m.define("active", SKIP_RULES["active"])
+    m.define("leeds_active", 'attr.city = "Leeds" and trait.last_interaction_ms within_last 30d')
+    clock.advance(HOUR)
+    # the same drain gets an attribute change and a click for it: not skipped
+    set_attributes(store, sid, {"city": "Leeds"}, define_missing=True)
+    ingest_events(store, [Event("link_click", clock.now, subscriber_id=sid)])
+    r = m.drain()
+    assert r.entered == 1 and m.members("leeds_active") == [sid]
+    # a pair the time sweep marked is evaluated even when a click could be skipped
+    m.mark_dirty(m.get("active").id, [sid], ("time", "0"))
+    ingest_events(store, [Event("link_click", clock.now, subscriber_id=sid)])
+    assert m.drain().pairs >= 1
+    # rows queued by code before schema 14 carry no times: evaluated
+    store.conn.execute("INSERT INTO membership_queue(subscriber_id, types) VALUES (?, ?)",
+                       (sid, "link_click"))
+    assert m.drain().pairs == 2

@@ -205,11 +205,13 @@ def test_property_run_saw_every_answer() -> None:
     if not SEEN:
         test_claim_holds_against_the_evaluator()
     print(dict(SEEN))
+    # floors well under what a run draws (~190-290 UP/DOWN of 3,600; the draw differs with
+    # the other test files in the session), high enough that no answer goes unexercised
     for p in Polarity:
-        assert SEEN[p.value] >= 200, SEEN
+        assert SEEN[p.value] >= 100, SEEN
     # the directions were tested where they matter: the result moved the claimed way
-    assert SEEN["up flipped"] >= 15 and SEEN["down flipped"] >= 15, SEEN
-    assert SEEN["any flipped"] >= 15, SEEN
+    assert SEEN["up flipped"] >= 10 and SEEN["down flipped"] >= 10, SEEN
+    assert SEEN["any flipped"] >= 10, SEEN
 
 
 # -- hand-written cases ---------------------------------------------------------------------------
