@@ -167,11 +167,10 @@ _TRAITS_FROM_BATCH = (
     + ", ".join(_max_expr(c) for c in _MAX_COLUMNS)
 )
 # one membership_queue row per subscriber of the batch with the types it got (schema 12)
-# and the time range of those events (schema 14)
 _QUEUE_FROM_BATCH = (
-    "INSERT INTO membership_queue(subscriber_id, types, min_ts, max_ts) "
-    "SELECT subscriber_id, group_concat(DISTINCT type), min(ts_ms), max(ts_ms) "
-    "FROM event NOT INDEXED WHERE id > ? GROUP BY subscriber_id ORDER BY subscriber_id"
+    "INSERT INTO membership_queue(subscriber_id, types) "
+    "SELECT subscriber_id, group_concat(DISTINCT type) FROM event NOT INDEXED WHERE id > ? "
+    "GROUP BY subscriber_id ORDER BY subscriber_id"
 )
 _FUTURE_FROM_BATCH = (  # segmentation.rules.compile: compile_crossings
     "INSERT OR IGNORE INTO event_future(ts_ms, subscriber_id) "

@@ -65,7 +65,6 @@ from segmentation.rules.compile import (
 )
 from segmentation.rules.dsl import parse
 from segmentation.rules.evaluate import explain
-from segmentation.rules.polarity import NewEvents, Polarity, polarity
 from segmentation.store import Change, Store
 
 DIRTY = "temp.membership_dirty"
@@ -79,28 +78,9 @@ MANUAL_DEFINITION = '{"kind":"manual"}'
 MANUAL_MODES = ("replace", "append", "remove")
 QUEUE_CHUNK = 20_000
 """Most ``membership_queue`` rows one drain takes (see ``Membership._pull_queue``)."""
-_HOUR_MS = 3_600_000
-_FAR_FUTURE_MS = 2**62
-SWEEP_STEP_MS = 6 * _HOUR_MS
+SWEEP_STEP_MS = 6 * 3_600_000
 """Longest time slice one ``process_due`` transaction sweeps: catching up after downtime
 goes in slices, so no transaction holds the crossings of days at once."""
-
-def _widen(lo: int, hi: int, now: int) -> tuple[int, int]:
-    """A time range containing [lo, hi], from a handful of values: what events in it can do
-    to a rule (segmentation.rules.polarity) holds for events in any part of it, and a drain
-    computes that once per segment and distinct range, not once per subscriber. The start
-    goes back to now minus 1, 2, 4, ... hours; an end after now becomes the far future."""
-    step = _HOUR_MS
-    while now - step > lo:
-        step *= 2
-    return min(lo, now - step), (now if hi <= now else _FAR_FUTURE_MS)
-
-
-def _unchanged(p: Polarity | None, member: bool) -> bool:
-    """Can events of polarity ``p`` not change a stored result of ``member``?"""
-    return (p is Polarity.CONST or (p is Polarity.UP and member)
-            or (p is Polarity.DOWN and not member))
-
 
 def _subscriber_id(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
@@ -135,8 +115,6 @@ class Membership:
         self._last_batch_ms = 0.0
         self._daily_mark: int | None = None
         self._stored: dict[int, set[int]] = {}  # a drain's stored memberships, by segment
-        # pairs a drain may skip: what the new events can do to the rule (see _mark_changed)
-        self._skip_if: dict[int, dict[int, Polarity]] = {}
 
     # -- catalogue -----------------------------------------------------------------------------
 
@@ -406,23 +384,10 @@ class Membership:
                   "swept_ms = ? WHERE id = ?", (count, now, now, seg.id))
         return Diff(seg.name, entered, exited, count, (time.perf_counter() - started) * 1000)
 
-    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause],
-                  now: int) -> tuple[set[int], set[int], int]:
-        """Incremental evaluation of ``subs`` for one segment (inside atomic()): entered,
-        exited, and how many pairs were evaluated. Pairs whose new events cannot change the
-        stored result are skipped: the events can only make the rule true (``UP``) and the
-        subscriber is a member, only false (``DOWN``) and it is not, or neither (``CONST``).
-        A pair whose stored result is stale because time has passed since it was evaluated
-        is the time sweep's (its crossing is still in the data, or the events moved it
-        later), as it would be without the events."""
+    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int) -> tuple[set[int],
+                                                                                    set[int]]:
+        """Incremental evaluation of ``subs`` for one segment (inside atomic())."""
         c = self.conn
-        stored = self._stored.setdefault(seg.id, set())
-        skip = self._skip_if.pop(seg.id, None)
-        if skip:
-            subs = {s: cause for s, cause in subs.items()
-                    if not _unchanged(skip.get(s), s in stored)}
-            if not subs:
-                return set(), set(), 0
         ids = frozenset(subs)
         if ids != self._dirty_loaded:  # segments of one batch mostly share the same set
             c.execute(f"DELETE FROM {DIRTY}")
@@ -430,12 +395,13 @@ class Membership:
             self._dirty_loaded = ids
         q = compile_select(seg.rule, now, dirty=DIRTY, daily_mark=self._daily_mark)
         fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
+        stored = self._stored.setdefault(seg.id, set())
         old = stored & ids
         entered, exited = fresh - old, old - fresh
         self._apply(seg, sorted(entered), sorted(exited), now, subs)
         stored |= entered
         stored -= exited
-        return entered, exited, len(ids)
+        return entered, exited
 
     def _load_members(self, segment_id: int) -> None:
         """A segment's stored members into STORED: one scan of segment_member (keyed
@@ -490,47 +456,35 @@ class Membership:
         return bool(self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM membership_queue)").fetchone()[0])
 
-    def _pull_queue(self, now: int) -> int:
+    def _pull_queue(self) -> int:
         """Mark the subscribers queued by writers (this process or another) dirty for exactly
         the segments their changes can affect; returns the last row id taken (0: none). Runs
         inside the drain's transaction, which deletes those rows: a failed batch leaves them
         queued, and two processes never evaluate the same row twice. At most ``QUEUE_CHUNK``
         rows a batch: a large import is evaluated in batches of bounded size."""
         rows = self.conn.execute(
-            "SELECT id, subscriber_id, types, attributes, min_ts, max_ts FROM membership_queue "
-            "ORDER BY id LIMIT ?", (QUEUE_CHUNK,)).fetchall()
+            "SELECT id, subscriber_id, types, attributes FROM membership_queue ORDER BY id "
+            "LIMIT ?", (QUEUE_CHUNK,)).fetchall()
         if not rows:
             return 0
         types_of: dict[int, set[str]] = {}
         keys_of: dict[int, set[str]] = {}
-        span_of: dict[int, tuple[int, int] | None] = {}  # None: a row without its times
-        for _, sid, types, keys, lo, hi in rows:
-            sid = int(sid)
+        for _, sid, types, keys in rows:
             if types:
-                types_of.setdefault(sid, set()).update(types.split(","))
-                if lo is None or hi is None:
-                    span_of[sid] = None
-                elif sid not in span_of:
-                    span_of[sid] = (int(lo), int(hi))
-                elif (span := span_of[sid]) is not None:
-                    span_of[sid] = (min(span[0], int(lo)), max(span[1], int(hi)))
+                types_of.setdefault(int(sid), set()).update(types.split(","))
             if keys:
-                keys_of.setdefault(sid, set()).update(keys.split(","))
-        self._mark_changed(types_of, keys_of, span_of, now)
+                keys_of.setdefault(int(sid), set()).update(keys.split(","))
+        self._mark_changed(types_of, keys_of)
         return int(rows[-1][0])
 
-    def _mark_changed(self, types_of: dict[int, set[str]], keys_of: dict[int, set[str]],
-                      span_of: dict[int, tuple[int, int] | None], now: int) -> None:
-        # thousands of subscribers, but only a handful of distinct (types, keys, time range)
-        # groups: match each against each segment's triggers once, not once per subscriber
-        Group = tuple[frozenset[str], frozenset[str], tuple[int, int] | None]
-        groups: dict[Group, list[int]] = {}
+    def _mark_changed(self, types_of: dict[int, set[str]], keys_of: dict[int, set[str]]) -> None:
+        # thousands of subscribers, but only a handful of distinct (types, keys) sets: match
+        # each set against each segment's triggers once, not once per subscriber
+        groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
         for sid in sorted(types_of.keys() | keys_of.keys()):
-            types = frozenset(types_of.get(sid, set()))
-            keys = frozenset(keys_of.get(sid, set()))
-            span = span_of.get(sid) if types and not keys else None
-            groups.setdefault((types, keys, None if span is None else _widen(*span, now)),
-                              []).append(sid)
+            key = (frozenset(with_inbound(types_of.get(sid, set()))),
+                   frozenset(keys_of.get(sid, set())))
+            groups.setdefault(key, []).append(sid)
         for seg in self._refresh().values():
             if seg.manual:  # only set_manual_members changes a list
                 continue
@@ -538,40 +492,27 @@ class Membership:
             if triggers is None:
                 triggers = self._triggers[seg.id] = trigger_events(seg.deps)
             by_cause: dict[Cause, list[int]] = {}
-            skippable: dict[int, Polarity] = {}
-            already = self._dirty.get(seg.id, {})
-            for (types, keys, span), sids in groups.items():
+            for (type_set, keys), sids in groups.items():
                 if "profile.created" in keys:  # a new subscriber: every segment may hold
                     by_cause.setdefault(("attribute", "profile.created"), []).extend(sids)
                     continue
-                type_set = with_inbound(types)
                 hit = type_set & triggers
                 if hit:
                     named = sorted(hit - {ANY_INBOUND}) or sorted(type_set - {ANY_INBOUND})
                     by_cause.setdefault(("event", ",".join(named)), []).extend(sids)
-                    if span is not None:
-                        p = polarity(seg.rule, NewEvents(types, *span), now)
-                        if p is not Polarity.ANY:
-                            # a pair dirty for another reason (time, an earlier change)
-                            # is evaluated whatever these events can do
-                            skippable.update((s, p) for s in sids if s not in already)
                 relevant = keys & seg.deps.keys
                 if relevant:
                     by_cause.setdefault(("attribute", ",".join(sorted(relevant))),
                                         []).extend(sids)
             for cause, sids in by_cause.items():
                 self.mark_dirty(seg.id, sids, cause, notify=False)
-            if skippable:
-                self._skip_if.setdefault(seg.id, {}).update(skippable)
 
     def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause,
                    *, replace: bool = False, notify: bool = True) -> None:
         """Queue pairs for :meth:`drain`; a pair already queued keeps its first cause, unless
         ``replace``."""
         bucket = self._dirty.setdefault(segment_id, {})
-        skip = self._skip_if.get(segment_id, {})
         for s in subscriber_ids:
-            skip.pop(s, None)  # dirty for another reason too: evaluated
             if replace:
                 bucket[s] = cause
             else:
@@ -608,7 +549,6 @@ class Membership:
             self._drain_in_transaction(now, pending, before_commit)
         except BaseException:
             self._stored = {}  # partly updated; the next batch reloads it anyway
-            self._skip_if = {}
             for seg_id, subs in pending.items():
                 bucket = self._dirty.setdefault(seg_id, {})
                 for s, cause in subs.items():
@@ -634,8 +574,7 @@ class Membership:
             # the batch evaluated (and stored) the old rule
             order = self._order()
             self._queued_hint = 0
-            self._skip_if = {}
-            taken = self._pull_queue(now)
+            taken = self._pull_queue()
             roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
             self._daily_mark = daily_mark(self.store)
             self._load_stored()
@@ -643,9 +582,9 @@ class Membership:
                 subs = self._dirty.pop(seg.id, None)
                 if not subs or seg.manual:
                     continue
-                entered, exited, evaluated = self._evaluate(seg, subs, now)
+                entered, exited = self._evaluate(seg, subs, now)
                 segments += 1
-                pairs += evaluated
+                pairs += len(subs)
                 entered_n += len(entered)
                 exited_n += len(exited)
                 changed = entered | exited
@@ -653,14 +592,11 @@ class Membership:
                     for dep in order:
                         if seg.name in dep.deps.segments:
                             bucket = self._dirty.setdefault(dep.id, {})
-                            skip = self._skip_if.get(dep.id, {})
                             for s in changed:
                                 bucket.setdefault(s, subs[s])
-                                skip.pop(s, None)  # an upstream change: evaluated
             self._dirty.clear()  # segments dropped meanwhile
             self._dirty_subs.clear()
             self._stored = {}
-            self._skip_if = {}
             if taken:
                 self.conn.execute("DELETE FROM membership_queue WHERE id <= ?", (taken,))
             if before_commit is not None:

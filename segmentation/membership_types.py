@@ -4,7 +4,6 @@ own so the engine's module stays about the engine."""
 
 from __future__ import annotations
 
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from gateway.errors import SmsgateError
@@ -147,5 +146,5 @@ ANY_INBOUND = "*inbound"
 """Stands for every event type that is not outbound (sent, delivered, failed)."""
 
 
-def with_inbound(types: AbstractSet[str]) -> set[str]:
-    return set(types) | {ANY_INBOUND} if types - OUTBOUND_TYPES else set(types)
+def with_inbound(types: set[str]) -> set[str]:
+    return types | {ANY_INBOUND} if types - OUTBOUND_TYPES else types

@@ -366,13 +366,4 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE segment_member;
     ALTER TABLE segment_member_v13 RENAME TO segment_member;
     """,
-    # 14: an ingest queue row carries the time range of the subscriber's new events. With
-    # it a drain can tell that events cannot change a pair's stored result (a click at now
-    # keeps an active subscriber active, keeps a non-member out of "inactive"; see
-    # segmentation.rules.polarity) and skip re-evaluating it. NULL on attribute rows and on
-    # rows queued by older code: those pairs are always evaluated.
-    """
-    ALTER TABLE membership_queue ADD COLUMN min_ts INTEGER;  -- least ts_ms of the new events
-    ALTER TABLE membership_queue ADD COLUMN max_ts INTEGER;  -- greatest
-    """,
 )

@@ -391,25 +391,3 @@ def test_migration_13_keys_memberships_subscriber_first(tmp_path: Path) -> None:
         conn.execute("DELETE FROM subscriber WHERE id = 2")
         conn.execute("DELETE FROM segment WHERE id = 2")
         assert conn.execute("SELECT * FROM segment_member").fetchall() == [(1, 1, 70, 1)]
-
-
-def test_migration_14_gives_queue_rows_the_time_range_of_their_events(tmp_path: Path) -> None:
-    from segmentation.ingest import Event, ingest_events
-    from segmentation.membership import Membership
-
-    path = tmp_path / "v13.db"
-    c = sqlite3.connect(path, isolation_level=None)
-    _apply(c, 13)
-    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 0)")
-    c.execute("INSERT INTO membership_queue(subscriber_id, types) VALUES (1, 'link_click')")
-    c.close()
-    with Store(path, clock=lambda: 10_000) as s:
-        assert s.schema_version == len(MIGRATIONS) >= 14
-        # a row queued by older code keeps no times (its pairs are always evaluated)
-        assert s.conn.execute("SELECT subscriber_id, types, min_ts, max_ts FROM "
-                              "membership_queue").fetchall() == [(1, "link_click", None, None)]
-        Membership(s).define("clickers", "count(link_click) >= 1")  # queueing starts
-        ingest_events(s, [Event("link_click", 7_000, subscriber_id=1),
-                          Event("reply", 9_000, subscriber_id=1)])
-        assert s.conn.execute("SELECT min_ts, max_ts FROM membership_queue WHERE min_ts IS "
-                              "NOT NULL").fetchall() == [(7_000, 9_000)]
