@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from segmentation.consent import record_consent
 from segmentation.ingest import Event, ingest_events
 from segmentation.membership import (
     SWEEP_STEP_MS,
+    BatchResult,
     Membership,
     SegmentCycleError,
     SegmentInfo,
@@ -177,7 +180,7 @@ def test_time_sweeps_re_evaluate_only_the_crossings_and_move_the_mark(
 
 
 def test_catching_up_after_downtime_goes_in_slices_and_agrees_with_a_recompute(
-    store: Store, clock: ManualClock
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subs = _subs(store, 8)
     ingest_events(store, [Event("link_click", START_MS - (i * 3 + 2) * DAY, subscriber_id=s)
@@ -190,11 +193,12 @@ def test_catching_up_after_downtime_goes_in_slices_and_agrees_with_a_recompute(
     seen: list[int] = []
     real_drain = m.drain
 
-    def drain(now: int | None = None, **kw: object) -> object:
+    def drain(now: int | None = None, *,
+              before_commit: Callable[[], None] | None = None) -> BatchResult:
         seen.append(_swept(store, "active"))
-        return real_drain(now, **kw)  # type: ignore[arg-type]
+        return real_drain(now, before_commit=before_commit)
 
-    m.drain = drain  # type: ignore[method-assign]
+    monkeypatch.setattr(m, "drain", drain)
     clock.now = START_MS + 25 * DAY  # the daemon was down for 25 days
     r = m.process_due()
     slices = 25 * DAY // SWEEP_STEP_MS
