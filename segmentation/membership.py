@@ -114,7 +114,6 @@ class Membership:
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
         self._last_batch_ms = 0.0
         self._daily_mark: int | None = None
-        self._stored: dict[int, set[int]] = {}  # a drain's stored memberships, by segment
 
     # -- catalogue -----------------------------------------------------------------------------
 
@@ -384,9 +383,10 @@ class Membership:
                   "swept_ms = ? WHERE id = ?", (count, now, now, seg.id))
         return Diff(seg.name, entered, exited, count, (time.perf_counter() - started) * 1000)
 
-    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int) -> tuple[set[int],
-                                                                                    set[int]]:
-        """Incremental evaluation of ``subs`` for one segment (inside atomic())."""
+    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int,
+                  stored_of: dict[int, set[int]]) -> tuple[set[int], set[int]]:
+        """Incremental evaluation of ``subs`` for one segment (inside atomic()) against the
+        batch's stored memberships (``_load_stored``), which it keeps current."""
         c = self.conn
         ids = frozenset(subs)
         if ids != self._dirty_loaded:  # segments of one batch mostly share the same set
@@ -395,7 +395,7 @@ class Membership:
             self._dirty_loaded = ids
         q = compile_select(seg.rule, now, dirty=DIRTY, daily_mark=self._daily_mark)
         fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
-        stored = self._stored.setdefault(seg.id, set())
+        stored = stored_of.setdefault(seg.id, set())
         old = stored & ids
         entered, exited = fresh - old, old - fresh
         self._apply(seg, sorted(entered), sorted(exited), now, subs)
@@ -411,12 +411,12 @@ class Membership:
         self.conn.execute(f"INSERT INTO {STORED}(id) SELECT subscriber_id FROM segment_member "
                           "WHERE segment_id = ?", (segment_id,))
 
-    def _load_stored(self) -> None:
+    def _load_stored(self) -> dict[int, set[int]]:
         """Every stored membership of the batch's dirty subscribers, in one read: a range of
         segment_member per subscriber (keyed subscriber first, schema 13), where a query
         per segment probed each (segment, subscriber) pair (~5 us per event at 1M
-        subscribers). Dependents get pairs of these same subscribers later in the batch, and
-        each segment's own writes keep its set current (``_evaluate``)."""
+        subscribers), by segment id. Dependents get pairs of these same subscribers later in
+        the batch, and each segment's own writes keep its set current (``_evaluate``)."""
         c = self.conn
         ids: set[int] = set()
         for subs in self._dirty.values():
@@ -427,7 +427,7 @@ class Membership:
         for sub, seg in c.execute(f"SELECT m.subscriber_id, m.segment_id FROM {BATCH} b "
                                   "CROSS JOIN segment_member m ON m.subscriber_id = b.id"):
             stored.setdefault(int(seg), set()).add(int(sub))
-        self._stored = stored
+        return stored
 
     # -- incremental driving ------------------------------------------------------------
 
@@ -548,7 +548,6 @@ class Membership:
         try:
             self._drain_in_transaction(now, pending, before_commit)
         except BaseException:
-            self._stored = {}  # partly updated; the next batch reloads it anyway
             for seg_id, subs in pending.items():
                 bucket = self._dirty.setdefault(seg_id, {})
                 for s, cause in subs.items():
@@ -577,12 +576,12 @@ class Membership:
             taken = self._pull_queue()
             roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
             self._daily_mark = daily_mark(self.store)
-            self._load_stored()
+            stored_of = self._load_stored()
             for seg in order:
                 subs = self._dirty.pop(seg.id, None)
                 if not subs or seg.manual:
                     continue
-                entered, exited = self._evaluate(seg, subs, now)
+                entered, exited = self._evaluate(seg, subs, now, stored_of)
                 segments += 1
                 pairs += len(subs)
                 entered_n += len(entered)
@@ -596,7 +595,6 @@ class Membership:
                                 bucket.setdefault(s, subs[s])
             self._dirty.clear()  # segments dropped meanwhile
             self._dirty_subs.clear()
-            self._stored = {}
             if taken:
                 self.conn.execute("DELETE FROM membership_queue WHERE id <= ?", (taken,))
             if before_commit is not None:

@@ -38,6 +38,14 @@ if TYPE_CHECKING:
     from segmentation.store import Store
 
 
+def _number_in_segment_arguments(p: argparse.ArgumentParser) -> None:
+    """NUMBER NAME [--json] and the store options (explain, history)."""
+    p.add_argument("number", metavar="NUMBER")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _store_arguments(p)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     seg = subparsers.add_parser(
         "segment", help="define, count, explain and export segments",
@@ -125,10 +133,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Evaluate the segment's rule for NUMBER now, showing every condition with "
         "the value read, and the stored membership with its last entry or exit (time in UTC, "
         "cause, cause reference).")
-    p.add_argument("number", metavar="NUMBER")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    _store_arguments(p)
+    _number_in_segment_arguments(p)
     p.set_defaults(func=explain_command)
 
     p = sub.add_parser(
@@ -137,10 +142,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "time (UTC), direction (enter/exit), cause (event, attribute, time, definition, "
         "manual, reconcile) and the cause's reference (event id, attribute key, segment "
         "version).")
-    p.add_argument("number", metavar="NUMBER")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    _store_arguments(p)
+    _number_in_segment_arguments(p)
     p.set_defaults(func=history_command)
 
     p = sub.add_parser("export", help="a segment's members as CSV")

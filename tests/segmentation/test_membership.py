@@ -488,17 +488,23 @@ def test_another_connection_s_writes_are_evaluated_by_the_next_drain(
     assert not m.queue_waiting()
 
 
+def _clickers_queued_one_row_each(store: Store, n: int = 8) -> tuple[Membership, list[int]]:
+    """A segment 'clickers' and one click per subscriber, each in its own batch: n queue rows."""
+    ids = _subs(store, n)
+    m = Membership(store)
+    m.define("clickers", "count(link_click) >= 1")
+    for sid in ids:
+        ingest_events(store, [Event("link_click", START_MS, subscriber_id=sid)])
+    return m, ids
+
+
 def test_a_large_queue_is_drained_in_bounded_batches(
     store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import segmentation.membership as membership
 
     monkeypatch.setattr(membership, "QUEUE_CHUNK", 3)
-    ids = _subs(store, 8)
-    m = Membership(store)
-    m.define("clickers", "count(link_click) >= 1")
-    for sid in ids:  # one batch each: one queue row each
-        ingest_events(store, [Event("link_click", START_MS, subscriber_id=sid)])
+    m, ids = _clickers_queued_one_row_each(store)
     batches = []
     while m.queue_waiting():
         batches.append(m.drain().pairs)
@@ -513,11 +519,7 @@ def test_apply_queued_stopped_between_batches_loses_nothing(
     import segmentation.membership as membership
 
     monkeypatch.setattr(membership, "QUEUE_CHUNK", 3)
-    ids = _subs(store, 8)
-    m = Membership(store)
-    m.define("clickers", "count(link_click) >= 1")
-    for sid in ids:
-        ingest_events(store, [Event("link_click", START_MS, subscriber_id=sid)])
+    m, ids = _clickers_queued_one_row_each(store)
     assert membership.queued_changes(store) == 8
     seen: list[int] = []
 
