@@ -51,6 +51,7 @@ from segmentation.membership_types import Diff as Diff
 from segmentation.membership_types import Drift as Drift
 from segmentation.membership_types import ExplainResult as ExplainResult
 from segmentation.membership_types import MembershipStatistics as MembershipStatistics
+from segmentation.membership_types import Prepared as Prepared
 from segmentation.membership_types import SegmentCycleError as SegmentCycleError
 from segmentation.membership_types import SegmentError as SegmentError
 from segmentation.membership_types import SegmentInfo as SegmentInfo
@@ -81,6 +82,10 @@ QUEUE_CHUNK = 20_000
 SWEEP_STEP_MS = 6 * 3_600_000
 """Longest time slice one ``process_due`` transaction sweeps: catching up after downtime
 goes in slices, so no transaction holds the crossings of days at once."""
+
+class _BatchTaken(Exception):
+    """Inside :meth:`Membership.commit`: another drain took the batch's queued rows."""
+
 
 def _subscriber_id(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
@@ -383,21 +388,28 @@ class Membership:
                   "swept_ms = ? WHERE id = ?", (count, now, now, seg.id))
         return Diff(seg.name, entered, exited, count, (time.perf_counter() - started) * 1000)
 
-    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int,
-                  stored_of: dict[int, set[int]]) -> tuple[set[int], set[int]]:
-        """Incremental evaluation of ``subs`` for one segment (inside atomic()) against the
-        batch's stored memberships (``_load_stored``), which it keeps current."""
+    def _select(self, seg: SegmentInfo, ids: frozenset[int], now: int) -> set[int]:
+        """Which of ``ids`` the segment's rule selects at ``now`` (incremental SQL)."""
         c = self.conn
-        ids = frozenset(subs)
         if ids != self._dirty_loaded:  # segments of one batch mostly share the same set
             c.execute(f"DELETE FROM {DIRTY}")
             c.executemany(f"INSERT INTO {DIRTY}(id) VALUES (?)", ((s,) for s in sorted(ids)))
             self._dirty_loaded = ids
         q = compile_select(seg.rule, now, dirty=DIRTY, daily_mark=self._daily_mark)
-        fresh = {int(r[0]) for r in c.execute(q.sql, q.params)}
+        return {int(r[0]) for r in c.execute(q.sql, q.params)}
+
+    def _evaluate(self, seg: SegmentInfo, subs: dict[int, Cause], now: int,
+                  stored_of: dict[int, set[int]],
+                  fresh: frozenset[int] | None = None) -> tuple[set[int], set[int]]:
+        """Incremental evaluation of ``subs`` for one segment (inside atomic()) against the
+        batch's stored memberships (``_load_stored``), which it keeps current. ``fresh``:
+        the rule's result for ``subs``, evaluated already (``prepare``)."""
+        ids = frozenset(subs)
+        if fresh is None:
+            fresh = frozenset(self._select(seg, ids, now))
         stored = stored_of.setdefault(seg.id, set())
         old = stored & ids
-        entered, exited = fresh - old, old - fresh
+        entered, exited = set(fresh - old), old - fresh
         self._apply(seg, sorted(entered), sorted(exited), now, subs)
         stored |= entered
         stored -= exited
@@ -462,22 +474,34 @@ class Membership:
         inside the drain's transaction, which deletes those rows: a failed batch leaves them
         queued, and two processes never evaluate the same row twice. At most ``QUEUE_CHUNK``
         rows a batch: a large import is evaluated in batches of bounded size."""
-        rows = self.conn.execute(
-            "SELECT id, subscriber_id, types, attributes FROM membership_queue ORDER BY id "
-            "LIMIT ?", (QUEUE_CHUNK,)).fetchall()
+        rows = self._queued_rows()
         if not rows:
             return 0
+        self._dirty_subs.update(self._mark_rows(rows, self._dirty))
+        return int(rows[-1][0])
+
+    def _queued_rows(self) -> list[tuple[int, int, str | None, str | None]]:
+        return [(int(i), int(s), t, k) for i, s, t, k in self.conn.execute(
+            "SELECT id, subscriber_id, types, attributes FROM membership_queue ORDER BY id "
+            "LIMIT ?", (QUEUE_CHUNK,))]
+
+    def _mark_rows(self, rows: list[tuple[int, int, str | None, str | None]],
+                   into: dict[int, dict[int, Cause]]) -> set[int]:
+        """Mark queued rows' subscribers dirty in ``into``; returns those subscribers."""
         types_of: dict[int, set[str]] = {}
         keys_of: dict[int, set[str]] = {}
         for _, sid, types, keys in rows:
             if types:
-                types_of.setdefault(int(sid), set()).update(types.split(","))
+                types_of.setdefault(sid, set()).update(types.split(","))
             if keys:
-                keys_of.setdefault(int(sid), set()).update(keys.split(","))
-        self._mark_changed(types_of, keys_of)
-        return int(rows[-1][0])
+                keys_of.setdefault(sid, set()).update(keys.split(","))
+        self._mark_changed(types_of, keys_of, into)
+        return types_of.keys() | keys_of.keys()
 
-    def _mark_changed(self, types_of: dict[int, set[str]], keys_of: dict[int, set[str]]) -> None:
+    def _mark_changed(self, types_of: dict[int, set[str]], keys_of: dict[int, set[str]],
+                      into: dict[int, dict[int, Cause]]) -> None:
+        """Mark each changed subscriber dirty in ``into`` for the segments its change can
+        move; a pair already there keeps its first cause."""
         # thousands of subscribers, but only a handful of distinct (types, keys) sets: match
         # each set against each segment's triggers once, not once per subscriber
         groups: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
@@ -504,8 +528,12 @@ class Membership:
                 if relevant:
                     by_cause.setdefault(("attribute", ",".join(sorted(relevant))),
                                         []).extend(sids)
+            if not by_cause:
+                continue
+            bucket = into.setdefault(seg.id, {})
             for cause, sids in by_cause.items():
-                self.mark_dirty(seg.id, sids, cause, notify=False)
+                for s in sids:
+                    bucket.setdefault(s, cause)
 
     def mark_dirty(self, segment_id: int, subscriber_ids: Iterable[int], cause: Cause,
                    *, replace: bool = False, notify: bool = True) -> None:
@@ -529,13 +557,14 @@ class Membership:
         return len(self._dirty_subs) + self._queued_hint
 
     def drain(self, now: int | None = None, *,
-              before_commit: Callable[[], None] | None = None) -> BatchResult:
+              before_commit: Callable[[], None] | None = None,
+              take_queue: bool = True) -> BatchResult:
         """Re-evaluate every dirty (segment, subscriber) pair, in dependency order, in one
         transaction; entries and exits propagate to dependent segments in the same batch.
         ``before_commit`` runs inside that transaction (even when nothing is dirty).
         Queued changes (``membership_queue``, from any process) are taken in the same
-        transaction, up to ``QUEUE_CHUNK`` rows."""
-        if not self._dirty and not self.queue_waiting():
+        transaction, up to ``QUEUE_CHUNK`` rows, unless not ``take_queue``."""
+        if not self._dirty and not (take_queue and self.queue_waiting()):
             if before_commit is not None:
                 with self.store.atomic():
                     before_commit()
@@ -546,15 +575,15 @@ class Membership:
         # kept until COMMIT: a failed batch (database locked, ...) is retried whole later
         pending = {k: dict(v) for k, v in self._dirty.items()}
         try:
-            self._drain_in_transaction(now, pending, before_commit)
+            self._drain_in_transaction(now, pending, before_commit, take_queue)
         except BaseException:
-            for seg_id, subs in pending.items():
-                bucket = self._dirty.setdefault(seg_id, {})
-                for s, cause in subs.items():
-                    bucket.setdefault(s, cause)
-                self._dirty_subs.update(subs)
+            self.give_back(pending)
             raise
-        segments, pairs, entered_n, exited_n = self._last_counts
+        return self._counted(self._last_counts, started)
+
+    def _counted(self, counts: tuple[int, int, int, int], started: float) -> BatchResult:
+        """A committed batch's (segments, pairs, entered, exited), added to the statistics."""
+        segments, pairs, entered_n, exited_n = counts
         self._batches += 1
         self._pairs += pairs
         self._entered += entered_n
@@ -564,43 +593,169 @@ class Membership:
 
     def _drain_in_transaction(
         self, now: int, pending: dict[int, dict[int, Cause]],
-        before_commit: Callable[[], None] | None,
+        before_commit: Callable[[], None] | None, take_queue: bool,
     ) -> None:
-        segments = pairs = entered_n = exited_n = 0
         with self.store.atomic():
             # the definitions are read under the write lock: read before it, a definition
             # another process committed while this one waited for the lock was missed, and
             # the batch evaluated (and stored) the old rule
             order = self._order()
             self._queued_hint = 0
-            taken = self._pull_queue()
+            taken = self._pull_queue() if take_queue else 0
             roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
             self._daily_mark = daily_mark(self.store)
             stored_of = self._load_stored()
-            for seg in order:
-                subs = self._dirty.pop(seg.id, None)
-                if not subs or seg.manual:
-                    continue
-                entered, exited = self._evaluate(seg, subs, now, stored_of)
-                segments += 1
-                pairs += len(subs)
-                entered_n += len(entered)
-                exited_n += len(exited)
-                changed = entered | exited
-                if changed:
-                    for dep in order:
-                        if seg.name in dep.deps.segments:
-                            bucket = self._dirty.setdefault(dep.id, {})
-                            for s in changed:
-                                bucket.setdefault(s, subs[s])
-            self._dirty.clear()  # segments dropped meanwhile
-            self._dirty_subs.clear()
+            counts = self._evaluate_in_order(order, stored_of, lambda _seg, _subs: (None, now))
             if taken:
                 self.conn.execute("DELETE FROM membership_queue WHERE id <= ?", (taken,))
             if before_commit is not None:
                 before_commit()
         pending.clear()  # committed
-        self._last_counts = (segments, pairs, entered_n, exited_n)
+        self._last_counts = counts
+
+    def _evaluate_in_order(
+        self, order: list[SegmentInfo], stored_of: dict[int, set[int]],
+        how: Callable[[SegmentInfo, dict[int, Cause]], tuple[frozenset[int] | None, int]],
+    ) -> tuple[int, int, int, int]:
+        """Evaluate every dirty pair, segments in dependency order (inside atomic()): entries
+        and exits reach the segments that read them in the same batch. ``how(seg, subs)``
+        gives the rule's result when it is known already (else None) and the time the
+        entries and exits are stamped with. Returns (segments, pairs, entered, exited)."""
+        segments = pairs = entered_n = exited_n = 0
+        for seg in order:
+            subs = self._dirty.pop(seg.id, None)
+            if not subs or seg.manual:
+                continue
+            fresh, now = how(seg, subs)
+            entered, exited = self._evaluate(seg, subs, now, stored_of, fresh)
+            segments += 1
+            pairs += len(subs)
+            entered_n += len(entered)
+            exited_n += len(exited)
+            changed = entered | exited
+            if changed:
+                for dep in order:
+                    if seg.name in dep.deps.segments:
+                        bucket = self._dirty.setdefault(dep.id, {})
+                        for s in changed:
+                            bucket.setdefault(s, subs[s])
+        self._dirty.clear()  # segments dropped meanwhile
+        self._dirty_subs.clear()
+        return segments, pairs, entered_n, exited_n
+
+    # -- a batch evaluated on a second connection -------------------------------------------
+
+    def take_pending(self) -> dict[int, dict[int, Cause]]:
+        """Hand the pairs dirty in this process's memory to :meth:`prepare` (on another
+        connection); :meth:`commit` gives them back if the batch cannot be written."""
+        taken, self._dirty = self._dirty, {}
+        self._dirty_subs = set()
+        self._queued_hint = 0
+        return taken
+
+    def give_back(self, pairs: dict[int, dict[int, Cause]]) -> None:
+        """Mark pairs dirty again (:meth:`take_pending`'s, when their batch was not written);
+        a pair dirty already keeps its cause."""
+        for seg_id, subs in pairs.items():
+            bucket = self._dirty.setdefault(seg_id, {})
+            for s, cause in subs.items():
+                bucket.setdefault(s, cause)
+            self._dirty_subs.update(subs)
+
+    def prepare(self, carried: dict[int, dict[int, Cause]] | None = None,
+                now: int | None = None) -> Prepared:
+        """Evaluate the next batch on THIS connection in one read transaction, writing
+        nothing but this connection's temporary tables: up to ``QUEUE_CHUNK`` queued rows
+        plus ``carried`` (:meth:`take_pending` of the writer), each segment that reads no
+        other segment evaluated for its pairs at ``now``.
+
+        Meant for a second Membership on a connection and thread of its own, while the
+        writer's connection goes on ingesting: the rule queries (the larger half of a drain)
+        then run on another core, and the writer's :meth:`commit` does only the writing. A
+        reader's page cache is emptied whenever the writer commits, so it is the reader
+        that re-reads pages, never the writer (whose cache holds the hot B-tree pages)."""
+        started = time.perf_counter()
+        now = self.store.now_ms() if now is None else now
+        carried = carried or {}
+        pairs = {k: dict(v) for k, v in carried.items()}
+        c = self.conn
+        self._dirty_loaded = None
+        c.execute("BEGIN")  # deferred: one snapshot for the queue, definitions and data
+        try:
+            order = self._order()
+            rows = self._queued_rows()
+            self._mark_rows(rows, pairs)
+            self._daily_mark = daily_mark(self.store)
+            fresh: dict[int, tuple[int, frozenset[int]]] = {}
+            for seg in order:
+                subs = pairs.get(seg.id)
+                if subs and not seg.manual and not seg.deps.segments:
+                    fresh[seg.id] = (seg.version,
+                                     frozenset(self._select(seg, frozenset(subs), now)))
+        finally:
+            c.execute("COMMIT")  # ends the read snapshot (nothing was written)
+        return Prepared(now, tuple(r[0] for r in rows), pairs, carried, fresh,
+                        (time.perf_counter() - started) * 1000)
+
+    def commit(self, prep: Prepared) -> BatchResult | None:
+        """Write a batch :meth:`prepare` evaluated, in one transaction on this (the writer's)
+        connection. Checked under the write lock, a segment's prepared result is used only
+        while it still holds: the version evaluated is current, no time sweep or recompute
+        went past ``prep.now`` (``swept_ms``), and no pair was added since (a dependent's,
+        or this process's own). Other segments, and those that read another segment (after
+        what they read changed), are evaluated here. Subscribers erased since are skipped.
+
+        Returns None, writing nothing, when another drain (another process, or this one's
+        own :meth:`drain`) took some of the batch's queued rows first: the pairs handed over
+        by :meth:`take_pending` are dirty again and the rest stays queued."""
+        started = time.perf_counter()
+        before = {k: dict(v) for k, v in self._dirty.items()}
+        self.give_back(prep.pairs)
+        self._dirty_loaded = None
+        now = max(self.store.now_ms(), prep.now)
+        try:
+            with self.store.atomic():
+                if not self._take_queued(prep.queue_ids):
+                    raise _BatchTaken
+                order = self._order()
+                swept = {int(i): v for i, v in self.conn.execute(
+                    "SELECT id, swept_ms FROM segment")}
+                roll_up(self.store, now)
+                self._daily_mark = daily_mark(self.store)
+                stored_of = self._load_stored()
+                gone = {int(r[0]) for r in self.conn.execute(
+                    f"SELECT b.id FROM {BATCH} b WHERE NOT EXISTS "
+                    "(SELECT 1 FROM subscriber s WHERE s.id = b.id)")}
+
+                def how(seg: SegmentInfo,
+                        subs: dict[int, Cause]) -> tuple[frozenset[int] | None, int]:
+                    got = prep.fresh.get(seg.id)
+                    seen = prep.pairs.get(seg.id, {})
+                    at = swept.get(seg.id)
+                    if (got is None or got[0] != seg.version
+                            or (at is not None and at > prep.now)
+                            or any(s not in seen for s in subs)):
+                        return None, now
+                    return got[1] - gone, prep.now
+
+                counts = self._evaluate_in_order(order, stored_of, how)
+        except BaseException as exc:
+            self._dirty, self._dirty_subs = {}, set()
+            self.give_back(before)
+            self.give_back(prep.carried)
+            if isinstance(exc, _BatchTaken):
+                return None
+            raise
+        return self._counted(counts, started)
+
+    def _take_queued(self, ids: tuple[int, ...]) -> bool:
+        """Delete the queued rows a prepared batch took; False if some are gone (another
+        drain took them). The batch took the lowest ids, and ids are never reused
+        (AUTOINCREMENT, schema 14), so the range holds exactly its rows while none is gone."""
+        if not ids:
+            return True
+        return self.conn.execute("DELETE FROM membership_queue WHERE id BETWEEN ? AND ?",
+                                 (ids[0], ids[-1])).rowcount == len(ids)
 
     def process_due(self, now: int | None = None) -> BatchResult:
         """Re-evaluate the subscribers whose time-sensitive conditions may have flipped since
@@ -629,8 +784,10 @@ class Membership:
                                   (min(u for u, _ in swept),))
 
             # the sweep's end commits with its re-evaluation, or neither does (a failed batch
-            # keeps its pairs dirty, and the next round finds the same crossings again)
-            r = self.drain(now, before_commit=advance)
+            # keeps its pairs dirty, and the next round finds the same crossings again). The
+            # queue is left to the drains: one being evaluated apart (prepare) holds rows
+            # that this transaction would take from under it.
+            r = self.drain(now, before_commit=advance, take_queue=False)
             segments, pairs = segments + r.segments, pairs + r.pairs
             entered, exited = entered + r.entered, exited + r.exited
         return BatchResult(segments, pairs, entered, exited)

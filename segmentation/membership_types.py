@@ -80,6 +80,26 @@ class Diff:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """One batch evaluated on a read snapshot by ``Membership.prepare`` (a connection and
+    thread of its own), for ``Membership.commit`` to write on the writer's connection.
+
+    ``queue_ids``: the ``membership_queue`` rows it took (ids are never reused, schema 14).
+    ``pairs``: segment id -> subscriber -> cause, everything the batch re-evaluates.
+    ``carried``: the part of ``pairs`` handed over from the writer's memory (not queued),
+    given back to it when the batch cannot be committed. ``fresh``: segment id -> (the
+    version evaluated, which of its pairs' subscribers the rule selected at ``now``), for
+    the segments that read no other segment. ``elapsed_ms``: how long preparing took."""
+
+    now: int
+    queue_ids: tuple[int, ...]
+    pairs: dict[int, dict[int, Cause]]
+    carried: dict[int, dict[int, Cause]]
+    fresh: dict[int, tuple[int, frozenset[int]]]
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class BatchResult:
     segments: int
     pairs: int

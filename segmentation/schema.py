@@ -366,4 +366,22 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE segment_member;
     ALTER TABLE segment_member_v13 RENAME TO segment_member;
     """,
+    # 14: membership_queue ids are never reused (AUTOINCREMENT). A batch evaluated on a
+    # second connection (Membership.prepare) is written later by the writer
+    # (Membership.commit), which must know that no other drain took its rows meanwhile: with
+    # plain rowids an emptied queue starts again at 1, and rows written after the batch's
+    # snapshot could take the ids of rows another drain deleted. One sqlite_sequence update
+    # per INSERT statement (ingest queues a batch in one statement).
+    """
+    CREATE TABLE membership_queue_v14 (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscriber_id INTEGER NOT NULL REFERENCES subscriber(id) ON DELETE CASCADE,
+        types         TEXT,    -- event types ingested for the subscriber, comma-separated
+        attributes    TEXT     -- attribute keys / profile.<col> / consent.<program> changed
+    ) STRICT;
+    INSERT INTO membership_queue_v14(id, subscriber_id, types, attributes)
+        SELECT id, subscriber_id, types, attributes FROM membership_queue ORDER BY id;
+    DROP TABLE membership_queue;
+    ALTER TABLE membership_queue_v14 RENAME TO membership_queue;
+    """,
 )

@@ -193,10 +193,10 @@ def test_catching_up_after_downtime_goes_in_slices_and_agrees_with_a_recompute(
     seen: list[int] = []
     real_drain = m.drain
 
-    def drain(now: int | None = None, *,
-              before_commit: Callable[[], None] | None = None) -> BatchResult:
+    def drain(now: int | None = None, *, before_commit: Callable[[], None] | None = None,
+              take_queue: bool = True) -> BatchResult:
         seen.append(_swept(store, "active"))
-        return real_drain(now, before_commit=before_commit)
+        return real_drain(now, before_commit=before_commit, take_queue=take_queue)
 
     monkeypatch.setattr(m, "drain", drain)
     clock.now = START_MS + 25 * DAY  # the daemon was down for 25 days
@@ -324,6 +324,24 @@ RULES = {
 }
 
 
+def apply_op(store: Store, m: Membership, clock: ManualClock, subs: list[int],
+             op: tuple[str, int, str | None, int]) -> None:
+    """One step of an ``OPS`` stream: an event, an attribute, a consent change, or time
+    passing (with the time sweep)."""
+    kind, who, what, amount = op
+    sid = subs[who]
+    if kind == "event":
+        ingest_events(store, [Event(str(what), clock.now + amount, subscriber_id=sid, value=12)])
+    elif kind == "attr":
+        set_attributes(store, sid, {"city": what}, define_missing=True)
+    elif kind == "consent":
+        record_consent(store, NUMBERS[who], "marketing", str(what), "api", actor="t",
+                       ts_ms=clock.now)
+    else:
+        clock.advance(amount)
+        m.process_due()
+
+
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
@@ -338,19 +356,8 @@ def test_random_streams_keep_incremental_equal_to_full_recompute(
         m.attach()
         for name, text in RULES.items():
             m.define(name, text)
-        for kind, who, what, amount in ops:
-            sid = subs[who]
-            if kind == "event":
-                ingest_events(store, [Event(str(what), clock.now + amount, subscriber_id=sid,
-                                            value=12)])
-            elif kind == "attr":
-                set_attributes(store, sid, {"city": what}, define_missing=True)
-            elif kind == "consent":
-                record_consent(store, NUMBERS[who], "marketing", str(what), "api", actor="t",
-                               ts_ms=clock.now)
-            else:
-                clock.advance(amount)
-                m.process_due()
+        for op in ops:
+            apply_op(store, m, clock, subs, op)
             m.drain()
             m.process_due()
         drifts = [d for d in m.reconcile() if not d.clean]

@@ -391,3 +391,28 @@ def test_migration_13_keys_memberships_subscriber_first(tmp_path: Path) -> None:
         conn.execute("DELETE FROM subscriber WHERE id = 2")
         conn.execute("DELETE FROM segment WHERE id = 2")
         assert conn.execute("SELECT * FROM segment_member").fetchall() == [(1, 1, 70, 1)]
+
+
+def test_migration_14_never_reuses_membership_queue_ids(tmp_path: Path) -> None:
+    path = tmp_path / "v13.db"
+    c = sqlite3.connect(path, isolation_level=None)
+    _apply(c, 13)
+    c.execute("INSERT INTO subscriber(id, phone_e164, created_ms) VALUES (1, '+1', 0), "
+              "(2, '+2', 0)")
+    c.execute("INSERT INTO membership_queue(id, subscriber_id, types) VALUES (7, 1, 'purchase'), "
+              "(9, 2, NULL)")
+    c.close()
+    with Store(path) as s:
+        conn = s.conn
+        assert s.schema_version == len(MIGRATIONS) >= 14
+        assert [r[1] for r in conn.execute("PRAGMA table_info(membership_queue)")] == [
+            "id", "subscriber_id", "types", "attributes"]
+        assert conn.execute("SELECT * FROM membership_queue ORDER BY id").fetchall() == [
+            (7, 1, "purchase", None), (9, 2, None, None)]
+        # emptied, the queue goes on from the highest id it ever gave (plain rowids: from 1)
+        conn.execute("DELETE FROM membership_queue")
+        conn.execute("INSERT INTO membership_queue(subscriber_id) VALUES (2)")
+        assert conn.execute("SELECT id FROM membership_queue").fetchall() == [(10,)]
+        conn.execute("DELETE FROM subscriber WHERE id = 2")  # the cascade still holds
+        assert conn.execute("SELECT count(*) FROM membership_queue").fetchone() == (0,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
