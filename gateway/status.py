@@ -133,7 +133,8 @@ def render(snapshot: Snapshot | None, queues: dict[str, dict[str, int]], now_ms:
                 f"due_rounds={m.get('due_rounds', 0)} entered={m.get('entered', 0)} "
                 f"exited={m.get('exited', 0)} "
                 f"last_latency={m.get('last_batch_latency_ms', 0.0):.0f}ms "
-                f"failures={m.get('failures', 0)}"
+                f"failures={m.get('failures', 0)} "
+                f"evaluator_pid={m.get('evaluator_pid') or '-'}"
             )
     if store:
         # queued rows with no daemon running, or growing: membership is behind

@@ -14,6 +14,12 @@ has been idle for ``poll_ms`` (250 ms). So does a change committed just before a
 read at start. A drain takes at most ``QUEUE_CHUNK`` rows; while more wait, the next batch
 starts at once.
 
+A batch's rule queries run in an evaluator process (:mod:`segmentation.membership_pipeline`)
+while the store thread stays free for writers; the store thread then commits the batch, which
+re-checks under the write lock what moved meanwhile. If that process dies, the batch is drained
+on the store thread and a new process started. ``evaluator=False`` drains on the store thread
+only (one process; what a small machine with one core would choose).
+
 Both loops live in one ``TaskGroup`` inside :meth:`run`; cancel the task running it to stop.
 """
 
@@ -25,9 +31,12 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from segmentation.membership import BatchResult, Membership
+from segmentation.membership import BatchResult, Membership, Prepared
+from segmentation.membership_pipeline import Evaluator
+from segmentation.membership_types import Cause
 from segmentation.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,8 @@ class LiveStatistics:
     """Time from the first change of the last batch being noticed to its commit."""
     failures: int
     """Batches or re-check rounds that failed (and were retried)."""
+    evaluator_pid: int | None = None
+    """The process evaluating batches (None: the store thread does)."""
 
 
 class LiveMembership:
@@ -56,10 +67,20 @@ class LiveMembership:
         due_every_ms: float = 1000,
         poll_ms: float = 250,
         on_batch: Callable[[BatchResult, bool], None] | None = None,
+        evaluator: bool = True,
     ) -> None:
         """``on_batch(result, due)`` runs on the loop after each committed drain / due round.
-        ``poll_ms``: how often an idle driver looks for changes queued by other processes."""
+        ``poll_ms``: how often an idle driver looks for changes queued by other processes.
+        ``evaluator``: evaluate batches in a process of their own (module docstring)."""
         self.store = store
+        self.use_evaluator = evaluator
+        self._evaluator: Evaluator | None = None
+        self.evaluator_pid: int | None = None
+        """The evaluator process (None: none runs), for ``ps`` and the logs."""
+        self.batch_snapshot = 0.0
+        """perf_counter() when the last committed batch started reading: it holds every
+        change committed before then (the benchmark's latency counts from a change to the
+        first batch that holds it)."""
         self.on_batch = on_batch
         self.poll_s = poll_ms / 1000
         self.batch_s = batch_ms / 1000
@@ -94,8 +115,10 @@ class LiveMembership:
             return m
 
         self._membership = await self.store.run(start)
-        self._started.set()
         try:
+            if self.use_evaluator:
+                await self._start_evaluator()
+            self._started.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._drain_loop(), name="membership-drain")
                 tg.create_task(self._due_loop(), name="membership-due")
@@ -103,6 +126,30 @@ class LiveMembership:
             with contextlib.suppress(Exception):
                 m = self._membership
                 await self.store.run(lambda _s: m.detach())
+            evaluator, self._evaluator, self.evaluator_pid = self._evaluator, None, None
+            if evaluator is not None:  # shutdown waits for the process: off the loop
+                await asyncio.shield(loop.run_in_executor(None, evaluator.close))
+
+    def evaluator_peak_rss_kib(self) -> int:
+        """The evaluator process's peak RSS in KiB (0 without one); blocks until it answers."""
+        evaluator = self._evaluator
+        return 0 if evaluator is None else evaluator.peak_rss_kib()
+
+    async def _start_evaluator(self) -> None:
+        path = await self.store.run(lambda s: s.path)
+        evaluator = Evaluator(path)
+        try:
+            pid = await asyncio.wrap_future(evaluator.ready())
+        except BaseException as exc:
+            await asyncio.get_running_loop().run_in_executor(None, evaluator.close)
+            if not isinstance(exc, Exception):
+                raise
+            # membership must not stop over it: the store thread evaluates, as without one
+            log.error("membership evaluator process could not start (%s); evaluating in the "
+                      "daemon", exc)
+            return
+        self._evaluator, self.evaluator_pid = evaluator, pid
+        log.info("membership evaluator process %d started", pid)
 
     async def wait_started(self) -> None:
         await self._started.wait()
@@ -143,7 +190,7 @@ class LiveMembership:
             self._full.clear()
             first, self._first_dirty = self._first_dirty, None
             try:
-                result, more = await self.store.run(_drain, self.membership)
+                result, more = await self._batch()
             except sqlite3.OperationalError as exc:
                 # e.g. "database is locked" by another writer: the batch stays dirty (the
                 # core keeps it on failure); try again after one batch window
@@ -157,6 +204,38 @@ class LiveMembership:
             await self._record(result, due=False)
             if more:  # a large import: the next chunk at once
                 self._pending(self.batch_size)
+
+    async def _batch(self) -> tuple[BatchResult, bool]:
+        """One batch: evaluated by the evaluator process while the store thread stays free,
+        then committed on the store thread; without an evaluator, drained there. Returns
+        the result and whether more is waiting."""
+        m = self.membership
+        evaluator = self._evaluator
+        if evaluator is None:
+            self.batch_snapshot = time.perf_counter()
+            return await self.store.run(_drain, m)
+        carried, now = await self.store.run(_take, m)
+        snapshot = time.perf_counter()
+        try:
+            prep = await asyncio.wrap_future(evaluator.submit(carried, now))
+        except BrokenProcessPool:
+            await self.store.run(_give_back, m, carried)
+            log.error("membership evaluator process %s died; draining this batch in the "
+                      "daemon and starting a new evaluator", self.evaluator_pid)
+            self._evaluator = self.evaluator_pid = None
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, evaluator.close)
+            self.batch_snapshot = time.perf_counter()
+            drained = await self.store.run(_drain, m)
+            if self.use_evaluator:
+                await self._start_evaluator()
+            return drained
+        except BaseException:
+            await asyncio.shield(self.store.run(_give_back, m, carried))
+            raise
+        result, more = await self.store.run(_commit, m, prep)
+        self.batch_snapshot = snapshot
+        return result, more
 
     async def _queued(self) -> bool:
         try:
@@ -201,11 +280,27 @@ class LiveMembership:
 
     def statistics(self) -> LiveStatistics:
         return LiveStatistics(self._batches, self._due_rounds, self._pairs, self._entered,
-                              self._exited, self._latency_ms, self._failures)
+                              self._exited, self._latency_ms, self._failures,
+                              self.evaluator_pid)
 
 
 def _drain(_store: Store, m: Membership) -> tuple[BatchResult, bool]:
     return m.drain(), m.queue_waiting()
+
+
+def _take(_store: Store, m: Membership) -> tuple[dict[int, dict[int, Cause]], int]:
+    return m.take_pending(), m.store.now_ms()
+
+
+def _give_back(_store: Store, m: Membership, carried: dict[int, dict[int, Cause]]) -> None:
+    m.give_back(carried)
+
+
+def _commit(_store: Store, m: Membership, prep: Prepared) -> tuple[BatchResult, bool]:
+    result = m.commit(prep)
+    if result is None:  # another drain took the batch's queued rows: look again at once
+        return BatchResult(0, 0, 0, 0), True
+    return result, m.queue_waiting()
 
 
 def _queue_waiting(_store: Store, m: Membership) -> bool:

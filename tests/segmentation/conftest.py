@@ -34,6 +34,20 @@ def run_cli(db: Path, *args: str, hash_key: str | None = None, stdin: str | None
                           input=stdin)
 
 
+def process_gone(pid: int) -> bool:
+    """The process has exited: no such pid, or a zombie nobody reaped yet (a child of a
+    killed parent waits for init, which in a container may never reap it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 class ManualClock:
     """A clock tests move by hand: ``clock.advance(ms)`` or ``clock.now = ms``."""
 

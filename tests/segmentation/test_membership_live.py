@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from segmentation import membership_live
 from segmentation.ingest import Event, ingest_events
 from segmentation.membership import Membership
 from segmentation.membership_live import LiveMembership
+from segmentation.membership_pipeline import Evaluator
 from segmentation.store import AsyncStore
 from segmentation.subscribers import upsert_subscriber
-from tests.segmentation.conftest import START_MS, ManualClock
+from tests.segmentation.conftest import START_MS, ManualClock, process_gone
 
 DAY = 86_400_000
 NUMBERS = tuple(f"+1212555{n:04d}" for n in range(201, 206))
@@ -26,14 +32,16 @@ async def _setup(tmp_path: Path, clock: ManualClock) -> tuple[AsyncStore, list[i
     return store, ids
 
 
-async def test_a_change_is_drained_after_the_batch_window(tmp_path: Path) -> None:
+@pytest.mark.parametrize("evaluator", [True, False], ids=["evaluator-process", "store-thread"])
+async def test_a_change_is_drained_after_the_batch_window(tmp_path: Path, evaluator: bool) -> None:
     clock = ManualClock()
     store, ids = await _setup(tmp_path, clock)
-    live = LiveMembership(store, batch_ms=50, due_every_ms=3_600_000)
+    live = LiveMembership(store, batch_ms=50, due_every_ms=3_600_000, evaluator=evaluator)
     try:
         async with asyncio.TaskGroup() as tg:
             runner = tg.create_task(live.run())
             await live.wait_started()
+            assert (live.evaluator_pid is not None) == evaluator
             m = live.membership
             await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
             await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
@@ -200,6 +208,69 @@ async def test_changes_queued_before_a_crash_are_evaluated_at_start(tmp_path: Pa
             causes = await store.run(lambda s: s.query(
                 "SELECT DISTINCT cause FROM segment_transition WHERE direction = 'enter'"))
             assert [r[0] for r in causes] == ["event"]
+            runner.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_a_killed_evaluator_is_replaced_and_its_batch_drained_in_the_daemon(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
+    caplog.set_level(logging.INFO, logger="segmentation.membership_live")
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
+            first = live.evaluator_pid
+            assert first is not None and first != os.getpid()
+            os.kill(first, signal.SIGKILL)  # the OOM killer, an operator's kill -9
+            for _ in range(500):
+                if process_gone(first):
+                    break
+                await asyncio.sleep(0.01)
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
+            await asyncio.wait_for(live.wait_batches(1), 10)
+            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
+            assert f"membership evaluator process {first} died" in caplog.text
+            second = live.evaluator_pid
+            assert second is not None and second != first
+            # the new process takes the next batch
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[1])])
+            await asyncio.wait_for(live.wait_batches(2), 10)
+            assert await store.run(lambda s: m.members("buyers")) == sorted(ids[:2])
+            assert live.evaluator_pid == second
+            assert not await store.run(lambda s: m.queue_waiting())
+            runner.cancel()
+        assert live.evaluator_pid is None and process_gone(second)
+    finally:
+        await store.aclose()
+
+
+async def test_an_evaluator_that_cannot_start_leaves_membership_to_the_store_thread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    # a real process whose store cannot open (no such directory), as a broken install would
+    monkeypatch.setattr(membership_live, "Evaluator",
+                        lambda _path: Evaluator(str(tmp_path / "missing" / "live.db")))
+    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await asyncio.wait_for(live.wait_started(), 30)
+            assert live.evaluator_pid is None
+            assert "membership evaluator process could not start" in caplog.text
+            m = live.membership
+            await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
+            await asyncio.wait_for(live.wait_batches(1), 10)
+            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
             runner.cancel()
     finally:
         await store.aclose()
