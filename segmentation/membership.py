@@ -83,6 +83,12 @@ SWEEP_STEP_MS = 6 * 3_600_000
 """Longest time slice one ``process_due`` transaction sweeps: catching up after downtime
 goes in slices, so no transaction holds the crossings of days at once."""
 
+def _definition_key(seg: SegmentInfo) -> str:
+    """What a prepared result was evaluated against: the version alone repeats when a
+    dropped segment's id is given to a new one (version 1 again)."""
+    return f"{seg.version}:{dumps(seg.rule)}"
+
+
 class _BatchTaken(Exception):
     """Inside :meth:`Membership.commit`: another drain took the batch's queued rows."""
 
@@ -123,9 +129,14 @@ class Membership:
     # -- catalogue -----------------------------------------------------------------------------
 
     def _refresh(self, force: bool = False) -> dict[str, SegmentInfo]:
-        """Re-read segment definitions when another connection changed them."""
+        """Re-read segment definitions when another connection changed them. The signature
+        is every (id, version, kind, definition): a segment dropped and another defined
+        takes the dropped one's id (a plain rowid) at version 1, which counts and sums of
+        ids and versions do not tell apart."""
         sig = tuple(self.conn.execute(
-            "SELECT COUNT(*), TOTAL(version), TOTAL(id), MAX(id) FROM segment").fetchone())
+            "SELECT group_concat(id || ':' || version || ':' || kind || ':' || definition, "
+            "char(31)) FROM (SELECT id, version, kind, definition FROM segment ORDER BY id)"
+        ).fetchone())
         if force or sig != self._signature:
             cat = {}
             for row in self.conn.execute(
@@ -686,11 +697,14 @@ class Membership:
             rows = self._queued_rows()
             self._mark_rows(rows, pairs)
             self._daily_mark = daily_mark(self.store)
-            fresh: dict[int, tuple[int, frozenset[int]]] = {}
+            fresh: dict[int, tuple[str, frozenset[int]]] = {}
             for seg in order:
                 subs = pairs.get(seg.id)
-                if subs and not seg.manual and not seg.deps.segments:
-                    fresh[seg.id] = (seg.version,
+                # pairs handed over from the writer's memory have no queued row whose
+                # disappearance would tell commit that another drain evaluated them since:
+                # the writer evaluates those segments itself
+                if subs and not seg.manual and not seg.deps.segments and not carried.get(seg.id):
+                    fresh[seg.id] = (_definition_key(seg),
                                      frozenset(self._select(seg, frozenset(subs), now)))
         finally:
             c.execute("COMMIT")  # ends the read snapshot (nothing was written)
@@ -703,7 +717,9 @@ class Membership:
         while it still holds: the version evaluated is current, no time sweep or recompute
         went past ``prep.now`` (``swept_ms``), and no pair was added since (a dependent's,
         or this process's own). Other segments, and those that read another segment (after
-        what they read changed), are evaluated here. Subscribers erased since are skipped.
+        what they read changed), are evaluated here. A prepared result holds only subscribers
+        of the batch's queued rows (``prepare`` leaves segments with carried pairs to this
+        side): erasing one deletes its rows (cascade), so such a batch is not written.
 
         Returns None, writing nothing, when another drain (another process, or this one's
         own :meth:`drain`) took some of the batch's queued rows first: the pairs handed over
@@ -723,20 +739,17 @@ class Membership:
                 roll_up(self.store, now)
                 self._daily_mark = daily_mark(self.store)
                 stored_of = self._load_stored()
-                gone = {int(r[0]) for r in self.conn.execute(
-                    f"SELECT b.id FROM {BATCH} b WHERE NOT EXISTS "
-                    "(SELECT 1 FROM subscriber s WHERE s.id = b.id)")}
 
                 def how(seg: SegmentInfo,
                         subs: dict[int, Cause]) -> tuple[frozenset[int] | None, int]:
                     got = prep.fresh.get(seg.id)
                     seen = prep.pairs.get(seg.id, {})
                     at = swept.get(seg.id)
-                    if (got is None or got[0] != seg.version
+                    if (got is None or got[0] != _definition_key(seg)
                             or (at is not None and at > prep.now)
                             or any(s not in seen for s in subs)):
                         return None, now
-                    return got[1] - gone, prep.now
+                    return got[1], prep.now
 
                 counts = self._evaluate_in_order(order, stored_of, how)
         except BaseException as exc:

@@ -17,8 +17,9 @@ starts at once.
 A batch's rule queries run in an evaluator process (:mod:`segmentation.membership_pipeline`)
 while the store thread stays free for writers; the store thread then commits the batch, which
 re-checks under the write lock what moved meanwhile. If that process dies, the batch is drained
-on the store thread and a new process started. ``evaluator=False`` drains on the store thread
-only (one process; what a small machine with one core would choose).
+on the store thread and a new process takes the next one; if none can start, the store thread
+evaluates and a start is tried again every ``EVALUATOR_RETRY_S``. ``evaluator=False`` drains
+on the store thread only (one process; what a small machine with one core would choose).
 
 Both loops live in one ``TaskGroup`` inside :meth:`run`; cancel the task running it to stop.
 """
@@ -40,6 +41,10 @@ from segmentation.membership_types import Cause
 from segmentation.store import AsyncStore, Store
 
 log = logging.getLogger(__name__)
+
+EVALUATOR_RETRY_S = 60.0
+"""After an evaluator process failed to start, how long the store thread evaluates alone
+before the next attempt."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class LiveMembership:
         self.store = store
         self.use_evaluator = evaluator
         self._evaluator: Evaluator | None = None
+        self._evaluator_retry_at = 0.0  # time.monotonic() of the next start attempt
         self.evaluator_pid: int | None = None
         """The evaluator process (None: none runs), for ``ps`` and the logs."""
         self.batch_snapshot = 0.0
@@ -144,9 +150,11 @@ class LiveMembership:
             await asyncio.get_running_loop().run_in_executor(None, evaluator.close)
             if not isinstance(exc, Exception):
                 raise
-            # membership must not stop over it: the store thread evaluates, as without one
+            # membership must not stop over it: the store thread evaluates, as without one,
+            # and a new start is tried a minute later
+            self._evaluator_retry_at = time.monotonic() + EVALUATOR_RETRY_S
             log.error("membership evaluator process could not start (%s); evaluating in the "
-                      "daemon", exc)
+                      "daemon, trying again in %.0f s", exc, EVALUATOR_RETRY_S)
             return
         self._evaluator, self.evaluator_pid = evaluator, pid
         log.info("membership evaluator process %d started", pid)
@@ -210,6 +218,9 @@ class LiveMembership:
         then committed on the store thread; without an evaluator, drained there. Returns
         the result and whether more is waiting."""
         m = self.membership
+        if (self.use_evaluator and self._evaluator is None
+                and time.monotonic() >= self._evaluator_retry_at):
+            await self._start_evaluator()
         evaluator = self._evaluator
         if evaluator is None:
             self.batch_snapshot = time.perf_counter()
@@ -221,15 +232,12 @@ class LiveMembership:
         except BrokenProcessPool:
             await self.store.run(_give_back, m, carried)
             log.error("membership evaluator process %s died; draining this batch in the "
-                      "daemon and starting a new evaluator", self.evaluator_pid)
+                      "daemon, a new evaluator takes the next one", self.evaluator_pid)
             self._evaluator = self.evaluator_pid = None
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, evaluator.close)
+            self._evaluator_retry_at = 0.0
+            await asyncio.get_running_loop().run_in_executor(None, evaluator.close)
             self.batch_snapshot = time.perf_counter()
-            drained = await self.store.run(_drain, m)
-            if self.use_evaluator:
-                await self._start_evaluator()
-            return drained
+            return await self.store.run(_drain, m)
         except BaseException:
             await asyncio.shield(self.store.run(_give_back, m, carried))
             raise

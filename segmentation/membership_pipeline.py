@@ -143,8 +143,9 @@ class Pipeline:
         self._inflight = self.evaluator.submit(self._carried, self.m.store.now_ms())
 
     def finish(self) -> BatchResult:
-        """Commit the batch started last. A batch another drain took first (``commit``
-        returned None) counts as empty: its rows were evaluated by that drain."""
+        """Commit the batch started last. A batch ``commit`` did not write (another drain
+        took some of its queued rows, or an erasure deleted them) counts as empty: what is
+        left of it stays queued for the next batch."""
         if self._inflight is None:
             raise RuntimeError("Pipeline.finish: no batch was started")
         inflight, self._inflight = self._inflight, None

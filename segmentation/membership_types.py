@@ -88,14 +88,15 @@ class Prepared:
     ``pairs``: segment id -> subscriber -> cause, everything the batch re-evaluates.
     ``carried``: the part of ``pairs`` handed over from the writer's memory (not queued),
     given back to it when the batch cannot be committed. ``fresh``: segment id -> (the
-    version evaluated, which of its pairs' subscribers the rule selected at ``now``), for
-    the segments that read no other segment. ``elapsed_ms``: how long preparing took."""
+    definition evaluated, which of its pairs' subscribers the rule selected at ``now``), for
+    the segments that read no other segment and have no carried pair. ``elapsed_ms``: how
+    long preparing took."""
 
     now: int
     queue_ids: tuple[int, ...]
     pairs: dict[int, dict[int, Cause]]
     carried: dict[int, dict[int, Cause]]
-    fresh: dict[int, tuple[int, frozenset[int]]]
+    fresh: dict[int, tuple[str, frozenset[int]]]
     elapsed_ms: float = 0.0
 
 

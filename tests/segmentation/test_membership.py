@@ -598,3 +598,25 @@ def test_ctrl_c_inside_a_drain_writes_nothing(store: Store, clock: ManualClock) 
     r = m.drain()  # the same batch again, whole
     assert (r.entered, m.members("clickers")) == (3, sorted(ids))
     assert all(d.clean for d in m.reconcile())
+
+
+def test_a_segment_replaced_by_another_connection_under_the_same_id_is_re_read(
+    store: Store, clock: ManualClock
+) -> None:
+    """Ids are plain rowids: a segment defined after the newest one was dropped takes its id
+    at version 1 again. A long-lived Membership (the daemon's) must re-read the definition
+    when another process (the CLI) does that, or it keeps evaluating the dropped rule."""
+    a, b = _subs(store, 2)
+    m = Membership(store)
+    m.define("x", "last(link_click) within_last 7d")
+    cli = Membership(Store(store.path, clock=clock))
+    try:
+        cli.drop("x")
+        cli.define("x", "trait.orders >= 1")
+    finally:
+        cli.store.close()
+    ingest_events(store, [Event("link_click", START_MS - HOUR, subscriber_id=a),
+                          Event("purchase", START_MS - HOUR, subscriber_id=b, value=5)])
+    m.drain()
+    assert m.members("x") == [b]
+    assert [d for d in m.reconcile() if not d.clean] == []

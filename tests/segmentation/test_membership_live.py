@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,10 @@ import pytest
 
 from segmentation import membership_live
 from segmentation.ingest import Event, ingest_events
-from segmentation.membership import Membership
+from segmentation.membership import BatchResult, Membership
 from segmentation.membership_live import LiveMembership
 from segmentation.membership_pipeline import Evaluator
-from segmentation.store import AsyncStore
+from segmentation.store import AsyncStore, Store
 from segmentation.subscribers import upsert_subscriber
 from tests.segmentation.conftest import START_MS, ManualClock, process_gone
 
@@ -214,10 +215,18 @@ async def test_changes_queued_before_a_crash_are_evaluated_at_start(tmp_path: Pa
 
 
 async def test_a_killed_evaluator_is_replaced_and_its_batch_drained_in_the_daemon(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
     store, ids = await _setup(tmp_path, clock)
+    real = membership_live._drain
+    drained_here: list[int] = []
+
+    def spy(s: Store, m: Membership) -> tuple[BatchResult, bool]:
+        drained_here.append(1)
+        return real(s, m)
+
+    monkeypatch.setattr(membership_live, "_drain", spy)
     live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
     caplog.set_level(logging.INFO, logger="segmentation.membership_live")
     try:
@@ -237,13 +246,13 @@ async def test_a_killed_evaluator_is_replaced_and_its_batch_drained_in_the_daemo
             await asyncio.wait_for(live.wait_batches(1), 10)
             assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
             assert f"membership evaluator process {first} died" in caplog.text
-            second = live.evaluator_pid
-            assert second is not None and second != first
-            # the new process takes the next batch
+            # a new process takes the next batch
             await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[1])])
             await asyncio.wait_for(live.wait_batches(2), 10)
             assert await store.run(lambda s: m.members("buyers")) == sorted(ids[:2])
-            assert live.evaluator_pid == second
+            second = live.evaluator_pid
+            assert second is not None and second != first
+            assert drained_here == [1]  # the dead one's batch only
             assert not await store.run(lambda s: m.queue_waiting())
             runner.cancel()
         assert live.evaluator_pid is None and process_gone(second)
@@ -271,6 +280,50 @@ async def test_an_evaluator_that_cannot_start_leaves_membership_to_the_store_thr
             await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
             await asyncio.wait_for(live.wait_batches(1), 10)
             assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
+            runner.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_a_new_evaluator_starts_even_when_the_dead_one_s_batch_fails_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the evaluator died and the store thread's drain of its batch failed
+    (the database locked by an import): every later batch stayed on the store thread."""
+    clock = ManualClock()
+    store, ids = await _setup(tmp_path, clock)
+    real = membership_live._drain
+    calls: list[int] = []
+
+    def locked_once(s: Store, m: Membership) -> tuple[BatchResult, bool]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(s, m)
+
+    monkeypatch.setattr(membership_live, "_drain", locked_once)
+    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            runner = tg.create_task(live.run())
+            await live.wait_started()
+            m = live.membership
+            await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
+            first = live.evaluator_pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            for _ in range(500):
+                if process_gone(first):
+                    break
+                await asyncio.sleep(0.01)
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
+            await asyncio.wait_for(live.wait_failures(1), 10)
+            await asyncio.wait_for(live.wait_batches(1), 10)
+            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]  # nothing lost
+            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[1])])
+            await asyncio.wait_for(live.wait_batches(2), 10)
+            assert live.evaluator_pid not in (None, first)
+            assert len(calls) == 1  # the store thread drained once only, and failed
             runner.cancel()
     finally:
         await store.aclose()
