@@ -17,6 +17,7 @@ from gateway.daemon_procs import REPO, SimProcess, write_config
 from gateway.outbox import Outbox
 from gateway.outbox_states import State
 from gateway.outbox_types import NewMessage
+from tests.segmentation.conftest import process_gone
 
 
 def smsgate(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -72,6 +73,12 @@ def test_run_status_and_sigterm_drain(tmp_path: Path) -> None:
                 return bool(out["running"] and out["routes"] and out["routes"][0]["up"])
 
             wait_for(report_says_up)
+
+            def evaluator_reported() -> bool:
+                out = json.loads(smsgate("status", "--json", "--config", str(config)).stdout)
+                return bool(out["membership"].get("evaluator_pid"))
+
+            wait_for(evaluator_reported)
             report = json.loads(smsgate("status", "--json", "--config", str(config)).stdout)
             assert report["running"] is True and report["state"] == "running"
             assert report["queues"]["transactional"]["delivered"] == 100
@@ -84,6 +91,10 @@ def test_run_status_and_sigterm_drain(tmp_path: Path) -> None:
             assert "route sim-smsc (smpp) up" in human
             assert "inbound: received=0 " in human and "duplicates=0" in human
             assert "  membership: batches=" in human and " failures=0" in human
+            # membership batches are evaluated in a process of the daemon's own
+            evaluator = report["membership"]["evaluator_pid"]
+            assert evaluator != daemon.pid and not process_gone(evaluator)
+            assert f" evaluator_pid={evaluator}" in human
             assert "segment store: 0 changes queued for membership; WAL " in human
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0
@@ -94,6 +105,7 @@ def test_run_status_and_sigterm_drain(tmp_path: Path) -> None:
             assert daemon.stdout is not None and daemon.stderr is not None
             daemon.stdout.close()
             daemon.stderr.close()
+        assert process_gone(evaluator)  # stopped with the daemon
         after = smsgate("status", "--config", str(config))
         assert after.returncode == 3
         assert "daemon not running (stopped" in after.stdout
