@@ -129,20 +129,20 @@ class Membership:
     # -- catalogue -----------------------------------------------------------------------------
 
     def _refresh(self, force: bool = False) -> dict[str, SegmentInfo]:
-        """Re-read segment definitions when another connection changed them. The signature
-        is every (id, version, kind, definition): a segment dropped and another defined
-        takes the dropped one's id (a plain rowid) at version 1, which counts and sums of
-        ids and versions do not tell apart."""
-        sig = tuple(self.conn.execute(
-            "SELECT group_concat(id || ':' || version || ':' || kind || ':' || definition, "
-            "char(31)) FROM (SELECT id, version, kind, definition FROM segment ORDER BY id)"
-        ).fetchone())
+        """Re-read segment definitions when another connection changed them. The rows are
+        read in one statement (one snapshot: a signature read apart from the rows could
+        match a catalogue that missed a drop in between), and compared whole but for the
+        live columns: a segment defined after the newest one was dropped takes its id (a
+        plain rowid) at version 1, so neither counts and sums of ids and versions, nor the
+        definitions without the names (segments rebuilt under each other's names), tell
+        the catalogues apart. Rules are parsed only when they changed."""
+        rows = self.conn.execute(
+            "SELECT id, name, kind, status, version, member_count, definition, dsl_text, "
+            "deps, created_ms, last_full_ms FROM segment ORDER BY id").fetchall()
+        sig = tuple((r[0], r[1], r[2], r[4], r[6], r[7], r[8], r[9]) for r in rows)
         if force or sig != self._signature:
             cat = {}
-            for row in self.conn.execute(
-                "SELECT id, name, kind, status, version, member_count, definition, dsl_text, "
-                "deps, created_ms, last_full_ms FROM segment ORDER BY id"
-            ):
+            for row in rows:
                 sid, name, kind, status, version, count, definition, text, deps, created, full = row
                 # a manual segment's definition is a marker, not a rule tree (never parsed)
                 rule = InSegment(name) if kind == "manual" else loads(definition)

@@ -129,12 +129,14 @@ class LiveMembership:
                 tg.create_task(self._drain_loop(), name="membership-drain")
                 tg.create_task(self._due_loop(), name="membership-due")
         finally:
-            with contextlib.suppress(Exception):
-                m = self._membership
-                await self.store.run(lambda _s: m.detach())
             evaluator, self._evaluator, self.evaluator_pid = self._evaluator, None, None
-            if evaluator is not None:  # shutdown waits for the process: off the loop
-                await asyncio.shield(loop.run_in_executor(None, evaluator.close))
+            try:
+                with contextlib.suppress(Exception):
+                    m = self._membership
+                    await self.store.run(lambda _s: m.detach())
+            finally:
+                if evaluator is not None:  # shutdown waits for the process: off the loop
+                    await asyncio.shield(loop.run_in_executor(None, evaluator.close))
 
     def evaluator_peak_rss_kib(self) -> int:
         """The evaluator process's peak RSS in KiB (0 without one); blocks until it answers."""

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -326,4 +327,30 @@ async def test_a_new_evaluator_starts_even_when_the_dead_one_s_batch_fails_here(
             assert len(calls) == 1  # the store thread drained once only, and failed
             runner.cancel()
     finally:
+        await store.aclose()
+
+
+async def test_the_evaluator_is_closed_when_run_is_cancelled_twice(tmp_path: Path) -> None:
+    store = await AsyncStore.open(tmp_path / "live.db", clock=ManualClock())
+    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
+    release = threading.Event()
+    try:
+        runner = asyncio.create_task(live.run())
+        await asyncio.wait_for(live.wait_started(), 30)
+        pid = live.evaluator_pid
+        assert pid is not None
+        busy = asyncio.create_task(store.run(lambda _s: release.wait(10)))  # a long write
+        await asyncio.sleep(0.05)
+        runner.cancel()  # the daemon's stop
+        await asyncio.sleep(0.05)  # run()'s finally waits for the store thread (detach)
+        runner.cancel()  # a second cancellation (the enclosing TaskGroup failing, Ctrl-C)
+        release.set()
+        await asyncio.gather(runner, busy, return_exceptions=True)
+        for _ in range(300):
+            if process_gone(pid):
+                break
+            await asyncio.sleep(0.01)
+        assert process_gone(pid), "evaluator process left running"
+    finally:
+        release.set()
         await store.aclose()

@@ -5,11 +5,13 @@ recompute. The connections are real, on one SQLite file; the evaluator process i
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -267,6 +269,109 @@ def test_an_erased_subscriber_s_id_given_to_a_new_one_gets_no_prepared_answer(
     assert m.commit(prep) is not None
     assert m.members("clickers") == []  # the new subscriber has not clicked
     _clean(m)
+
+
+@pytest.fixture
+def cli(store: Store, clock: ManualClock) -> Iterator[Membership]:
+    """Another process's Membership (the CLI dropping and defining segments)."""
+    s = Store(store.path, clock=clock)
+    try:
+        yield Membership(s)
+    finally:
+        s.close()
+
+
+def _swap_names(m: Membership, cli: Membership) -> None:
+    """Two segments rebuilt by the CLI under each other's names, each id keeping its rule:
+    every (id, version, kind, definition) is what it was, only the names moved."""
+    m.define("a", "trait.orders >= 1")
+    m.define("b", "last(link_click) within_last 7d")
+    m.define("c", 'in_segment("a")')
+    ids = {n: m.get(n).id for n in "abc"}
+    m.segments()  # the long-lived process has read the catalogue
+    for name in ("c", "a", "b"):
+        cli.drop(name)
+    cli.define("b", "trait.orders >= 1")
+    cli.define("a", "last(link_click) within_last 7d")
+    cli.define("c", 'in_segment("a")')
+    assert (cli.get("b").id, cli.get("a").id, cli.get("c").id) == (ids["a"], ids["b"], ids["c"])
+
+
+def test_segments_rebuilt_under_each_other_s_names_are_seen_by_a_long_lived_drain(
+    store: Store, cli: Membership, clock: ManualClock
+) -> None:
+    x, *_ = _subs(store, 1)
+    m = Membership(store)  # the daemon's writer
+    m.attach()
+    _swap_names(m, cli)
+    ingest_events(store, [Event("link_click", START_MS - HOUR, subscriber_id=x)])
+    m.drain()
+    # x entered "a" (now the click rule); "c" = in_segment("a") must follow in the batch
+    assert cli.members("a") == [x]
+    assert cli.members("c") == [x]
+
+
+def test_segments_rebuilt_under_each_other_s_names_are_seen_by_commit(
+    store: Store, reader: Membership, cli: Membership, clock: ManualClock
+) -> None:
+    x, *_ = _subs(store, 1)
+    m = Membership(store)
+    m.attach()
+    _swap_names(m, cli)
+    ingest_events(store, [Event("link_click", START_MS - HOUR, subscriber_id=x)])
+    assert m.commit(reader.prepare(m.take_pending(), m.store.now_ms())) is not None
+    assert cli.members("a") == [x]
+    assert cli.members("c") == [x]
+
+
+class _Hooked:
+    """A connection that runs ``hook`` once, right after the first statement that reads the
+    catalogue: another process committing in between, where a refresh that read in two
+    statements (autocommit: two snapshots) took the second for the first."""
+
+    def __init__(self, conn: sqlite3.Connection, hook: Callable[[], object]) -> None:
+        self._conn = conn
+        self._hook: Callable[[], object] | None = hook
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        cur = self._conn.execute(sql, *args)
+        if self._hook is not None and "FROM segment" in sql and "ORDER BY id" in sql:
+            rows = cur.fetchall()
+            hook, self._hook = self._hook, None
+            hook()
+            return _Rows(rows)
+        return cur
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _Rows(list[Any]):
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
+
+
+def test_a_drop_committed_while_the_catalogue_is_read_is_not_missed(
+    store: Store, cli: Membership, clock: ManualClock
+) -> None:
+    x, *_ = _subs(store, 1)
+    m = Membership(store)  # the daemon's writer
+    m.attach()
+    m.define("keep", "trait.orders >= 1")
+    m.define("clickers", "last(link_click) within_last 7d")
+    cli.define("keep", "trait.orders >= 2")  # any change: the daemon's next refresh re-reads
+    # an operator resets "clickers" (drop, define the same rule); the drop commits between
+    # the signature and the catalogue statements of the daemon's process_due refresh
+    m.conn = _Hooked(store.conn, lambda: cli.drop("clickers"))  # type: ignore[assignment]
+    m.process_due()
+    m.conn = store.conn
+    cli.define("clickers", "last(link_click) within_last 7d")  # same id, version 1 again
+    ingest_events(store, [Event("link_click", START_MS - HOUR, subscriber_id=x)])
+    m.drain()
+    assert cli.members("clickers") == [x]
 
 
 @settings(max_examples=25, deadline=None,
