@@ -215,19 +215,41 @@ async def test_changes_queued_before_a_crash_are_evaluated_at_start(tmp_path: Pa
         await store.aclose()
 
 
+def _count_drains(monkeypatch: pytest.MonkeyPatch, *, fail_first: bool = False) -> list[int]:
+    """Batches drained on the store thread (not by the evaluator), one entry each; with
+    ``fail_first`` the first fails as a database locked by another writer would."""
+    real = membership_live._drain
+    calls: list[int] = []
+
+    def counted(s: Store, m: Membership) -> tuple[BatchResult, bool]:
+        calls.append(1)
+        if fail_first and len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(s, m)
+
+    monkeypatch.setattr(membership_live, "_drain", counted)
+    return calls
+
+
+async def _kill_evaluator(live: LiveMembership) -> int:
+    """SIGKILL the evaluator process (the OOM killer, an operator's kill -9); its pid once
+    it is gone."""
+    pid = live.evaluator_pid
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(500):
+        if process_gone(pid):
+            break
+        await asyncio.sleep(0.01)
+    return pid
+
+
 async def test_a_killed_evaluator_is_replaced_and_its_batch_drained_in_the_daemon(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
     store, ids = await _setup(tmp_path, clock)
-    real = membership_live._drain
-    drained_here: list[int] = []
-
-    def spy(s: Store, m: Membership) -> tuple[BatchResult, bool]:
-        drained_here.append(1)
-        return real(s, m)
-
-    monkeypatch.setattr(membership_live, "_drain", spy)
+    drained_here = _count_drains(monkeypatch)
     live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
     caplog.set_level(logging.INFO, logger="segmentation.membership_live")
     try:
@@ -236,13 +258,7 @@ async def test_a_killed_evaluator_is_replaced_and_its_batch_drained_in_the_daemo
             await live.wait_started()
             m = live.membership
             await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
-            first = live.evaluator_pid
-            assert first is not None and first != os.getpid()
-            os.kill(first, signal.SIGKILL)  # the OOM killer, an operator's kill -9
-            for _ in range(500):
-                if process_gone(first):
-                    break
-                await asyncio.sleep(0.01)
+            first = await _kill_evaluator(live)
             await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
             await asyncio.wait_for(live.wait_batches(1), 10)
             assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
@@ -293,16 +309,7 @@ async def test_a_new_evaluator_starts_even_when_the_dead_one_s_batch_fails_here(
     (the database locked by an import): every later batch stayed on the store thread."""
     clock = ManualClock()
     store, ids = await _setup(tmp_path, clock)
-    real = membership_live._drain
-    calls: list[int] = []
-
-    def locked_once(s: Store, m: Membership) -> tuple[BatchResult, bool]:
-        calls.append(1)
-        if len(calls) == 1:
-            raise sqlite3.OperationalError("database is locked")
-        return real(s, m)
-
-    monkeypatch.setattr(membership_live, "_drain", locked_once)
+    calls = _count_drains(monkeypatch, fail_first=True)  # a CLI import holds the lock
     live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
     try:
         async with asyncio.TaskGroup() as tg:
@@ -310,13 +317,7 @@ async def test_a_new_evaluator_starts_even_when_the_dead_one_s_batch_fails_here(
             await live.wait_started()
             m = live.membership
             await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
-            first = live.evaluator_pid
-            assert first is not None
-            os.kill(first, signal.SIGKILL)
-            for _ in range(500):
-                if process_gone(first):
-                    break
-                await asyncio.sleep(0.01)
+            first = await _kill_evaluator(live)
             await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
             await asyncio.wait_for(live.wait_failures(1), 10)
             await asyncio.wait_for(live.wait_batches(1), 10)

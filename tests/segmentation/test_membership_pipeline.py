@@ -4,6 +4,7 @@ recompute. The connections are real, on one SQLite file; the evaluator process i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -35,14 +36,27 @@ from tests.segmentation.test_membership import (
 )
 
 
-@pytest.fixture
-def reader(store: Store, clock: ManualClock) -> Iterator[Membership]:
-    """A Membership on a second connection to the store's file, as the evaluator has."""
+@contextlib.contextmanager
+def _another_connection(store: Store, clock: ManualClock) -> Iterator[Membership]:
     s = Store(store.path, clock=clock)
     try:
         yield Membership(s)
     finally:
         s.close()
+
+
+@pytest.fixture
+def reader(store: Store, clock: ManualClock) -> Iterator[Membership]:
+    """A Membership on a second connection to the store's file, as the evaluator has."""
+    with _another_connection(store, clock) as m:
+        yield m
+
+
+@pytest.fixture
+def cli(store: Store, clock: ManualClock) -> Iterator[Membership]:
+    """Another process's Membership (the CLI defining, dropping, draining)."""
+    with _another_connection(store, clock) as m:
+        yield m
 
 
 def _prepare(reader: Membership, m: Membership) -> Prepared:
@@ -133,7 +147,7 @@ def test_a_pair_marked_after_the_batch_was_prepared_is_evaluated_by_the_writer(
 
 
 def test_a_batch_whose_rows_another_drain_took_writes_nothing(
-    store: Store, reader: Membership, clock: ManualClock
+    store: Store, reader: Membership, cli: Membership, clock: ManualClock
 ) -> None:
     a, b, *_ = _subs(store, 2)
     m = Membership(store)
@@ -144,11 +158,7 @@ def test_a_batch_whose_rows_another_drain_took_writes_nothing(
     m.mark_dirty(m.get("anyone").id, [b], ("manual", "test"))  # this process's own pair
     prep = _prepare(reader, m)
     assert m.pending == 0  # handed over
-    other = Membership(Store(store.path, clock=clock))
-    try:
-        assert other.drain().entered == 1  # another process takes the queued row first
-    finally:
-        other.store.close()
+    assert cli.drain().entered == 1  # another process takes the queued row first
     moves = store.scalar("SELECT count(*) FROM segment_transition")
     assert m.commit(prep) is None
     assert store.scalar("SELECT count(*) FROM segment_transition") == moves
@@ -220,7 +230,7 @@ def test_a_segment_dropped_and_replaced_under_the_same_id_is_not_evaluated_by_it
 
 
 def test_pairs_from_the_writer_s_memory_are_evaluated_by_the_writer(
-    store: Store, reader: Membership, clock: ManualClock
+    store: Store, reader: Membership, cli: Membership, clock: ManualClock
 ) -> None:
     """Found in review: a pair handed over from the writer's memory (left by a failed round)
     has no queued row, so nothing tells commit that another drain evaluated a newer change
@@ -233,11 +243,7 @@ def test_pairs_from_the_writer_s_memory_are_evaluated_by_the_writer(
     prep = _prepare(reader, m)
     assert prep.queue_ids == () and m.get("clickers").id not in prep.fresh
     ingest_events(store, [Event("link_click", START_MS - HOUR, subscriber_id=a)])  # meanwhile
-    other = Membership(Store(store.path, clock=clock))  # `smsgate event add` applying it
-    try:
-        assert other.drain().entered == 1
-    finally:
-        other.store.close()
+    assert cli.drain().entered == 1  # `smsgate event add` applying it
     assert m.commit(prep) is not None
     assert m.members("clickers") == [a]  # not taken out on the reader's older answer
     # the same with this process's reconcile (its drain takes the row) in between
@@ -269,16 +275,6 @@ def test_an_erased_subscriber_s_id_given_to_a_new_one_gets_no_prepared_answer(
     assert m.commit(prep) is not None
     assert m.members("clickers") == []  # the new subscriber has not clicked
     _clean(m)
-
-
-@pytest.fixture
-def cli(store: Store, clock: ManualClock) -> Iterator[Membership]:
-    """Another process's Membership (the CLI dropping and defining segments)."""
-    s = Store(store.path, clock=clock)
-    try:
-        yield Membership(s)
-    finally:
-        s.close()
 
 
 def _swap_names(m: Membership, cli: Membership) -> None:
