@@ -119,7 +119,6 @@ class Membership:
         self._dirty_subs: set[int] = set()
         self._triggers: dict[int, frozenset[str]] = {}
         self._dirty_loaded: frozenset[int] | None = None  # what DIRTY holds now
-        self._last_counts = (0, 0, 0, 0)
         self._queued_hint = 0
         self._remove_listener: Callable[[], None] | None = None
         self._batches = self._pairs = self._entered = self._exited = self._due = 0
@@ -586,11 +585,11 @@ class Membership:
         # kept until COMMIT: a failed batch (database locked, ...) is retried whole later
         pending = {k: dict(v) for k, v in self._dirty.items()}
         try:
-            self._drain_in_transaction(now, pending, before_commit, take_queue)
+            counts = self._drain_in_transaction(now, before_commit, take_queue)
         except BaseException:
             self.give_back(pending)
             raise
-        return self._counted(self._last_counts, started)
+        return self._counted(counts, started)
 
     def _counted(self, counts: tuple[int, int, int, int], started: float) -> BatchResult:
         """A committed batch's (segments, pairs, entered, exited), added to the statistics."""
@@ -602,10 +601,8 @@ class Membership:
         self._last_batch_ms = (time.perf_counter() - started) * 1000
         return BatchResult(segments, pairs, entered_n, exited_n)
 
-    def _drain_in_transaction(
-        self, now: int, pending: dict[int, dict[int, Cause]],
-        before_commit: Callable[[], None] | None, take_queue: bool,
-    ) -> None:
+    def _drain_in_transaction(self, now: int, before_commit: Callable[[], None] | None,
+                              take_queue: bool) -> tuple[int, int, int, int]:
         with self.store.atomic():
             # the definitions are read under the write lock: read before it, a definition
             # another process committed while this one waited for the lock was missed, and
@@ -613,25 +610,24 @@ class Membership:
             order = self._order()
             self._queued_hint = 0
             taken = self._pull_queue() if take_queue else 0
-            roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
-            self._daily_mark = daily_mark(self.store)
-            stored_of = self._load_stored()
-            counts = self._evaluate_in_order(order, stored_of, lambda _seg, _subs: (None, now))
+            counts = self._evaluate_in_order(order, now, lambda _seg, _subs: (None, now))
             if taken:
                 self.conn.execute("DELETE FROM membership_queue WHERE id <= ?", (taken,))
             if before_commit is not None:
                 before_commit()
-        pending.clear()  # committed
-        self._last_counts = counts
+        return counts
 
     def _evaluate_in_order(
-        self, order: list[SegmentInfo], stored_of: dict[int, set[int]],
+        self, order: list[SegmentInfo], now: int,
         how: Callable[[SegmentInfo, dict[int, Cause]], tuple[frozenset[int] | None, int]],
     ) -> tuple[int, int, int, int]:
         """Evaluate every dirty pair, segments in dependency order (inside atomic()): entries
         and exits reach the segments that read them in the same batch. ``how(seg, subs)``
         gives the rule's result when it is known already (else None) and the time the
         entries and exits are stamped with. Returns (segments, pairs, entered, exited)."""
+        roll_up(self.store, now)  # after midnight: yesterday into event_daily, once
+        self._daily_mark = daily_mark(self.store)
+        stored_of = self._load_stored()
         segments = pairs = entered_n = exited_n = 0
         for seg in order:
             subs = self._dirty.pop(seg.id, None)
@@ -680,11 +676,12 @@ class Membership:
         plus ``carried`` (:meth:`take_pending` of the writer), each segment that reads no
         other segment evaluated for its pairs at ``now``.
 
-        Meant for a second Membership on a connection and thread of its own, while the
-        writer's connection goes on ingesting: the rule queries (the larger half of a drain)
-        then run on another core, and the writer's :meth:`commit` does only the writing. A
-        reader's page cache is emptied whenever the writer commits, so it is the reader
-        that re-reads pages, never the writer (whose cache holds the hot B-tree pages)."""
+        Meant for a second Membership on a connection and process of its own
+        (:mod:`segmentation.membership_pipeline`), while the writer's connection goes on
+        ingesting: the rule queries then run on another core, and the writer's
+        :meth:`commit` does mostly the writing. A reader's page cache is emptied whenever the
+        writer commits, so it is the reader that re-reads pages, never the writer (whose
+        cache holds the hot B-tree pages)."""
         started = time.perf_counter()
         now = self.store.now_ms() if now is None else now
         carried = carried or {}
@@ -714,7 +711,7 @@ class Membership:
     def commit(self, prep: Prepared) -> BatchResult | None:
         """Write a batch :meth:`prepare` evaluated, in one transaction on this (the writer's)
         connection. Checked under the write lock, a segment's prepared result is used only
-        while it still holds: the version evaluated is current, no time sweep or recompute
+        while it still holds: the definition evaluated is current, no time sweep or recompute
         went past ``prep.now`` (``swept_ms``), and no pair was added since (a dependent's,
         or this process's own). Other segments, and those that read another segment (after
         what they read changed), are evaluated here. A prepared result holds only subscribers
@@ -736,9 +733,6 @@ class Membership:
                 order = self._order()
                 swept = {int(i): v for i, v in self.conn.execute(
                     "SELECT id, swept_ms FROM segment")}
-                roll_up(self.store, now)
-                self._daily_mark = daily_mark(self.store)
-                stored_of = self._load_stored()
 
                 def how(seg: SegmentInfo,
                         subs: dict[int, Cause]) -> tuple[frozenset[int] | None, int]:
@@ -751,7 +745,7 @@ class Membership:
                         return None, now
                     return got[1], prep.now
 
-                counts = self._evaluate_in_order(order, stored_of, how)
+                counts = self._evaluate_in_order(order, now, how)
         except BaseException as exc:
             self._dirty, self._dirty_subs = {}, set()
             self.give_back(before)

@@ -11,7 +11,7 @@ what may have moved meanwhile.
   connection commits. The writer's cache holds the hot B-tree pages of ingest; the reader's
   working set is one batch's subscribers, so it is the reader that re-reads.
 - **A process, not a thread.** Measured at 1M subscribers (activity-weighted stream): with the
-  reader on a thread, the writer's ingest took 30-50 % longer, as both threads handed
+  reader on a thread, the writer's ingest took 25-60 % longer, as both threads handed
   Python's GIL back and forth around every SQLite step (``executemany`` releases and
   re-takes it per row); in a process, ingest kept its time and the commit cost ~60 % of a
   serial drain.
