@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -201,9 +202,25 @@ class _Resolver:
         self.store = store
         self.create = create
         self.cache: dict[str, int] = {}
+        self.given: set[int] = set()
+        """Ids the events named directly (the ones found by number exist)."""
+
+    def unknown_given(self) -> int | None:
+        """The lowest given id with no subscriber, if any: looked up only after the batch's
+        foreign key failed, to name it (SQLite's message names no row)."""
+        ids = sorted(self.given)
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i:i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = {int(r[0]) for r in self.store.conn.execute(
+                f"SELECT id FROM subscriber WHERE id IN ({marks})", chunk)}
+            if len(found) < len(chunk):
+                return min(set(chunk) - found)
+        return None
 
     def __call__(self, ev: Event) -> int:
         if ev.subscriber_id is not None:
+            self.given.add(ev.subscriber_id)
             return ev.subscriber_id
         raw = ev.number or ""
         cached = self.cache.get(raw)
@@ -269,7 +286,13 @@ def ingest_events(
             types.add(ev.type)
         if rows:
             before = int(store.scalar("SELECT coalesce(max(id), 0) FROM event"))
-            conn.executemany(_INSERT_EVENT, rows)
+            try:
+                conn.executemany(_INSERT_EVENT, rows)
+            except sqlite3.IntegrityError as exc:
+                unknown = resolve.unknown_given()
+                if unknown is None:
+                    raise
+                raise EventError("subscriber_id", unknown, "no such subscriber") from exc
             # only days before the roll-up mark (segmentation.daily): today's are read raw
             mark = daily_mark(store)
             if mark is None or any(ev.ts_ms < mark * DAY_MS for ev in batch):

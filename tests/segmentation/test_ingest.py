@@ -219,3 +219,32 @@ def test_props_must_be_json(store: Store) -> None:
         ingest_event(store, Event("reply", START_MS, number="+12125550101",
                                   props={"x": float("nan")}))
     assert info.value.field == "props"
+
+
+def test_an_unknown_subscriber_id_fails_its_batch_by_name(store: Store) -> None:
+    # SQLite's foreign-key error names no row: ingest looks the given ids up to name it.
+    ingest_event(store, Event("reply", START_MS, number="+12125550101"))
+    known = int(store.scalar("SELECT id FROM subscriber"))
+    batch = [Event("link_click", START_MS, subscriber_id=known),
+             Event("link_click", START_MS, subscriber_id=known + 500),
+             Event("reply", START_MS, subscriber_id=known + 90)]
+    with pytest.raises(EventError) as info:
+        ingest_events(store, batch)
+    assert (info.value.field, info.value.value) == ("subscriber_id", known + 90)
+    assert store.scalar("SELECT count(*) FROM event") == 1
+    assert store.scalar("SELECT count(*) FROM membership_queue") in (0, 1)
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_the_unknown_id_is_named_past_500_given_ids(store: Store) -> None:
+    with store.atomic():
+        store.conn.executemany("INSERT INTO subscriber(id, phone_e164, created_ms) "
+                               "VALUES (?, ?, 0)",
+                               [(i, f"+1212555{i:04d}") for i in range(1, 1201)])
+    ok = [Event("link_click", START_MS, subscriber_id=i) for i in range(1, 1201)]
+    assert ingest_events(store, ok).inserted == 1200
+    with pytest.raises(EventError) as info:  # the unknown id sits in the third chunk
+        ingest_events(store, [*ok, Event("reply", START_MS, subscriber_id=1201)])
+    assert info.value.value == 1201
+    assert store.scalar("SELECT count(*) FROM event") == 1200
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []

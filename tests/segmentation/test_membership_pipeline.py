@@ -65,6 +65,7 @@ def _prepare(reader: Membership, m: Membership) -> Prepared:
 
 def _clean(m: Membership) -> None:
     assert [d for d in m.reconcile() if not d.clean] == []
+    assert m.store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
 def test_a_prepared_batch_is_written_as_a_drain_would(
@@ -394,7 +395,8 @@ def test_random_streams_evaluated_apart_equal_a_full_recompute(
             if held is None:
                 held = _prepare(reader, m)
             else:
-                assert m.commit(held) is not None
+                # an erasure deletes its subscriber's queued rows: that batch is not written
+                assert m.commit(held) is not None or op[0] == "erase"
                 held = None
         if held is not None:
             assert m.commit(held) is not None
