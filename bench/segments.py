@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from segmentation import builtins  # noqa: E402
 from segmentation.checkpoint import (  # noqa: E402
     SAFETY_NET_PAGES,
+    WalReset,
     checkpointing,
     run_checkpointer,
 )
@@ -282,7 +283,9 @@ def _ingest_rate(store: Store, m: Membership, events: list[Event],
     before = m.statistics()
     ingest_s = drain_s = 0.0
     drains: list[float] = []
-    with checkpointing(str(store.path)) as cp, Pipeline(m) as pipe:
+    reset = WalReset()  # the writer restarts the WAL, as the daemon's store does
+    store.restart_wal_when_asked(reset)
+    with checkpointing(str(store.path), reset=reset) as cp, Pipeline(m) as pipe:
         for i in range(0, len(events), batch):
             t = time.perf_counter()
             ingest_events(store, events[i:i + batch])
@@ -313,7 +316,8 @@ def _ingest_rate(store: Store, m: Membership, events: list[Event],
             f"{(st.pairs_evaluated - before.pairs_evaluated) / n:.2f} pairs re-evaluated, "
             f"{moved / n:.2f} entries/exits; per batch p50 {statistics.median(drains):.0f} ms "
             "(evaluation + commit)"
-            f"\n    checkpointer: {cp[0].steps} steps, {cp[0].restarts} WAL restarts, WAL at "
+            f"\n    checkpointer: {cp[0].steps} steps, WAL restarts: {reset.restarts} by the "
+            f"writer ({reset.refused} refused), {cp[0].restarts} by the checkpointer; WAL at "
             f"most {cp[0].largest_log:,} pages; {left[1] - left[2]} pages not copied after")
     return n / total_s, drains, line
 
@@ -441,7 +445,9 @@ async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
     rng = random.Random(11)
     try:
         async with asyncio.TaskGroup() as tg:
-            checkpoints = tg.create_task(run_checkpointer(str(db)))  # as the daemon does
+            reset = WalReset()  # as the daemon runs them
+            await store.run(lambda s: s.restart_wal_when_asked(reset))
+            checkpoints = tg.create_task(run_checkpointer(str(db), reset=reset))
             runner = tg.create_task(live.run())
             await live.wait_started()
             for _ in range(400):

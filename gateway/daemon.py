@@ -43,7 +43,7 @@ from gateway.routes import ModemRoute, Route, SmppRoute
 from gateway.routing import RouteKind, Router
 from gateway.sdnotify import Notifier, keep_alive
 from gateway.status import ensure_schema, write_snapshot
-from segmentation.checkpoint import SAFETY_NET_PAGES, run_checkpointer
+from segmentation.checkpoint import SAFETY_NET_PAGES, WalReset, run_checkpointer
 from segmentation.membership_live import LiveMembership
 from segmentation.store import AsyncStore, Store
 
@@ -154,8 +154,13 @@ class Daemon:
                 claims = tg.create_task(dispatcher.run_claims(), name="claims")
                 writer = tg.create_task(dispatcher.run_writer(), name="writer")
                 segments = tg.create_task(live.run(), name="membership")
+                # the store's writer restarts the WAL when the checkpointer asks, keeping
+                # its page cache (segmentation.checkpoint)
+                reset = WalReset()
+                await store.run(lambda s: s.restart_wal_when_asked(reset))
                 loops = [
-                    tg.create_task(run_checkpointer(str(self.config.database.path)),
+                    tg.create_task(run_checkpointer(str(self.config.database.path),
+                                                    reset=reset),
                                    name="wal-checkpoint"),
                     tg.create_task(self._timers(box, events), name="timers"),
                     tg.create_task(self._status_loop(box), name="status"),

@@ -16,6 +16,7 @@ modules taking a ``Store`` as first argument; ``AsyncStore.run(fn, *args)`` runs
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +30,10 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from gateway.errors import SmsgateError
+from segmentation.checkpoint import KEEP_WAL_BYTES, WalReset
 from segmentation.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 """Returns the current UTC time in epoch milliseconds."""
@@ -157,6 +161,7 @@ class Store:
         self._depth = 0
         self._pending = _PendingChange()
         self._listeners: list[Listener] = []
+        self._wal_reset: WalReset | None = None
         self._committed = 0
         self._rolled_back = 0
         self.migrate()
@@ -264,10 +269,25 @@ class Store:
         if change:
             for listener in tuple(self._listeners):
                 listener(change)
+        if self._wal_reset is not None and self._wal_reset.due:
+            self._restart_wal(self._wal_reset)
 
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    def restart_wal_when_asked(self, reset: WalReset) -> None:
+        """Restart the WAL from this (the writer's) connection after a COMMIT whenever the
+        checkpointer sharing ``reset`` asks (:mod:`segmentation.checkpoint`): a restart made
+        by another connection would empty this connection's page cache."""
+        self.conn.execute(f"PRAGMA journal_size_limit={KEEP_WAL_BYTES}")
+        self._wal_reset = reset
+
+    def _restart_wal(self, reset: WalReset) -> None:
+        try:
+            reset.run(self.conn)
+        except sqlite3.Error as exc:  # committed already: the checkpointer's fallback remains
+            log.warning("WAL restart by the writer failed: %s", exc)
 
     def note_change(
         self,

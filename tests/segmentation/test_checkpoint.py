@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from segmentation.checkpoint import (
+    FALLBACK_FACTOR,
+    KEEP_WAL_BYTES,
     SAFETY_NET_PAGES,
     WalCheckpointer,
+    WalReset,
     checkpointing,
     run_checkpointer,
 )
+from segmentation.store import Store
 
 PAGE = 4096
 
@@ -132,3 +137,138 @@ def test_a_failure_in_the_thread_reaches_the_caller(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError), checkpointing(
             str(tmp_path / "missing" / "x.db")):
         pass
+
+
+def _read_bytes() -> int:
+    """Bytes this thread has read through the kernel (/proc/thread-self/io): what SQLite had
+    to fetch because its page cache did not hold it."""
+    with open("/proc/thread-self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+def _scan_reads(store: Store) -> int:
+    before = _read_bytes()
+    store.conn.execute("SELECT sum(length(b)) FROM t").fetchone()
+    return _read_bytes() - before
+
+
+def _store_writer(path: Path) -> Store:
+    store = Store(path, autocheckpoint_pages=SAFETY_NET_PAGES)
+    store.conn.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, b BLOB)")
+    return store
+
+
+def _store_write(store: Store, rows: int = 20) -> None:
+    with store.atomic() as conn:
+        conn.executemany("INSERT INTO t(b) VALUES (?)", [(os.urandom(3000),) for _ in range(rows)])
+
+
+def test_the_writer_restarts_the_wal_when_asked_and_keeps_its_page_cache(
+        tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    assert store.scalar("PRAGMA journal_size_limit") == KEEP_WAL_BYTES
+    cp = WalCheckpointer(str(db), restart_pages=50, slack_pages=10, busy_ms=0, reset=reset)
+    try:
+        largest = 0
+        for i in range(200):
+            _store_write(store)
+            if i % 5 == 4:
+                largest = max(largest, cp.step().log)
+        assert reset.restarts >= 5 and reset.refused == 0
+        assert cp.statistics().restarts == 0  # every restart was the writer's
+        assert largest < 200 and _log(db) < 200
+        # the writer's cache survives its own restart ...
+        assert _scan_reads(store) < PAGE  # warm
+        while not reset.due:
+            _store_write(store)
+            cp.step()
+        _store_write(store)  # the COMMIT after which it restarts
+        assert not reset.due and _scan_reads(store) < PAGE
+    finally:
+        cp.close()
+    # ... and not one made by another connection: the whole table is read again
+    other = WalCheckpointer(str(db), restart_pages=1, slack_pages=10**6, busy_ms=0)
+    try:
+        _store_write(store)
+        assert other.step().restarted
+    finally:
+        other.close()
+    assert _scan_reads(store) > 200 * 20 * 3000
+    assert store.scalar("PRAGMA integrity_check") == "ok"
+    store.close()
+
+
+def test_a_reader_refuses_the_writer_s_restart_without_making_it_wait(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    _store_write(store)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # a snapshot in the WAL
+    _store_write(store)
+    reset.due = True
+    started = time.monotonic()
+    _store_write(store)  # busy_timeout is 5 s: the attempt must not wait for the reader
+    assert time.monotonic() - started < 2
+    assert (reset.restarts, reset.refused, reset.due) == (0, 1, False)
+    assert store.scalar("PRAGMA busy_timeout") == 5000
+    reader.execute("COMMIT")
+    reset.due = True
+    _store_write(store)
+    assert (reset.restarts, reset.refused) == (1, 1)
+    grown = _log(db)  # four writes' frames
+    _store_write(store)  # the log starts again from its beginning: one write's frames
+    assert _log(db) <= grown / 3
+    reader.close()
+    store.close()
+
+
+def test_past_the_fallback_the_checkpointer_truncates_itself(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    writer = _writer(db)  # a writer that does not take part: nobody acts on the reset
+    _write(writer)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # holds the WAL from growing back
+    reset = WalReset()
+    cp = WalCheckpointer(str(db), restart_pages=50, slack_pages=10**6, busy_ms=0, reset=reset)
+    try:
+        steps = []
+        for _ in range(10):
+            _write(writer)
+            steps.append(cp.step())
+        assert reset.due and steps[-1].log >= FALLBACK_FACTOR * 50
+        assert not any(s.restarted for s in steps)  # asked the writer; past 150, the reader
+        reader.execute("COMMIT")
+        _write(writer)
+        last = cp.step()
+        assert last.restarted and cp.statistics().restarts == 1
+    finally:
+        cp.close()
+        reader.close()
+    assert _wal_frames(db) == 0  # truncated
+    writer.close()
+
+
+def test_with_a_reset_the_checkpointer_asks_instead_of_truncating(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    writer = _writer(db)
+    for reset in (WalReset(), None):
+        cp = WalCheckpointer(str(db), restart_pages=50, slack_pages=10, busy_ms=0, reset=reset)
+        try:
+            _write(writer, rows=80)  # one transaction of 80+ frames, all copied at the step
+            step = cp.step()
+        finally:
+            cp.close()
+        assert step.log >= 80
+        if reset is not None:
+            assert step.copied == step.log and reset.due
+            assert not step.restarted and _wal_frames(db) >= 80
+        else:
+            assert step.restarted and _wal_frames(db) == 0
+    writer.close()
