@@ -45,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.config import SEGMENT_CACHE_MB  # noqa: E402
 from segmentation import builtins  # noqa: E402
 from segmentation.checkpoint import (  # noqa: E402
     SAFETY_NET_PAGES,
@@ -325,7 +326,8 @@ def _ingest_rate(store: Store, m: Membership, events: list[Event],
 def run(db: Path, n_subs: int, n_events: int) -> None:
     clock = BenchClock()
     store = Store(db, clock=clock)
-    store.conn.execute("PRAGMA cache_size=-524288")  # 512 MB page cache (RSS goal 1 GB)
+    # the daemon's page cache ([segments] cache_mb, 512 MB by default; RSS goal 1 GB)
+    store.conn.execute(f"PRAGMA cache_size=-{SEGMENT_CACHE_MB * 1024}")
     m = Membership(store)
     rows: list[tuple[str, str, str]] = []
 
@@ -429,7 +431,8 @@ async def _latency(db: Path, clock: BenchClock, n_subs: int) -> list[float]:
     """Feed ~2,000 events/s in chunks every 25 ms for 10 s; a chunk's latency is from its
     ingest commit to the commit of the first membership batch that read the database after
     it (a batch committed later may have been evaluated before the chunk arrived)."""
-    store = await AsyncStore.open(db, clock=clock, autocheckpoint_pages=SAFETY_NET_PAGES)
+    store = await AsyncStore.open(db, clock=clock, cache_kib=SEGMENT_CACHE_MB * 1024,
+                                  autocheckpoint_pages=SAFETY_NET_PAGES)
     waiting: list[float] = []
     lat: list[float] = []
 
@@ -532,7 +535,7 @@ def _wal_pages(wal: Path, start: int, end: int) -> list[int]:
 def breakdown(db: Path, n_subs: int, total: int = 20_000, batch: int = 5000) -> None:
     clock = BenchClock()
     store = Store(db, clock=clock)
-    store.conn.execute("PRAGMA cache_size=-524288")
+    store.conn.execute(f"PRAGMA cache_size=-{SEGMENT_CACHE_MB * 1024}")
     store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the WAL is read after each commit
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     timed = _TimedConnection(store.conn)

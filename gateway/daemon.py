@@ -109,6 +109,7 @@ class Daemon:
             store = await AsyncStore.open(
                 db, clock=self._clock_ms, default_region=cfg.segments.default_region,
                 hash_key=key.encode("utf-8") if key else None,
+                cache_kib=cfg.segments.cache_mb * 1024,
                 autocheckpoint_pages=SAFETY_NET_PAGES,
             )
             # the WAL checkpointer task copies pages back (segmentation.checkpoint); the

@@ -379,6 +379,7 @@ class AsyncStore:
         clock: Clock = system_clock_ms,
         hash_key: bytes | None = None,
         default_region: str | None = None,
+        cache_kib: int = 65_536,
         autocheckpoint_pages: int = 10_000,
     ) -> AsyncStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-store")
@@ -387,7 +388,7 @@ class AsyncStore:
             store = await loop.run_in_executor(
                 executor,
                 lambda: Store(path, clock=clock, hash_key=hash_key, default_region=default_region,
-                              autocheckpoint_pages=autocheckpoint_pages),
+                              cache_kib=cache_kib, autocheckpoint_pages=autocheckpoint_pages),
             )
         except BaseException:
             executor.shutdown(wait=False)

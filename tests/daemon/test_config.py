@@ -134,6 +134,8 @@ def test_smpp_timeouts_and_resend_unknown_default_and_parse(tmp_path: Path) -> N
         ("wait_bound_timeout_s = \"5\"\n", "smpp[0].wait_bound_timeout_s", 8, "number"),
         ("mo_timeout_s = -1\n", "smpp[0].mo_timeout_s", 8, "> 0"),
         ("\n[daemon]\nresend_unknown = 1\n", "daemon.resend_unknown", 10, "true or false"),
+        ("\n[segments]\ncache_mb = 4\n", "segments.cache_mb", 10, "integer >= 8"),
+        ("\n[segments]\ncache_mb = \"1G\"\n", "segments.cache_mb", 10, "expected an integer"),
     ],
 )
 def test_new_keys_errors_name_key_and_line(
@@ -142,6 +144,15 @@ def test_new_keys_errors_name_key_and_line(
     err = fails(tmp_path, BIND + extra)
     assert (err.key, err.line) == (key, line), str(err)
     assert expect in err.message
+
+
+def test_the_segment_store_cache_defaults_to_what_the_benchmark_measures(
+        tmp_path: Path) -> None:
+    from gateway.config import SEGMENT_CACHE_MB
+
+    assert load_config(write(tmp_path, BIND), {}).segments.cache_mb == SEGMENT_CACHE_MB == 512
+    config = load_config(write(tmp_path, BIND + "\n[segments]\ncache_mb = 128\n"), {})
+    assert config.segments.cache_mb == 128
 
 
 def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
