@@ -71,7 +71,7 @@ class NumberErasure:
     inbox_messages: int = 0
     mo_groups: int = 0
     mo_parts: int = 0
-    wal_truncated: bool = False  # False: a reader kept old WAL frames; truncated at next checkpoint
+    wal_truncated: bool = False  # False: a reader kept old WAL frames; gone at the next restart
     vacuumed: bool = False
     removed: tuple[tuple[str, int], ...] = field(default=())  # (table, rows deleted), > 0 only
 
@@ -191,8 +191,8 @@ def erase_number(store: Store, number: str, *, reason: str = "erasure",
 CHECKPOINT_WAIT_MS = 250
 """How long the WAL truncation waits for other processes' readers. While it waits it holds
 off the daemon's writers too (a TRUNCATE checkpoint blocks them), so briefly: when the
-daemon is busy the truncation is skipped, and its next writes overwrite the old frames
-as the log is reused."""
+daemon is busy the truncation is skipped, and the old frames go at the next WAL restart (the
+first commit after it trims the file: journal_size_limit=0, segmentation.checkpoint)."""
 
 
 def _truncate_wal(conn: sqlite3.Connection) -> bool:

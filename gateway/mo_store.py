@@ -90,6 +90,7 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA journal_size_limit=0")  # as the outbox's connection (its comment)
     conn.executescript(SCHEMA)  # idempotent: IF NOT EXISTS
     return conn
 

@@ -130,6 +130,9 @@ class Outbox:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.execute("PRAGMA cache_size=-32768")
+        # after a WAL restart, trim the file to what is written: no tail of old page images
+        # (erased rows) outlives it, whichever writer commits first (segmentation.checkpoint)
+        self.conn.execute("PRAGMA journal_size_limit=0")
         self._history_rows: list[HistoryRow] = []
         self.migrate()
 

@@ -22,13 +22,13 @@ writer keeps committing while the pages are copied back:
     ``RESTART`` on its own connection without waiting for anyone (:meth:`WalReset.run`). A
     WAL reset by another connection empties the writer's whole page cache (SQLite resets a
     connection's cache whenever the WAL header changed under it); one the writer makes
-    itself keeps it, and its next frames overwrite the file instead of growing it. It also
-    needs no lock the writer holds, where a TRUNCATE must win the write lock between two
-    batches: measured at 1M subscribers (bench/segments.py), the WAL peaked at 29-42k
-    pages against 52-123k with the checkpointer truncating; ingest rates were the same
-    within the machine's noise. Should the WAL still reach ``FALLBACK_FACTOR`` times
+    itself keeps it. It also needs no lock the writer holds, where a TRUNCATE must win the
+    write lock between two batches: measured at 1M subscribers (bench/segments.py), the WAL
+    peaked at 29-42k pages against 52-123k with the checkpointer truncating; ingest rates
+    were the same within the machine's noise. The first commit after a restart trims the
+    file (:data:`WAL_SIZE_LIMIT`). Once the WAL holds ``FALLBACK_FACTOR`` times
     ``restart_pages`` (a reader kept the writer's attempts from completing), the
-    checkpointer truncates it itself.
+    checkpointer also tries a TRUNCATE itself at each step.
   - **Alone**, it runs ``TRUNCATE``, which waits up to ``busy_ms`` for the writer, copies the
     rest and empties the WAL file.
 
@@ -54,12 +54,15 @@ SAFETY_NET_PAGES = 100_000
 """The writer's ``wal_autocheckpoint`` while a checkpointer runs (400 MB of 4 KiB pages)."""
 
 FALLBACK_FACTOR = 3
-"""With a :class:`WalReset`, the checkpointer truncates the WAL itself only past this many
-times ``restart_pages``."""
+"""With a :class:`WalReset`, the checkpointer also truncates the WAL itself past this many
+times ``restart_pages`` (it keeps asking the writer too)."""
 
-KEEP_WAL_BYTES = 128 * 1024 * 1024
-"""``journal_size_limit`` of a writer that restarts the WAL itself: the file it reuses is
-trimmed back to this at a restart after a flood grew it further."""
+WAL_SIZE_LIMIT = 0
+"""``journal_size_limit`` of every connection that writes the store's file (the segment
+store, the outbox, the MO part store): the first commit after the WAL restarts trims the file
+to what that commit wrote. A restart alone reuses the file from its beginning, so the tail
+of a longer earlier cycle -- page images of rows erased since among them -- would stay on
+disk; the checkpointer's TRUNCATE used to empty it. Found in review with a reproduction."""
 
 
 class WalReset:
@@ -70,6 +73,9 @@ class WalReset:
 
     def __init__(self) -> None:
         self.due = False
+        self.restarted_at = -1
+        """The WAL's frame count when the writer last restarted it: until its next commit
+        starts the log again the header still says so, and must not ask again."""
         self.restarts = 0
         """Restarts the writer made."""
         self.refused = 0
@@ -84,17 +90,19 @@ class WalReset:
         timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         conn.execute("PRAGMA busy_timeout=0")
         try:
-            busy = int(conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0])
+            busy, log, _ = (int(v) for v in
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone())
         except sqlite3.OperationalError as exc:  # "database is locked": the checkpointer's
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
-            busy = 1
+            busy, log = 1, -1
         finally:
             conn.execute(f"PRAGMA busy_timeout={timeout}")
         if busy:
             self.refused += 1
             return False
         self.restarts += 1
+        self.restarted_at = log
         return True
 
 
@@ -140,9 +148,11 @@ class WalCheckpointer:
         busy, log, copied = self._checkpoint("PASSIVE")
         restarted = False
         if log >= self.restart_pages and log - copied <= self.slack_pages:
-            if self.reset is not None and log < FALLBACK_FACTOR * self.restart_pages:
-                self.reset.due = True  # the writer restarts it, keeping its page cache
-            else:
+            # the writer restarts it, keeping its page cache (unless it did and has not
+            # written since: the header still shows the old count)
+            if self.reset is not None and log != self.reset.restarted_at:
+                self.reset.due = True
+            if self.reset is None or log >= FALLBACK_FACTOR * self.restart_pages:
                 busy, log2, copied = self._checkpoint("TRUNCATE")
                 restarted = not busy
                 log = max(log, log2)

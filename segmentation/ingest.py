@@ -107,6 +107,9 @@ def check_event(ev: Event) -> None:
         raise EventError("value", ev.value, "expected a finite number")
     if ev.number is None and ev.subscriber_id is None:
         raise EventError("number", None, "give a number or a subscriber id")
+    if ev.subscriber_id is not None and (isinstance(ev.subscriber_id, bool)
+                                         or not isinstance(ev.subscriber_id, int)):
+        raise EventError("subscriber_id", ev.subscriber_id, "expected an integer id")
 
 
 _INSERT_EVENT = (

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from gateway.errors import SmsgateError
-from segmentation.checkpoint import KEEP_WAL_BYTES, WalReset
+from segmentation.checkpoint import WAL_SIZE_LIMIT, WalReset
 from segmentation.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        # after a WAL restart, trim the file to what is written (segmentation.checkpoint)
+        self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         # Ingest touches a few random B-tree pages per event (event index, trait; the drain:
         # segment_member, the transition index): a 64 MiB page cache keeps those pages hot,
         # and a 10,000-page WAL checkpoint threshold writes each hot page back once per
@@ -276,11 +278,16 @@ class Store:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
+    @property
+    def wal_reset(self) -> WalReset | None:
+        """The checkpointer's requests this writer acts on (None: it does not restart the
+        WAL itself)."""
+        return self._wal_reset
+
     def restart_wal_when_asked(self, reset: WalReset) -> None:
         """Restart the WAL from this (the writer's) connection after a COMMIT whenever the
         checkpointer sharing ``reset`` asks (:mod:`segmentation.checkpoint`): a restart made
         by another connection would empty this connection's page cache."""
-        self.conn.execute(f"PRAGMA journal_size_limit={KEEP_WAL_BYTES}")
         self._wal_reset = reset
 
     def _restart_wal(self, reset: WalReset) -> None:

@@ -427,7 +427,8 @@ def subscriber_erase_command(args: argparse.Namespace) -> int:
                   "vacuumed; the erasure itself is complete")
         if not report.wal_truncated:
             print("note: another process was using the database, so its write-ahead log was "
-                  "not truncated; its next writes overwrite the old pages")
+                  "not truncated; the old pages go at its next restart (every ~20,000 "
+                  "pages while the daemon writes)")
         return 0
 
     return _run(args, body)

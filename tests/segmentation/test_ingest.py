@@ -248,3 +248,13 @@ def test_the_unknown_id_is_named_past_500_given_ids(store: Store) -> None:
     assert info.value.value == 1201
     assert store.scalar("SELECT count(*) FROM event") == 1200
     assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_a_subscriber_id_must_be_an_integer(store: Store) -> None:
+    # found in review: ids of mixed types made the unknown-id lookup raise a TypeError
+    for bad in ("7", 7.0, True):
+        with pytest.raises(EventError) as info:
+            ingest_events(store, [Event("reply", START_MS, subscriber_id=1),
+                                  Event("reply", START_MS, subscriber_id=bad)])  # type: ignore[arg-type]
+        assert (info.value.field, info.value.value) == ("subscriber_id", bad)
+    assert store.scalar("SELECT count(*) FROM event") == 0
