@@ -329,7 +329,7 @@ def _ingest_rate(store: Store, m: Membership, events: list[Event],
 def run(db: Path, n_subs: int, n_events: int) -> None:
     clock = BenchClock()
     store = Store(db, clock=clock)
-    # the daemon's page cache ([segments] cache_mb, 512 MB by default; RSS goal 1 GB)
+    # the daemon's page cache ([segments] cache_mb, 384 MB by default; RSS goal 1 GB)
     store.conn.execute(f"PRAGMA cache_size=-{SEGMENT_CACHE_MB * 1024}")
     m = Membership(store)
     rows: list[tuple[str, str, str]] = []

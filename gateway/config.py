@@ -105,7 +105,7 @@ class RouteConfig:
     sender: str | None = None
 
 
-SEGMENT_CACHE_MB = 512
+SEGMENT_CACHE_MB = 384
 """The default of ``[segments] cache_mb``."""
 
 
@@ -115,7 +115,7 @@ class SegmentsConfig:
     hash_key: str | None = field(default=None, repr=False)
     cache_mb: int = SEGMENT_CACHE_MB
     """The segment store writer's SQLite page cache (MB): filled only as the database grows;
-    bench/segments.py measures 1M subscribers / 10M events with it (~690 MB peak RSS)."""
+    bench/segments.py measures 1M subscribers / 10M events with it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,6 @@ class WalReset:
         copy what the checkpointer has not copied yet and make the next commit start the log
         from its beginning. Never waits: a reader still in the WAL, or a checkpoint running,
         refuses it until the checkpointer asks again. Returns whether it restarted."""
-        self.due = False
         timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         conn.execute("PRAGMA busy_timeout=0")
         try:
@@ -98,11 +97,14 @@ class WalReset:
             busy, log = 1, -1
         finally:
             conn.execute(f"PRAGMA busy_timeout={timeout}")
+        # restarted_at before due is cleared: a step in between must see that it was done
         if busy:
             self.refused += 1
+            self.due = False  # the checkpointer asks again at its next step
             return False
-        self.restarts += 1
         self.restarted_at = log
+        self.due = False
+        self.restarts += 1
         return True
 
 
@@ -150,12 +152,16 @@ class WalCheckpointer:
         if log >= self.restart_pages and log - copied <= self.slack_pages:
             # the writer restarts it, keeping its page cache (unless it did and has not
             # written since: the header still shows the old count)
-            if self.reset is not None and log != self.reset.restarted_at:
+            done = self.reset is not None and log == self.reset.restarted_at
+            if self.reset is not None and not done:
                 self.reset.due = True
-            if self.reset is None or log >= FALLBACK_FACTOR * self.restart_pages:
+            if self.reset is None or (log >= FALLBACK_FACTOR * self.restart_pages
+                                      and not done):
                 busy, log2, copied = self._checkpoint("TRUNCATE")
                 restarted = not busy
                 log = max(log, log2)
+                if restarted and self.reset is not None:
+                    self.reset.due = False  # emptied: nothing left for the writer to do
         self._steps += 1
         self._restarts += restarted
         self._busy += bool(busy)

@@ -150,7 +150,7 @@ def test_the_segment_store_cache_defaults_to_what_the_benchmark_measures(
         tmp_path: Path) -> None:
     from gateway.config import SEGMENT_CACHE_MB
 
-    assert load_config(write(tmp_path, BIND), {}).segments.cache_mb == SEGMENT_CACHE_MB == 512
+    assert load_config(write(tmp_path, BIND), {}).segments.cache_mb == SEGMENT_CACHE_MB == 384
     config = load_config(write(tmp_path, BIND + "\n[segments]\ncache_mb = 128\n"), {})
     assert config.segments.cache_mb == 128
 

@@ -358,3 +358,134 @@ def test_with_a_reset_the_checkpointer_asks_instead_of_truncating(tmp_path: Path
         else:
             assert step.restarted and _wal_frames(db) == 0
     writer.close()
+
+
+def _wal_held_past_the_fallback(store: Store, cp: WalCheckpointer) -> sqlite3.Connection:
+    """A reader (an export, the evaluator) holds a snapshot while the WAL grows past
+    FALLBACK_FACTOR x restart_pages; returned still open."""
+    _store_write(store)
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()
+    while cp.statistics().largest_log < FALLBACK_FACTOR * cp.restart_pages:
+        _store_write(store, cp)
+    return reader
+
+
+def test_past_the_fallback_the_writer_is_still_asked(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=10**6, busy_ms=0, reset=reset)
+    try:
+        reader = _wal_held_past_the_fallback(store, cp)
+        reader.execute("COMMIT")
+        reader.close()
+        _store_write(store, cp)  # the step inside cannot truncate (the writer's lock) ...
+        assert reset.restarts == 1 and cp.statistics().restarts == 0  # ... the writer did
+        _store_write(store)  # and its next commit starts the log again
+        assert _log(db) < 50
+    finally:
+        cp.close()
+        store.close()
+
+
+def test_after_its_own_fallback_truncate_the_writer_is_not_asked_any_more(
+        tmp_path: Path) -> None:
+    """Found in review: the request stayed set after the checkpointer's own TRUNCATE, and
+    the writer then restarted a WAL of one batch, copying it itself."""
+    db = tmp_path / "f.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=10**6, busy_ms=0, reset=reset)
+    try:
+        reader = _wal_held_past_the_fallback(store, cp)
+        reader.execute("COMMIT")
+        reader.close()
+        assert cp.step().restarted  # between two batches: the checkpointer truncates
+        _store_write(store)
+        assert (reset.restarts, reset.due) == (0, False)
+    finally:
+        cp.close()
+        store.close()
+
+
+def test_right_after_the_writer_s_restart_the_fallback_does_not_truncate(
+        tmp_path: Path) -> None:
+    """Found in review: a step between the writer's RESTART (of a WAL past the fallback) and
+    its next commit truncated again from the checkpointer's connection, emptying the
+    writer's page cache."""
+    db = tmp_path / "g.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=30, busy_ms=0, reset=reset)
+    try:
+        reader = _wal_held_past_the_fallback(store, cp)
+        reader.execute("COMMIT")
+        reader.close()
+        _store_write(store, cp)  # RESTART after this COMMIT
+        assert reset.restarts == 1 and reset.restarted_at >= FALLBACK_FACTOR * 100
+        assert _scan_reads(store) < PAGE
+        assert not cp.step().restarted
+        assert _scan_reads(store) < PAGE  # the cache is still the writer's
+    finally:
+        cp.close()
+        store.close()
+
+
+def test_a_step_racing_the_writer_s_restart_does_not_ask_again(tmp_path: Path) -> None:
+    """Found in review: a step finishing between the writer's RESTART and the bookkeeping
+    after it asked for the restart just made. The interleaving is forced by stepping right
+    after the RESTART statement returns."""
+    db = tmp_path / "r.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=30, busy_ms=0, reset=reset)
+
+    class Racing:  # the writer's connection; the checkpointer's thread runs in between
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            cur = self.conn.execute(sql, *args)
+            if sql.startswith("PRAGMA wal_checkpoint(RESTART)"):
+                row = cur.fetchone()
+                cp.step()
+                return self.conn.execute("SELECT ?, ?, ?", row)
+            return cur
+
+    try:
+        while not reset.due:
+            _store_write(store, cp)
+        assert reset.run(Racing(store.conn))  # type: ignore[arg-type]
+        assert not reset.due
+    finally:
+        cp.close()
+        store.close()
+
+
+def test_the_mo_part_store_trims_the_wal_when_it_writes_first_after_a_restart(
+        tmp_path: Path) -> None:
+    from gateway.mo_store import _connect
+
+    db = tmp_path / "j.db"
+    store = _store_writer(db)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    mo = _connect(str(db))
+    for _ in range(30):  # ~2.5 MB of WAL
+        _store_write(store)
+    cp = WalCheckpointer(str(db), restart_pages=300, slack_pages=30, busy_ms=0, reset=reset)
+    try:
+        _store_write(store, cp)
+    finally:
+        cp.close()
+    assert reset.restarts == 1
+    mo.execute("CREATE TABLE IF NOT EXISTS o(b BLOB)")
+    mo.execute("INSERT INTO o(b) VALUES (randomblob(3000))")
+    assert Path(f"{db}-wal").stat().st_size < 100 * (PAGE + 24)
+    mo.close()
+    store.close()
