@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -360,56 +363,48 @@ def test_with_a_reset_the_checkpointer_asks_instead_of_truncating(tmp_path: Path
     writer.close()
 
 
-def _wal_held_past_the_fallback(store: Store, cp: WalCheckpointer) -> sqlite3.Connection:
-    """A reader (an export, the evaluator) holds a snapshot while the WAL grows past
-    FALLBACK_FACTOR x restart_pages; returned still open."""
-    _store_write(store)
-    reader = sqlite3.connect(store.path, isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM t").fetchone()
-    while cp.statistics().largest_log < FALLBACK_FACTOR * cp.restart_pages:
-        _store_write(store, cp)
-    return reader
-
-
-def test_past_the_fallback_the_writer_is_still_asked(tmp_path: Path) -> None:
-    db = tmp_path / "k.db"
-    store = _store_writer(db)
+@contextlib.contextmanager
+def _past_the_fallback(tmp_path: Path, *,
+                       slack_pages: int) -> Iterator[tuple[Store, WalReset, WalCheckpointer]]:
+    """A writer taking part in WAL restarts, its checkpointer (restart_pages=100), and a WAL
+    grown past FALLBACK_FACTOR x restart_pages while a reader (an export, the evaluator)
+    held a snapshot, the reader gone since."""
+    store = _store_writer(tmp_path / "k.db")
     reset = WalReset()
     store.restart_wal_when_asked(reset)
-    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=10**6, busy_ms=0, reset=reset)
+    cp = WalCheckpointer(str(store.path), restart_pages=100, slack_pages=slack_pages,
+                         busy_ms=0, reset=reset)
     try:
-        reader = _wal_held_past_the_fallback(store, cp)
+        _store_write(store)
+        reader = sqlite3.connect(store.path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        while cp.statistics().largest_log < FALLBACK_FACTOR * cp.restart_pages:
+            _store_write(store, cp)
         reader.execute("COMMIT")
         reader.close()
-        _store_write(store, cp)  # the step inside cannot truncate (the writer's lock) ...
-        assert reset.restarts == 1 and cp.statistics().restarts == 0  # ... the writer did
-        _store_write(store)  # and its next commit starts the log again
-        assert _log(db) < 50
+        yield store, reset, cp
     finally:
         cp.close()
         store.close()
+
+
+def test_past_the_fallback_the_writer_is_still_asked(tmp_path: Path) -> None:
+    with _past_the_fallback(tmp_path, slack_pages=10**6) as (store, reset, cp):
+        _store_write(store, cp)  # the step inside cannot truncate (the writer's lock) ...
+        assert reset.restarts == 1 and cp.statistics().restarts == 0  # ... the writer did
+        _store_write(store)  # and its next commit starts the log again
+        assert _log(Path(store.path)) < 50
 
 
 def test_after_its_own_fallback_truncate_the_writer_is_not_asked_any_more(
         tmp_path: Path) -> None:
     """Found in review: the request stayed set after the checkpointer's own TRUNCATE, and
     the writer then restarted a WAL of one batch, copying it itself."""
-    db = tmp_path / "f.db"
-    store = _store_writer(db)
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
-    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=10**6, busy_ms=0, reset=reset)
-    try:
-        reader = _wal_held_past_the_fallback(store, cp)
-        reader.execute("COMMIT")
-        reader.close()
+    with _past_the_fallback(tmp_path, slack_pages=10**6) as (store, reset, cp):
         assert cp.step().restarted  # between two batches: the checkpointer truncates
         _store_write(store)
         assert (reset.restarts, reset.due) == (0, False)
-    finally:
-        cp.close()
-        store.close()
 
 
 def test_right_after_the_writer_s_restart_the_fallback_does_not_truncate(
@@ -417,23 +412,12 @@ def test_right_after_the_writer_s_restart_the_fallback_does_not_truncate(
     """Found in review: a step between the writer's RESTART (of a WAL past the fallback) and
     its next commit truncated again from the checkpointer's connection, emptying the
     writer's page cache."""
-    db = tmp_path / "g.db"
-    store = _store_writer(db)
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
-    cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=30, busy_ms=0, reset=reset)
-    try:
-        reader = _wal_held_past_the_fallback(store, cp)
-        reader.execute("COMMIT")
-        reader.close()
+    with _past_the_fallback(tmp_path, slack_pages=30) as (store, reset, cp):
         _store_write(store, cp)  # RESTART after this COMMIT
         assert reset.restarts == 1 and reset.restarted_at >= FALLBACK_FACTOR * 100
         assert _scan_reads(store) < PAGE
         assert not cp.step().restarted
         assert _scan_reads(store) < PAGE  # the cache is still the writer's
-    finally:
-        cp.close()
-        store.close()
 
 
 def test_a_step_racing_the_writer_s_restart_does_not_ask_again(tmp_path: Path) -> None:
@@ -449,7 +433,7 @@ def test_a_step_racing_the_writer_s_restart_does_not_ask_again(tmp_path: Path) -
         def __init__(self, conn: sqlite3.Connection) -> None:
             self.conn = conn
 
-        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
             cur = self.conn.execute(sql, *args)
             if sql.startswith("PRAGMA wal_checkpoint(RESTART)"):
                 row = cur.fetchone()
