@@ -162,6 +162,14 @@ def _store_writer(path: Path) -> Store:
     return store
 
 
+def _taking_part(path: Path) -> tuple[Store, WalReset]:
+    """A store writer that restarts the WAL when its checkpointer asks, and their WalReset."""
+    store = _store_writer(path)
+    reset = WalReset()
+    store.restart_wal_when_asked(reset)
+    return store, reset
+
+
 def _store_write(store: Store, cp: WalCheckpointer | None = None, rows: int = 20,
                  blob: bytes | None = None) -> None:
     """One transaction of the store's writer; ``cp`` steps while it is open, as the daemon's
@@ -178,9 +186,7 @@ def _store_write(store: Store, cp: WalCheckpointer | None = None, rows: int = 20
 def test_the_writer_restarts_the_wal_when_asked_and_keeps_its_page_cache(
         tmp_path: Path) -> None:
     db = tmp_path / "w.db"
-    store = _store_writer(db)
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
+    store, reset = _taking_part(db)
     assert store.wal_reset is reset
     cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=30, busy_ms=0, reset=reset)
     try:
@@ -216,9 +222,7 @@ def test_no_second_restart_is_asked_before_the_writer_wrote_again(tmp_path: Path
     until the next commit; a step in between asked again, and the writer then copied a
     whole batch itself for a WAL holding one batch."""
     db = tmp_path / "a.db"
-    store = _store_writer(db)
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
+    store, reset = _taking_part(db)
     cp = WalCheckpointer(str(db), restart_pages=100, slack_pages=30, busy_ms=0, reset=reset)
     try:
         while reset.restarts == 0:
@@ -240,10 +244,8 @@ def test_a_restart_leaves_no_old_frames_in_the_file(tmp_path: Path,
     writer of the file trims it at the first commit after a restart (journal_size_limit),
     whichever commits first."""
     db = tmp_path / "s.db"
-    store = _store_writer(db)
+    store, reset = _taking_part(db)
     store.conn.execute("PRAGMA secure_delete=ON")  # as the erasure does
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
     outbox = Outbox(tmp_path / "s.db")
     outbox.conn.execute("CREATE TABLE IF NOT EXISTS o(b BLOB)")
     secret = b"SECRET-PHONE-+447700900123".ljust(3000, b".")
@@ -292,9 +294,7 @@ def test_every_writer_of_the_file_trims_the_wal_after_a_restart(tmp_path: Path) 
 
 def test_a_reader_refuses_the_writer_s_restart_without_making_it_wait(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
-    store = _store_writer(db)
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
+    store, reset = _taking_part(db)
     _store_write(store)
     reader = sqlite3.connect(db, isolation_level=None)
     reader.execute("BEGIN")
@@ -369,9 +369,7 @@ def _past_the_fallback(tmp_path: Path, *,
     """A writer taking part in WAL restarts, its checkpointer (restart_pages=100), and a WAL
     grown past FALLBACK_FACTOR x restart_pages while a reader (an export, the evaluator)
     held a snapshot, the reader gone since."""
-    store = _store_writer(tmp_path / "k.db")
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
+    store, reset = _taking_part(tmp_path / "k.db")
     cp = WalCheckpointer(str(store.path), restart_pages=100, slack_pages=slack_pages,
                          busy_ms=0, reset=reset)
     try:
@@ -456,9 +454,7 @@ def test_the_mo_part_store_trims_the_wal_when_it_writes_first_after_a_restart(
     from gateway.mo_store import _connect
 
     db = tmp_path / "j.db"
-    store = _store_writer(db)
-    reset = WalReset()
-    store.restart_wal_when_asked(reset)
+    store, reset = _taking_part(db)
     mo = _connect(str(db))
     for _ in range(30):  # ~2.5 MB of WAL
         _store_write(store)

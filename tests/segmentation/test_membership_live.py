@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -244,34 +246,47 @@ async def _kill_evaluator(live: LiveMembership) -> int:
     return pid
 
 
+@contextlib.asynccontextmanager
+async def _running(store: AsyncStore) -> AsyncIterator[LiveMembership]:
+    """A LiveMembership running (20 ms batches, no due rounds) until the block ends."""
+    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(live.run())
+        await asyncio.wait_for(live.wait_started(), 30)
+        yield live
+        runner.cancel()
+
+
+async def _buyers_after(store: AsyncStore, live: LiveMembership, sid: int,
+                        batches: int) -> list[int]:
+    """Ingest a purchase for ``sid``, wait for ``batches`` committed batches in all, and
+    return the members of ``buyers``."""
+    await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=sid)])
+    await asyncio.wait_for(live.wait_batches(batches), 10)
+    m = live.membership
+    return await store.run(lambda s: m.members("buyers"))
+
+
 async def test_a_killed_evaluator_is_replaced_and_its_batch_drained_in_the_daemon(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = ManualClock()
     store, ids = await _setup(tmp_path, clock)
     drained_here = _count_drains(monkeypatch)
-    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
     caplog.set_level(logging.INFO, logger="segmentation.membership_live")
     try:
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(live.run())
-            await live.wait_started()
+        async with _running(store) as live:
             m = live.membership
             await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
             first = await _kill_evaluator(live)
-            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
-            await asyncio.wait_for(live.wait_batches(1), 10)
-            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
+            assert await _buyers_after(store, live, ids[0], 1) == [ids[0]]
             assert f"membership evaluator process {first} died" in caplog.text
             # a new process takes the next batch
-            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[1])])
-            await asyncio.wait_for(live.wait_batches(2), 10)
-            assert await store.run(lambda s: m.members("buyers")) == sorted(ids[:2])
+            assert await _buyers_after(store, live, ids[1], 2) == sorted(ids[:2])
             second = live.evaluator_pid
             assert second is not None and second != first
             assert drained_here == [1]  # the dead one's batch only
             assert not await store.run(lambda s: m.queue_waiting())
-            runner.cancel()
         assert live.evaluator_pid is None and process_gone(second)
     finally:
         await store.aclose()
@@ -285,19 +300,13 @@ async def test_an_evaluator_that_cannot_start_leaves_membership_to_the_store_thr
     # a real process whose store cannot open (no such directory), as a broken install would
     monkeypatch.setattr(membership_live, "Evaluator",
                         lambda _path: Evaluator(str(tmp_path / "missing" / "live.db")))
-    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
     try:
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(live.run())
-            await asyncio.wait_for(live.wait_started(), 30)
+        async with _running(store) as live:
             assert live.evaluator_pid is None
             assert "membership evaluator process could not start" in caplog.text
             m = live.membership
             await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
-            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[0])])
-            await asyncio.wait_for(live.wait_batches(1), 10)
-            assert await store.run(lambda s: m.members("buyers")) == [ids[0]]
-            runner.cancel()
+            assert await _buyers_after(store, live, ids[0], 1) == [ids[0]]
     finally:
         await store.aclose()
 
@@ -310,11 +319,8 @@ async def test_a_new_evaluator_starts_even_when_the_dead_one_s_batch_fails_here(
     clock = ManualClock()
     store, ids = await _setup(tmp_path, clock)
     calls = _count_drains(monkeypatch, fail_first=True)  # a CLI import holds the lock
-    live = LiveMembership(store, batch_ms=20, due_every_ms=3_600_000)
     try:
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(live.run())
-            await live.wait_started()
+        async with _running(store) as live:
             m = live.membership
             await store.run(lambda s: m.define("buyers", "count(purchase) >= 1"))
             first = await _kill_evaluator(live)
@@ -322,11 +328,9 @@ async def test_a_new_evaluator_starts_even_when_the_dead_one_s_batch_fails_here(
             await asyncio.wait_for(live.wait_failures(1), 10)
             await asyncio.wait_for(live.wait_batches(1), 10)
             assert await store.run(lambda s: m.members("buyers")) == [ids[0]]  # nothing lost
-            await store.run(ingest_events, [Event("purchase", START_MS, subscriber_id=ids[1])])
-            await asyncio.wait_for(live.wait_batches(2), 10)
+            await _buyers_after(store, live, ids[1], 2)
             assert live.evaluator_pid not in (None, first)
             assert len(calls) == 1  # the store thread drained once only, and failed
-            runner.cancel()
     finally:
         await store.aclose()
 
